@@ -1,0 +1,120 @@
+//! The command line: `tch-cifar10 train` and `tch-cifar10 info`. Argument structs convert into
+//! the library's one [`TrainConfig`]; their defaults are read from it, so they cannot drift.
+
+use std::path::PathBuf;
+
+use clap::{ArgAction, Args, Parser, Subcommand};
+use tch_cifar10::{DeviceSpec, TrainConfig};
+
+/// The classic PyTorch CIFAR-10 LeNet training program on libtorch, with the same numbers as PyTorch.
+#[derive(Debug, Parser)]
+#[command(name = "tch-cifar10", version, about, propagate_version = true)]
+pub struct Cli {
+    /// More log output (-v: debug, -vv: trace). `RUST_LOG` overrides.
+    #[arg(short, long, action = ArgAction::Count, global = true)]
+    pub verbose: u8,
+    /// Less log output (-q: warnings and errors only, -qq: errors only).
+    #[arg(short, long, action = ArgAction::Count, global = true, conflicts_with = "verbose")]
+    pub quiet: u8,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// Subcommands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Train the reference Net (50 epochs of SGD with momentum and StepLR by default), then test it.
+    Train(TrainArgs),
+    /// Show the libtorch version, CUDA support, visible GPUs and CPU threads.
+    Info(InfoArgs),
+}
+
+/// `train`'s flags; defaults are the reference program's.
+#[derive(Debug, Args)]
+pub struct TrainArgs {
+    /// Folder holding `cifar-10-batches-bin/` (or the `.bin` files themselves).
+    #[arg(long, default_value_os_t = TrainConfig::default().data_dir)]
+    pub data_dir: PathBuf,
+    /// Passes over the training set.
+    #[arg(long, default_value_t = TrainConfig::default().epochs)]
+    pub epochs: usize,
+    /// Images per SGD step.
+    #[arg(long, default_value_t = TrainConfig::default().batch_size)]
+    pub batch_size: usize,
+    /// Initial learning rate.
+    #[arg(long, default_value_t = TrainConfig::default().learning_rate, allow_negative_numbers = true)]
+    pub lr: f64,
+    /// SGD momentum.
+    #[arg(long, default_value_t = TrainConfig::default().momentum, allow_negative_numbers = true)]
+    pub momentum: f64,
+    /// StepLR: epochs between learning-rate decays.
+    #[arg(long, default_value_t = TrainConfig::default().step_size)]
+    pub step_size: usize,
+    /// StepLR: factor applied to the learning rate at each decay.
+    #[arg(long, default_value_t = TrainConfig::default().gamma, allow_negative_numbers = true)]
+    pub gamma: f64,
+    /// `torch.manual_seed(seed)`; the default is PyTorch's own unseeded default, so a run without
+    /// --seed matches the reference program as written.
+    #[arg(long, default_value_t = TrainConfig::default().seed, allow_negative_numbers = true)]
+    pub seed: i64,
+    /// auto (CUDA when available), cpu, cuda or cuda:N.
+    #[arg(long, default_value_t = TrainConfig::default().device)]
+    pub device: DeviceSpec,
+    /// libtorch intra-op threads [default: libtorch's, the physical cores].
+    #[arg(long)]
+    pub threads: Option<usize>,
+    /// Also evaluate on the test set every N epochs.
+    #[arg(long, value_name = "N")]
+    pub eval_every: Option<usize>,
+}
+
+impl From<TrainArgs> for TrainConfig {
+    fn from(a: TrainArgs) -> TrainConfig {
+        TrainConfig {
+            data_dir: a.data_dir,
+            epochs: a.epochs,
+            batch_size: a.batch_size,
+            learning_rate: a.lr,
+            momentum: a.momentum,
+            step_size: a.step_size,
+            gamma: a.gamma,
+            seed: a.seed,
+            device: a.device,
+            threads: a.threads,
+            eval_every: a.eval_every,
+        }
+    }
+}
+
+/// `info`'s flags.
+#[derive(Debug, Args)]
+pub struct InfoArgs {
+    /// Print JSON instead of text.
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::CommandFactory;
+
+    use super::*;
+
+    #[test]
+    fn cli_is_well_formed() {
+        Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn train_defaults_are_the_config_defaults() {
+        let cli = Cli::try_parse_from(["tch-cifar10", "train"]).unwrap();
+        let Command::Train(args) = cli.command else { panic!("expected train") };
+        assert_eq!(TrainConfig::from(args), TrainConfig::default());
+    }
+
+    #[test]
+    fn bad_device_is_rejected_by_the_parser() {
+        let err = Cli::try_parse_from(["tch-cifar10", "train", "--device", "gpu"]).unwrap_err();
+        assert!(err.to_string().contains("auto, cpu, cuda, cuda:N"), "{err}");
+    }
+}

@@ -1,0 +1,119 @@
+//! Reader for the official CIFAR-10 binary release (`cifar-10-binary.tar.gz`, described at
+//! <https://www.cs.toronto.edu/~kriz/cifar.html>): `data_batch_1.bin`..`data_batch_5.bin` and
+//! `test_batch.bin`, each a run of 3073-byte records (one label byte, then the 1024 red, 1024
+//! green and 1024 blue bytes of a 32x32 image, row-major), and `batches.meta.txt`, one class name
+//! a line. Every file is checked: a size that is not a whole number of records, or a label outside
+//! the classes, is an error naming the file and the byte offset.
+
+use std::path::{Path, PathBuf};
+
+use tch::{Kind, Tensor};
+
+use super::{Dataset, CHANNELS, IMAGE_SIDE};
+use crate::error::{Error, Result};
+
+/// Bytes of one image (3 x 32 x 32).
+pub const IMAGE_BYTES: usize = (CHANNELS * IMAGE_SIDE * IMAGE_SIDE) as usize;
+/// Bytes of one record: the label, then the image.
+pub const RECORD_BYTES: usize = 1 + IMAGE_BYTES;
+/// The folder the official archive unpacks to.
+pub const SUBDIR: &str = "cifar-10-batches-bin";
+/// Training files, in the order torchvision concatenates them.
+pub const TRAIN_FILES: [&str; 5] =
+    ["data_batch_1.bin", "data_batch_2.bin", "data_batch_3.bin", "data_batch_4.bin", "data_batch_5.bin"];
+/// The test file.
+pub const TEST_FILE: &str = "test_batch.bin";
+/// Class names, one a line.
+pub const META_FILE: &str = "batches.meta.txt";
+
+/// The folder holding the `.bin` files: `dir` itself or `dir/cifar-10-batches-bin`.
+///
+/// # Errors
+/// [`Error::DataNotFound`] saying where it looked and how to get the data.
+pub fn locate(dir: &Path) -> Result<PathBuf> {
+    let looked = vec![dir.join(SUBDIR), dir.to_path_buf()];
+    looked.iter().find(|d| d.join(TRAIN_FILES[0]).is_file()).cloned().ok_or_else(|| Error::DataNotFound {
+        wanted: TRAIN_FILES[0].to_string(),
+        looked,
+        hint: "unpack the official cifar-10-binary.tar.gz there, or see the README's \"Data\" section".to_string(),
+    })
+}
+
+/// Loads the training and test splits from `dir` (see [`locate`]).
+///
+/// # Errors
+/// A missing folder or file, a size that is not a whole number of records, a bad label.
+pub fn load(dir: &Path) -> Result<(Dataset, Dataset)> {
+    let dir = locate(dir)?;
+    let classes = read_classes(&dir.join(META_FILE))?;
+    let train = read_split(&TRAIN_FILES.map(|f| dir.join(f)), &classes)?;
+    let test = read_split(&[dir.join(TEST_FILE)], &classes)?;
+    Ok((train, test))
+}
+
+/// Class names from `batches.meta.txt`, blank lines ignored.
+fn read_classes(path: &Path) -> Result<Vec<String>> {
+    let text = std::fs::read_to_string(path).map_err(Error::io(path))?;
+    let classes: Vec<String> = text.lines().map(str::trim).filter(|l| !l.is_empty()).map(String::from).collect();
+    if !(2..=256).contains(&classes.len()) {
+        return Err(Error::BadDataFile {
+            path: path.to_path_buf(),
+            offset: 0,
+            reason: format!("expected between 2 and 256 class names, one a line, found {}", classes.len()),
+        });
+    }
+    Ok(classes)
+}
+
+/// Reads and concatenates record files into one split, checking every record's label.
+fn read_split(paths: &[PathBuf], classes: &[String]) -> Result<Dataset> {
+    let sizes = paths
+        .iter()
+        .map(|p| {
+            let len = std::fs::metadata(p).map_err(Error::io(p))?.len();
+            if len == 0 || len % RECORD_BYTES as u64 != 0 {
+                let whole = len / RECORD_BYTES as u64 * RECORD_BYTES as u64;
+                return Err(Error::BadDataFile {
+                    path: p.clone(),
+                    offset: whole,
+                    reason: format!(
+                        "size {len} is not a positive whole number of {RECORD_BYTES}-byte records (truncated or not a CIFAR-10 batch)"
+                    ),
+                });
+            }
+            Ok(len as usize / RECORD_BYTES)
+        })
+        .collect::<Result<Vec<_>>>()?;
+    let n: usize = sizes.iter().sum();
+    let side = IMAGE_SIDE;
+    // Filled file by file, so peak memory is the split plus one file, not twice the split.
+    let images = Tensor::zeros([n as i64, CHANNELS, side, side], (Kind::Uint8, tch::Device::Cpu));
+    let mut labels = Vec::with_capacity(n);
+    let mut start = 0i64;
+    for (path, &count) in paths.iter().zip(&sizes) {
+        let bytes = std::fs::read(path).map_err(Error::io(path))?;
+        if bytes.len() != count * RECORD_BYTES {
+            return Err(Error::BadDataFile {
+                path: path.clone(),
+                offset: bytes.len() as u64,
+                reason: "file changed size while being read".to_string(),
+            });
+        }
+        for (i, record) in bytes.chunks_exact(RECORD_BYTES).enumerate() {
+            let label = record[0];
+            if label as usize >= classes.len() {
+                return Err(Error::BadDataFile {
+                    path: path.clone(),
+                    offset: (i * RECORD_BYTES) as u64,
+                    reason: format!("label {label} of record {i} is not below the {} classes", classes.len()),
+                });
+            }
+            labels.push(i64::from(label));
+        }
+        let file = Tensor::from_slice(&bytes).view([count as i64, RECORD_BYTES as i64]);
+        let pixels = file.narrow(1, 1, IMAGE_BYTES as i64).view([count as i64, CHANNELS, side, side]);
+        images.narrow(0, start, count as i64).copy_(&pixels); // a view: fills `images`
+        start += count as i64;
+    }
+    Ok(Dataset { images, labels: Tensor::from_slice(&labels), classes: classes.to_vec() })
+}

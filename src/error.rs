@@ -1,0 +1,48 @@
+//! The library's one error type. Every variant a user can cause names the file, flag or value
+//! at fault and says what was expected; the binary adds context with `anyhow` at its edge.
+
+use std::path::PathBuf;
+
+/// Errors from loading data, validating a configuration, and training.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// The data directory (or the CIFAR-10 files in it) could not be found.
+    #[error("CIFAR-10 binary data not found: looked for {wanted} in {}; {hint}",
+            looked.iter().map(|p| p.display().to_string()).collect::<Vec<_>>().join(" and "))]
+    DataNotFound { wanted: String, looked: Vec<PathBuf>, hint: String },
+
+    /// A data file exists but its contents are malformed.
+    #[error("{}: {reason} (at byte offset {offset})", path.display())]
+    BadDataFile { path: PathBuf, offset: u64, reason: String },
+
+    /// An I/O error on a named file.
+    #[error("{}: {source}", path.display())]
+    Io { path: PathBuf, #[source] source: std::io::Error },
+
+    /// A configuration value is out of range.
+    #[error("invalid {field} = {value}: {expected}")]
+    InvalidConfig { field: &'static str, value: String, expected: String },
+
+    /// The requested device is not available.
+    #[error("device {requested} is not available: {reason}")]
+    DeviceUnavailable { requested: String, reason: String },
+
+    /// Training diverged.
+    #[error("non-finite training loss at epoch {epoch}, step {step} (1-based); lower --lr or check the data")]
+    NonFiniteLoss { epoch: usize, step: usize },
+
+    /// An error reported by libtorch.
+    #[error("libtorch: {0}")]
+    Torch(#[from] tch::TchError),
+}
+
+/// The library's result type.
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+impl Error {
+    /// An [`Error::Io`] for `path`.
+    pub(crate) fn io(path: impl Into<PathBuf>) -> impl FnOnce(std::io::Error) -> Error {
+        let path = path.into();
+        move |source| Error::Io { path, source }
+    }
+}

@@ -1,0 +1,74 @@
+//! `tch-cifar10 info`: what this build of libtorch can do on this machine.
+
+use serde::Serialize;
+
+/// Versions, CUDA support and threads, as `info` prints them.
+#[derive(Clone, Debug, Serialize)]
+pub struct Info {
+    /// This crate's version.
+    pub version: &'static str,
+    /// The libtorch this binary was built against (`torch.__version__` of that build).
+    pub libtorch: &'static str,
+    /// Whether libtorch's CUDA library is loaded in this process (it answers the cuDNN query).
+    pub cuda_library_loaded: bool,
+    /// CUDA runtime version the library was built with, as `major.minor`, when loaded.
+    pub cudart: Option<String>,
+    /// cuDNN version, as `major.minor.patch`, when loaded.
+    pub cudnn: Option<String>,
+    /// CUDA devices visible to this process.
+    pub cuda_devices: i64,
+    /// libtorch intra-op threads (its default is the number of physical cores).
+    pub threads: i32,
+    /// Logical CPUs of this machine.
+    pub logical_cpus: usize,
+}
+
+/// A libtorch context query that raises (rather than returns) when the CUDA library is absent.
+fn cuda_query(f: unsafe extern "C" fn() -> i64) -> Option<i64> {
+    // SAFETY: a plain libtorch query; any C++ exception is caught by torch-sys and left in its
+    // error slot, which is read (and cleared) right after.
+    let v = unsafe { f() };
+    let err = unsafe { torch_sys::get_and_reset_last_err() };
+    if err.is_null() {
+        Some(v)
+    } else {
+        // SAFETY: torch-sys allocates the message with malloc and hands it to the caller.
+        unsafe { libc_free(err.cast()) };
+        None
+    }
+}
+
+extern "C" {
+    #[link_name = "free"]
+    fn libc_free(p: *mut std::ffi::c_void);
+}
+
+/// Gathers [`Info`] for this process.
+pub fn info() -> Info {
+    let cudnn = cuda_query(torch_sys::at_context_version_cudnn);
+    let cudart = cuda_query(torch_sys::at_context_version_cudart);
+    Info {
+        version: env!("CARGO_PKG_VERSION"),
+        libtorch: env!("TCH_CIFAR10_LIBTORCH_VERSION"),
+        cuda_library_loaded: cudnn.is_some(),
+        // cudart 13000 -> 13.0; cudnn 91002 -> 9.10.2 (cuDNN 9 encodes major*10000 + minor*100 + patch).
+        cudart: cudart.map(|v| format!("{}.{}", v / 1000, v % 1000 / 10)),
+        cudnn: cudnn.map(|v| format!("{}.{}.{}", v / 10000, v % 10000 / 100, v % 100)),
+        cuda_devices: tch::Cuda::device_count(),
+        threads: tch::get_num_threads(),
+        logical_cpus: std::thread::available_parallelism().map_or(1, |n| n.get()),
+    }
+}
+
+impl std::fmt::Display for Info {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let or_none = |v: &Option<String>| v.clone().unwrap_or_else(|| "-".to_string());
+        writeln!(f, "tch-cifar10      {}", self.version)?;
+        writeln!(f, "libtorch         {}", self.libtorch)?;
+        writeln!(f, "CUDA library     {}", if self.cuda_library_loaded { "loaded" } else { "not loaded (CPU only)" })?;
+        writeln!(f, "CUDA runtime     {}", or_none(&self.cudart))?;
+        writeln!(f, "cuDNN            {}", or_none(&self.cudnn))?;
+        writeln!(f, "CUDA devices     {}", self.cuda_devices)?;
+        write!(f, "CPU threads      {} (libtorch), {} logical CPUs", self.threads, self.logical_cpus)
+    }
+}

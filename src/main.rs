@@ -1,0 +1,62 @@
+//! The `tch-cifar10` binary: parses the command line, sets up logging on stderr, calls one
+//! library function per subcommand, prints results on stdout, and turns errors into a message
+//! and exit status 1.
+
+mod cli;
+
+use std::process::ExitCode;
+
+use anyhow::Context;
+use clap::Parser;
+use cli::{Cli, Command};
+use tch_cifar10::{info, LogReporter, TrainConfig};
+use tracing_subscriber::EnvFilter;
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let level = match (cli.verbose, cli.quiet) {
+        (0, 0) => "info",
+        (1, _) => "debug",
+        (v, _) if v > 1 => "trace",
+        (_, 1) => "warn",
+        _ => "error",
+    };
+    tracing_subscriber::fmt()
+        .with_env_filter(EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(level)))
+        .with_writer(std::io::stderr)
+        .with_target(false)
+        .init();
+    match run(cli.command) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn run(command: Command) -> anyhow::Result<()> {
+    match command {
+        Command::Train(args) => {
+            let cfg = TrainConfig::from(args);
+            let (outcome, classes) = tch_cifar10::run_train(&cfg, &mut LogReporter).context("training failed")?;
+            let t = &outcome.test;
+            // The reference program's closing lines.
+            println!("Accuracy of the network on the {} test images: {:.2} %", t.images, 100.0 * t.accuracy);
+            println!("Test loss: {:.4}", t.loss);
+            for (name, acc) in classes.iter().zip(&t.per_class_accuracy) {
+                println!("Accuracy for class: {name:5} is {:.1} %", 100.0 * acc);
+            }
+            println!("Total time: {:.1} s", outcome.seconds);
+        }
+        Command::Info(args) => {
+            let info = info::info();
+            if args.json {
+                println!("{}", serde_json::to_string_pretty(&info)?);
+            } else {
+                println!("{info}");
+            }
+        }
+    }
+    Ok(())
+}
