@@ -4,7 +4,7 @@
 use std::path::PathBuf;
 
 use clap::{ArgAction, Args, Parser, Subcommand};
-use tch_cifar10::{DeviceSpec, TrainConfig};
+use tch_cifar10::{parity::ParityOutputs, DeviceSpec, TrainConfig};
 
 /// The classic PyTorch CIFAR-10 LeNet training program on libtorch, with the same numbers as PyTorch.
 #[derive(Debug, Parser)]
@@ -66,6 +66,26 @@ pub struct TrainArgs {
     /// Also evaluate on the test set every N epochs.
     #[arg(long, value_name = "N")]
     pub eval_every: Option<usize>,
+    #[command(flatten)]
+    pub parity: ParityArgs,
+}
+
+/// Hidden outputs for scripts/compare-pytorch and scripts/bench (see `tch_cifar10::parity`).
+#[derive(Debug, Args)]
+pub struct ParityArgs {
+    /// Write every step's loss and every epoch's figures as JSON lines, in the format of
+    /// scripts/pytorch_reference.py.
+    #[arg(long, value_name = "PATH", hide = true)]
+    pub steps_jsonl: Option<PathBuf>,
+    /// Save the final parameters as safetensors, named as PyTorch's `state_dict()`.
+    #[arg(long, value_name = "PATH", hide = true)]
+    pub save_params: Option<PathBuf>,
+}
+
+impl From<&ParityArgs> for ParityOutputs {
+    fn from(a: &ParityArgs) -> ParityOutputs {
+        ParityOutputs { steps_jsonl: a.steps_jsonl.clone(), save_params: a.save_params.clone() }
+    }
 }
 
 impl From<TrainArgs> for TrainConfig {

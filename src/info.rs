@@ -11,13 +11,16 @@ pub struct Info {
     pub libtorch: &'static str,
     /// Whether libtorch's CUDA library is loaded in this process (it answers the cuDNN query).
     pub cuda_library_loaded: bool,
+    /// Why it was or was not loaded (see [`crate::cuda`]).
+    pub cuda_library_reason: String,
     /// CUDA runtime version the library was built with, as `major.minor`, when loaded.
     pub cudart: Option<String>,
     /// cuDNN version, as `major.minor.patch`, when loaded.
     pub cudnn: Option<String>,
     /// CUDA devices visible to this process.
     pub cuda_devices: i64,
-    /// libtorch intra-op threads (its default is the number of physical cores).
+    /// libtorch intra-op threads: what `train` uses without `--threads` (libtorch's default is the
+    /// number of physical cores; `OMP_NUM_THREADS` changes it).
     pub threads: i32,
     /// Logical CPUs of this machine.
     pub logical_cpus: usize,
@@ -51,6 +54,10 @@ pub fn info() -> Info {
         version: env!("CARGO_PKG_VERSION"),
         libtorch: env!("TCH_CIFAR10_LIBTORCH_VERSION"),
         cuda_library_loaded: cudnn.is_some(),
+        cuda_library_reason: crate::cuda::cuda_load().map_or_else(
+            || "not loaded at start (a library caller did not call cuda::load_cuda_library)".to_string(),
+            |l| l.reason.clone(),
+        ),
         // cudart 13000 -> 13.0; cudnn 91002 -> 9.10.2 (cuDNN 9 encodes major*10000 + minor*100 + patch).
         cudart: cudart.map(|v| format!("{}.{}", v / 1000, v % 1000 / 10)),
         cudnn: cudnn.map(|v| format!("{}.{}.{}", v / 10000, v % 10000 / 100, v % 100)),
@@ -65,7 +72,8 @@ impl std::fmt::Display for Info {
         let or_none = |v: &Option<String>| v.clone().unwrap_or_else(|| "-".to_string());
         writeln!(f, "tch-cifar10      {}", self.version)?;
         writeln!(f, "libtorch         {}", self.libtorch)?;
-        writeln!(f, "CUDA library     {}", if self.cuda_library_loaded { "loaded" } else { "not loaded (CPU only)" })?;
+        let loaded = if self.cuda_library_loaded { "loaded" } else { "not loaded (CPU only)" };
+        writeln!(f, "CUDA library     {loaded}: {}", self.cuda_library_reason)?;
         writeln!(f, "CUDA runtime     {}", or_none(&self.cudart))?;
         writeln!(f, "cuDNN            {}", or_none(&self.cudnn))?;
         writeln!(f, "CUDA devices     {}", self.cuda_devices)?;

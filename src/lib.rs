@@ -4,14 +4,17 @@
 //!
 //! Modules, one a concern: [`data`] (CIFAR-10 binary files, normalisation), [`model`] (`Net`),
 //! [`train`] (loop, schedule, evaluation), [`report`] (where figures go), [`config`], [`device`],
-//! [`info`], [`error`].
+//! [`info`], [`error`]; [`cuda`] loads libtorch's CUDA library where a driver is present;
+//! [`parity`] writes what `scripts/compare-pytorch` compares.
 
 pub mod config;
+pub mod cuda;
 pub mod data;
 pub mod device;
 pub mod error;
 pub mod info;
 pub mod model;
+pub mod parity;
 pub mod report;
 pub mod train;
 

@@ -9,10 +9,15 @@ use std::process::ExitCode;
 use anyhow::Context;
 use clap::Parser;
 use cli::{Cli, Command};
-use tch_cifar10::{info, LogReporter, TrainConfig};
+use tch_cifar10::{info, parity::ParityOutputs, LogReporter, TrainConfig};
 use tracing_subscriber::EnvFilter;
 
 fn main() -> ExitCode {
+    // Before anything can ask libtorch about CUDA: it caches the first answer.
+    if let Err(e) = tch_cifar10::cuda::load_cuda_library() {
+        eprintln!("error: {e}");
+        return ExitCode::FAILURE;
+    }
     let cli = Cli::parse();
     let level = match (cli.verbose, cli.quiet) {
         (0, 0) => "info",
@@ -38,8 +43,10 @@ fn main() -> ExitCode {
 fn run(command: Command) -> anyhow::Result<()> {
     match command {
         Command::Train(args) => {
+            let parity = ParityOutputs::from(&args.parity);
             let cfg = TrainConfig::from(args);
-            let (outcome, classes) = tch_cifar10::run_train(&cfg, &mut LogReporter).context("training failed")?;
+            let (outcome, classes) =
+                tch_cifar10::parity::run_train(&cfg, &parity, &mut LogReporter).context("training failed")?;
             let t = &outcome.test;
             // The reference program's closing lines.
             println!("Accuracy of the network on the {} test images: {:.2} %", t.images, 100.0 * t.accuracy);
