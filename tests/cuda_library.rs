@@ -107,3 +107,23 @@ fn a_bad_setting_is_an_error_naming_the_variable() {
     assert!(!ok);
     assert!(err.contains("TCH_CIFAR10_CUDA") && err.contains("maybe"), "{err}");
 }
+
+/// Where a GPU is visible (the library loaded as the binary loads it), normalising on CUDA gives
+/// the CPU's values, which are the reference DataLoader's, for every byte.
+#[test]
+fn normalize_on_cuda_gives_the_cpu_values() {
+    let load = tch_cifar10::cuda::load_cuda_library().expect("TCH_CIFAR10_CUDA is valid");
+    if !tch::Cuda::is_available() {
+        let _ = std::io::Write::write_all(
+            &mut std::io::stderr(),
+            format!("SKIPPED normalize_on_cuda_gives_the_cpu_values: no CUDA device ({})\n", load.reason).as_bytes(),
+        );
+        return;
+    }
+    let bytes = tch::Tensor::from_slice(&(0..=255u8).collect::<Vec<_>>());
+    let cpu = Vec::<f32>::try_from(tch_cifar10::data::normalize(&bytes)).unwrap();
+    let cuda = tch_cifar10::data::normalize(&bytes.to_device(tch::Device::Cuda(0)));
+    let cuda = Vec::<f32>::try_from(cuda.to_device(tch::Device::Cpu)).unwrap();
+    let differ: Vec<usize> = (0..256).filter(|&i| cpu[i].to_bits() != cuda[i].to_bits()).collect();
+    assert!(differ.is_empty(), "bytes normalised differently on CUDA: {differ:?}");
+}

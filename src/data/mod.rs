@@ -45,8 +45,18 @@ impl Dataset {
 
 /// `uint8 [B, 3, 32, 32]` -> `float32`, normalised with the reference's ops to the bit:
 /// `ToTensor()` is `img.to(float32).div(255)`; `Normalize(0.5, 0.5)` is `.sub_(mean).div_(std)`.
+///
+/// The reference's DataLoader does this on the CPU. CUDA divides by a host scalar as a
+/// multiplication by its float reciprocal, which gives another value for 111 of the 256 bytes;
+/// on CUDA the divisor is therefore a device tensor, for which CUDA divides (correctly rounded,
+/// as the CPU). Subtracting 0.5 and dividing by 0.5 (times 2) are exact either way.
 pub fn normalize(xs: &Tensor) -> Tensor {
-    xs.to_kind(Kind::Float).divide_scalar(255).subtract_scalar(0.5).divide_scalar(0.5)
+    let xs = xs.to_kind(Kind::Float);
+    let xs = match xs.device() {
+        Device::Cpu => xs.divide_scalar(255),
+        device => xs.divide(&Tensor::full([], 255, (Kind::Float, device))), // a fill, no host copy
+    };
+    xs.subtract_scalar(0.5).divide_scalar(0.5)
 }
 
 #[cfg(test)]
@@ -59,5 +69,17 @@ mod tests {
         let ys = Vec::<f32>::try_from(normalize(&xs)).unwrap();
         // (51 / 255 - 0.5) / 0.5 = -0.6 in float32, as PyTorch gives it.
         assert_eq!(ys, [-1.0, ((51f32 / 255.0) - 0.5) / 0.5, 1.0]);
+    }
+
+    #[test]
+    fn normalize_divides_every_byte_as_torchvision_does() {
+        let bytes: Vec<u8> = (0..=255).collect();
+        let ys = Vec::<f32>::try_from(normalize(&Tensor::from_slice(&bytes))).unwrap();
+        // ToTensor's float32 division by 255, then Normalize's (x - 0.5) / 0.5, in f32.
+        let want: Vec<f32> = bytes.iter().map(|&b| (f32::from(b) / 255.0 - 0.5) / 0.5).collect();
+        assert_eq!(ys.iter().map(|y| y.to_bits()).collect::<Vec<_>>(), want.iter().map(|y| y.to_bits()).collect::<Vec<_>>());
+        // Multiplying by the reciprocal instead (CUDA's way with a host scalar) differs.
+        let by_reciprocal = bytes.iter().filter(|&&b| f32::from(b) * (1.0 / 255.0f32) != f32::from(b) / 255.0).count();
+        assert!(by_reciprocal > 100, "{by_reciprocal}");
     }
 }
