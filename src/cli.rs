@@ -66,6 +66,9 @@ pub struct TrainArgs {
     /// Also evaluate on the test set every N epochs.
     #[arg(long, value_name = "N")]
     pub eval_every: Option<usize>,
+    /// Run directory for config.json, metrics and checkpoints [default: runs/YYYYMMDD-HHMMSS].
+    #[arg(long, value_name = "DIR")]
+    pub out: Option<PathBuf>,
 }
 
 impl From<TrainArgs> for TrainConfig {
@@ -82,6 +85,7 @@ impl From<TrainArgs> for TrainConfig {
             device: a.device,
             threads: a.threads,
             eval_every: a.eval_every,
+            out_dir: a.out,
         }
     }
 }

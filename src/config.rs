@@ -40,6 +40,8 @@ pub struct TrainConfig {
     pub threads: Option<usize>,
     /// Evaluate on the test set every N epochs as well as at the end; `None`: only at the end.
     pub eval_every: Option<usize>,
+    /// The run directory (`config.json`, metrics, checkpoints); `None`: `runs/YYYYMMDD-HHMMSS`.
+    pub out_dir: Option<PathBuf>,
 }
 
 impl Default for TrainConfig {
@@ -56,6 +58,7 @@ impl Default for TrainConfig {
             device: DeviceSpec::Auto,
             threads: None,
             eval_every: None,
+            out_dir: None,
         }
     }
 }
