@@ -43,15 +43,16 @@ pub struct TrainRun {
 pub fn run_train(cfg: &TrainConfig, reporter: &mut dyn Reporter) -> Result<TrainRun> {
     cfg.validate()?;
     cfg.device.resolve()?;
-    let mut cfg = cfg.clone();
-    let run_dir = RunDir::create(cfg.out_dir.get_or_insert_with(RunDir::default_path).clone())?;
-    run_dir.write_json("config.json", &cfg)?;
     let t0 = std::time::Instant::now();
     let (train_set, test_set) = data::cifar::load(&cfg.data_dir)?;
     tracing::info!(
         "loaded {} training and {} test images from {} in {:.2} s",
         train_set.len(), test_set.len(), cfg.data_dir.display(), t0.elapsed().as_secs_f64()
     );
+    // The run directory is made only once the data is known good.
+    let mut cfg = cfg.clone();
+    let run_dir = RunDir::create(cfg.out_dir.get_or_insert_with(RunDir::default_path).clone())?;
+    run_dir.write_json("config.json", &cfg)?;
     let outcome = train::train(&cfg, &train_set, &test_set, reporter)?;
     Ok(TrainRun { outcome, classes: train_set.classes, run_dir })
 }
