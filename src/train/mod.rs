@@ -62,11 +62,13 @@ pub fn train(cfg: &TrainConfig, train: &Dataset, test: &Dataset, reporter: &mut 
     let start = Instant::now();
 
     // torch.manual_seed(seed); net = Net(): drawn on the CPU in PyTorch's order, then moved.
+    let rng = schedule::lock_global_rng();
     tch::manual_seed(cfg.seed);
     let mut vs = nn::VarStore::new(Device::Cpu);
     let net = Net::new(&vs.root(), train.classes.len() as i64);
     net.init_pytorch();
     let seeds = schedule::shuffle_seeds(cfg);
+    drop(rng);
     vs.set_device(device);
 
     let mut opt = nn::sgd(cfg.momentum, 0.0, 0.0, false).build(&vs, cfg.learning_rate)?;
