@@ -19,12 +19,14 @@
 
 mod eval;
 pub mod schedule;
+pub mod sgd;
 
 use std::time::Instant;
 
-use tch::{nn, nn::Module, nn::OptimizerConfig, Device, Kind, Tensor};
+use tch::{nn, nn::Module, Device, Kind, Tensor};
 
 pub use eval::{evaluate, EvalMetrics};
+pub use sgd::Sgd;
 
 use crate::{
     config::TrainConfig,
@@ -71,7 +73,7 @@ pub fn train(cfg: &TrainConfig, train: &Dataset, test: &Dataset, reporter: &mut 
     drop(rng);
     vs.set_device(device);
 
-    let mut opt = nn::sgd(cfg.momentum, 0.0, 0.0, false).build(&vs, cfg.learning_rate)?;
+    let mut opt = Sgd::new(&vs, &net.parameters(), cfg.learning_rate, cfg.momentum)?;
     let (train_d, test_d) = (train.to_device(device), test.to_device(device));
     let n = train_d.len();
     let steps = n.div_ceil(cfg.batch_size);
