@@ -1,10 +1,11 @@
 //! Link settings for the libtorch named by `LIBTORCH` (see `.cargo/config.toml`).
 //!
 //! * An rpath to `$LIBTORCH/lib`, so the binary runs without `LD_LIBRARY_PATH`.
-//! * `TCH_CIFAR10_LIBTORCH_LIB`: that `lib` folder, where `src/cuda.rs` looks for
-//!   `libtorch_cuda.so` when the rpath does not find it. The binary does not link that library
-//!   (the default `--as-needed` drops it, as nothing calls it directly): it is `dlopen`ed at run
-//!   time where an NVIDIA driver is present, which saves about 350 MB on machines without one.
+//! * `TCH_CIFAR10_LIBTORCH_DIR`: that libtorch (empty without `LIBTORCH`); `src/cuda.rs` looks
+//!   for `libtorch_cuda.so` in its `lib` when the rpath does not find it. The binary does not
+//!   link that library (the default `--as-needed` drops it, as nothing calls it directly): it is
+//!   `dlopen`ed at run time where an NVIDIA driver is present, which saves about 350 MB of
+//!   memory on machines without one.
 //! * `TCH_CIFAR10_LIBTORCH_VERSION`: the version of that libtorch, for `tch-cifar10 info`.
 
 use std::path::PathBuf;
@@ -14,6 +15,7 @@ fn main() {
     println!("cargo:rerun-if-changed=build.rs");
     let Some(libtorch) = std::env::var_os("LIBTORCH").map(PathBuf::from) else {
         println!("cargo:rustc-env=TCH_CIFAR10_LIBTORCH_VERSION=unknown");
+        println!("cargo:rustc-env=TCH_CIFAR10_LIBTORCH_DIR=");
         return;
     };
     let version = std::fs::read_to_string(libtorch.join("version.py"))
@@ -22,7 +24,7 @@ fn main() {
         .or_else(|| std::fs::read_to_string(libtorch.join("build-version")).ok().map(|s| s.trim().to_string()))
         .unwrap_or_else(|| "unknown".to_string());
     println!("cargo:rustc-env=TCH_CIFAR10_LIBTORCH_VERSION={version}");
+    println!("cargo:rustc-env=TCH_CIFAR10_LIBTORCH_DIR={}", libtorch.display());
     let lib = libtorch.join("lib");
     println!("cargo:rustc-link-arg=-Wl,-rpath,{}", lib.display());
-    println!("cargo:rustc-env=TCH_CIFAR10_LIBTORCH_LIB={}", lib.display());
 }

@@ -215,7 +215,9 @@ def main(argv=None):
         run([sys.executable, os.path.join(REPO, "scripts", "pytorch_reference.py"), "--data-dir", py_data, *common,
              "--steps-jsonl", os.path.join(out, "pytorch.jsonl"), "--save-params", os.path.join(out, "pytorch.safetensors")],
             os.path.join(out, "pytorch.log"))
-        run([binary, "train", "--data-dir", tch_data, *common,
+        run_dir = os.path.join(out, "tch-run")  # tch-cifar10's run directory (config, checkpoint)
+        shutil.rmtree(run_dir, ignore_errors=True)
+        run([binary, "train", "--data-dir", tch_data, *common, "--out", run_dir,
              "--steps-jsonl", os.path.join(out, "tch.jsonl"), "--save-params", os.path.join(out, "tch.safetensors")],
             os.path.join(out, "tch.log"))
 

@@ -97,9 +97,9 @@ fn driver() -> std::result::Result<String, String> {
 /// libtorch this binary was built against.
 fn load() -> std::result::Result<(), String> {
     let flags = libc::RTLD_NOW | libc::RTLD_GLOBAL;
-    dlopen(LIBRARY, flags, true).or_else(|first| match option_env!("TCH_CIFAR10_LIBTORCH_LIB") {
-        Some(dir) => dlopen(&format!("{dir}/{LIBRARY}"), flags, true).map_err(|_| first),
-        None => Err(first),
+    dlopen(LIBRARY, flags, true).or_else(|first| match env!("TCH_CIFAR10_LIBTORCH_DIR") {
+        "" => Err(first),
+        dir => dlopen(&format!("{dir}/lib/{LIBRARY}"), flags, true).map_err(|_| first),
     })
 }
 

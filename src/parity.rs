@@ -16,6 +16,7 @@ use std::{
     fs::File,
     io::{BufWriter, Write},
     path::{Path, PathBuf},
+    sync::atomic::AtomicBool,
 };
 
 use serde_json::{json, Value};
@@ -26,6 +27,7 @@ use crate::{
     error::{Error, Result},
     report::{EpochMetrics, Reporter},
     train::{EvalMetrics, TrainOutcome},
+    TrainRun,
 };
 
 /// Where to write the parity outputs; both optional.
@@ -138,20 +140,21 @@ pub fn run_train(
     cfg: &TrainConfig,
     out: &ParityOutputs,
     reporter: &mut dyn Reporter,
-) -> Result<(TrainOutcome, Vec<String>)> {
-    let result = match &out.steps_jsonl {
+    stop: Option<&AtomicBool>,
+) -> Result<TrainRun> {
+    let run = match &out.steps_jsonl {
         Some(path) => {
             cfg.validate()?;
             let device = device_name(cfg.device.resolve()?);
             let mut steps = StepsJsonl::create(path, device, reporter)?;
-            let result = crate::run_train(cfg, &mut steps);
+            let run = crate::run_train(cfg, &mut steps, stop);
             steps.finish()?;
-            result?
+            run?
         }
-        None => crate::run_train(cfg, reporter)?,
+        None => crate::run_train(cfg, reporter, stop)?,
     };
     if let Some(path) = &out.save_params {
-        save_params(&result.0, path)?;
+        save_params(&run.outcome, path)?;
     }
-    Ok(result)
+    Ok(run)
 }

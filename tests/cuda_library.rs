@@ -55,7 +55,8 @@ fn driver_present() -> bool {
 
 /// Whether the libtorch this binary was built against ships the CUDA library.
 fn libtorch_has_cuda() -> bool {
-    option_env!("TCH_CIFAR10_LIBTORCH_LIB").is_some_and(|d| Path::new(d).join("libtorch_cuda.so").exists())
+    let dir = env!("TCH_CIFAR10_LIBTORCH_DIR");
+    !dir.is_empty() && Path::new(dir).join("lib/libtorch_cuda.so").exists()
 }
 
 fn reason(v: &Value) -> &str {
