@@ -22,6 +22,7 @@ pub struct Cli {
 
 /// Subcommands.
 #[derive(Debug, Subcommand)]
+#[allow(clippy::large_enum_variant)] // parsed once per process
 pub enum Command {
     /// Train the reference Net (50 epochs of SGD with momentum and StepLR by default), then test it.
     Train(TrainArgs),

@@ -13,6 +13,7 @@ use serde_json::Value;
 
 /// Runs `tch-cifar10 info --json` with `TCH_CIFAR10_CUDA` set to `cuda` (or unset); returns the
 /// exit success, stdout, stderr and the peak resident memory in KiB.
+#[allow(clippy::zombie_processes)] // reaped by wait4 below
 fn run_info(cuda: Option<&str>) -> (bool, String, String, i64) {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_tch-cifar10"));
     cmd.args(["info", "--json"]).stdout(Stdio::piped()).stderr(Stdio::piped());
