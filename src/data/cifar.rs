@@ -5,7 +5,10 @@
 //! a line. Every file is checked: a size that is not a whole number of records, or a label outside
 //! the classes, is an error naming the file and the byte offset.
 
-use std::path::{Path, PathBuf};
+use std::{
+    io::Read,
+    path::{Path, PathBuf},
+};
 
 use tch::{Kind, Tensor};
 
@@ -16,6 +19,8 @@ use crate::error::{Error, Result};
 pub const IMAGE_BYTES: usize = (CHANNELS * IMAGE_SIDE * IMAGE_SIDE) as usize;
 /// Bytes of one record: the label, then the image.
 pub const RECORD_BYTES: usize = 1 + IMAGE_BYTES;
+/// Records read and copied at a time (about 3 MB).
+const CHUNK_RECORDS: usize = 1000;
 /// The folder the official archive unpacks to.
 pub const SUBDIR: &str = "cifar-10-batches-bin";
 /// Training files, in the order torchvision concatenates them.
@@ -86,33 +91,42 @@ fn read_split(paths: &[PathBuf], classes: &[String]) -> Result<Dataset> {
         .collect::<Result<Vec<_>>>()?;
     let n: usize = sizes.iter().sum();
     let side = IMAGE_SIDE;
-    // Filled file by file, so peak memory is the split plus one file, not twice the split.
+    // Filled a chunk of records at a time, so peak memory is the split plus two small buffers,
+    // not the split plus a whole file (and its tensor copy).
     let images = Tensor::zeros([n as i64, CHANNELS, side, side], (Kind::Uint8, tch::Device::Cpu));
     let mut labels = Vec::with_capacity(n);
+    let mut buf = vec![0u8; CHUNK_RECORDS * RECORD_BYTES];
     let mut start = 0i64;
     for (path, &count) in paths.iter().zip(&sizes) {
-        let bytes = std::fs::read(path).map_err(Error::io(path))?;
-        if bytes.len() != count * RECORD_BYTES {
-            return Err(Error::BadDataFile {
-                path: path.clone(),
-                offset: bytes.len() as u64,
-                reason: "file changed size while being read".to_string(),
-            });
-        }
-        for (i, record) in bytes.chunks_exact(RECORD_BYTES).enumerate() {
-            let label = record[0];
-            if label as usize >= classes.len() {
-                return Err(Error::BadDataFile {
+        let mut file = std::fs::File::open(path).map_err(Error::io(path))?;
+        let mut done = 0;
+        while done < count {
+            let k = CHUNK_RECORDS.min(count - done);
+            let bytes = &mut buf[..k * RECORD_BYTES];
+            file.read_exact(bytes).map_err(|e| match e.kind() {
+                std::io::ErrorKind::UnexpectedEof => Error::BadDataFile {
                     path: path.clone(),
-                    offset: (i * RECORD_BYTES) as u64,
-                    reason: format!("label {label} of record {i} is not below the {} classes", classes.len()),
-                });
+                    offset: (done * RECORD_BYTES) as u64,
+                    reason: "file changed size while being read".to_string(),
+                },
+                _ => Error::Io { path: path.clone(), source: e },
+            })?;
+            for (j, record) in bytes.chunks_exact(RECORD_BYTES).enumerate() {
+                let (i, label) = (done + j, record[0]);
+                if label as usize >= classes.len() {
+                    return Err(Error::BadDataFile {
+                        path: path.clone(),
+                        offset: (i * RECORD_BYTES) as u64,
+                        reason: format!("label {label} of record {i} is not below the {} classes", classes.len()),
+                    });
+                }
+                labels.push(i64::from(label));
             }
-            labels.push(i64::from(label));
+            let chunk = Tensor::from_slice(bytes).view([k as i64, RECORD_BYTES as i64]);
+            let pixels = chunk.narrow(1, 1, IMAGE_BYTES as i64).view([k as i64, CHANNELS, side, side]);
+            images.narrow(0, start + done as i64, k as i64).copy_(&pixels); // a view: fills `images`
+            done += k;
         }
-        let file = Tensor::from_slice(&bytes).view([count as i64, RECORD_BYTES as i64]);
-        let pixels = file.narrow(1, 1, IMAGE_BYTES as i64).view([count as i64, CHANNELS, side, side]);
-        images.narrow(0, start, count as i64).copy_(&pixels); // a view: fills `images`
         start += count as i64;
     }
     Ok(Dataset { images, labels: Tensor::from_slice(&labels), classes: classes.to_vec() })
