@@ -88,6 +88,7 @@ def main(argv=None):
         p.error("--epochs and --threads must be at least 1")
     if not args.programs or set(args.programs) - set(PROGRAMS):
         p.error(f"--programs takes letters of abc, got {args.programs!r}")
+    args.programs = "".join(dict.fromkeys(args.programs))  # each once, in the order given
     if args.epochs < 2:
         print("bench: warning: with --epochs 1 the figure is the first epoch's, warm-up included", file=sys.stderr)
 
