@@ -3,8 +3,8 @@
 //! as PyTorch step for step.
 //!
 //! Modules, one a concern: [`data`] (CIFAR-10 binary files, normalisation), [`model`] (`Net`),
-//! [`train`] (loop, schedule, evaluation), [`report`] (where figures go), [`config`], [`device`],
-//! [`info`], [`error`].
+//! [`train`] (loop, schedule, evaluation), [`report`] (progress, metrics files, charts),
+//! [`config`], [`device`], [`info`], [`error`].
 
 pub mod config;
 pub mod data;
@@ -19,9 +19,15 @@ pub mod train;
 pub use config::TrainConfig;
 pub use device::DeviceSpec;
 pub use error::{Error, Result};
-pub use report::{EpochMetrics, LogReporter, MemoryReporter, Reporter};
+pub use report::{progress::ProgressReporter, EpochMetrics, EpochRecord, LogReporter, MemoryReporter, Reporter, Summary};
 pub use run_dir::RunDir;
 pub use train::{EvalMetrics, TrainOutcome};
+
+use report::{
+    chart::{self, RunCurves, CURVES_FILE},
+    metrics::{MetricsLog, METRICS_FILE, SUMMARY_FILE},
+    Fanout,
+};
 
 /// A finished `train` command.
 #[derive(Debug)]
@@ -32,14 +38,20 @@ pub struct TrainRun {
     pub classes: Vec<String>,
     /// Where the run's files are.
     pub run_dir: RunDir,
+    /// What `summary.json` holds.
+    pub summary: Summary,
+    /// The files written in the run directory, in order.
+    pub artifacts: Vec<std::path::PathBuf>,
 }
 
 /// `tch-cifar10 train`: validates `cfg`, creates the run directory with `config.json`, loads
-/// CIFAR-10 from `cfg.data_dir`, trains and tests, reporting each epoch through `reporter`.
+/// CIFAR-10 from `cfg.data_dir`, trains and tests, reporting each epoch through `reporter` and to
+/// `metrics.jsonl`; at the end writes `summary.json` and draws `curves.png`.
 ///
 /// # Errors
 /// An invalid configuration (checked before anything is read or written), missing or malformed
-/// data, an unavailable device, an unwritable run directory, or a diverged run.
+/// data, an unavailable device, an unwritable run directory, or a diverged run. A chart that
+/// cannot be drawn is only logged.
 pub fn run_train(cfg: &TrainConfig, reporter: &mut dyn Reporter) -> Result<TrainRun> {
     cfg.validate()?;
     cfg.device.resolve()?;
@@ -53,6 +65,17 @@ pub fn run_train(cfg: &TrainConfig, reporter: &mut dyn Reporter) -> Result<Train
     let mut cfg = cfg.clone();
     let run_dir = RunDir::create(cfg.out_dir.get_or_insert_with(RunDir::default_path).clone())?;
     run_dir.write_json("config.json", &cfg)?;
-    let outcome = train::train(&cfg, &train_set, &test_set, reporter)?;
-    Ok(TrainRun { outcome, classes: train_set.classes, run_dir })
+    let mut metrics = MetricsLog::new(run_dir.file(METRICS_FILE));
+    let outcome = train::train(&cfg, &train_set, &test_set, &mut Fanout(vec![&mut metrics, reporter]))?;
+    let records = metrics.finish()?;
+    let device = device::device_name(outcome.device);
+    let summary = Summary::new(&cfg, &records, &outcome.test, &train_set.classes, outcome.seconds, &device);
+    run_dir.write_json(SUMMARY_FILE, &summary)?;
+    let mut artifacts: Vec<_> = ["config.json", METRICS_FILE, SUMMARY_FILE].map(|f| run_dir.file(f)).into();
+    let label = run_dir.path().file_name().map_or_else(|| "run".to_string(), |n| n.to_string_lossy().into_owned());
+    match chart::curves_png(&run_dir.file(CURVES_FILE), &[RunCurves { label, records }]) {
+        Ok(()) => artifacts.push(run_dir.file(CURVES_FILE)),
+        Err(e) => tracing::warn!("no chart: {e}"),
+    }
+    Ok(TrainRun { outcome, classes: train_set.classes, run_dir, summary, artifacts })
 }

@@ -31,7 +31,7 @@ use crate::{
     data::{normalize, Dataset},
     error::{Error, Result},
     model::Net,
-    report::{EpochMetrics, Reporter},
+    report::{EpochMetrics, Reporter, TrainStart},
 };
 
 /// What a finished run returns.
@@ -73,10 +73,19 @@ pub fn train(cfg: &TrainConfig, train: &Dataset, test: &Dataset, reporter: &mut 
     let (train_d, test_d) = (train.to_device(device), test.to_device(device));
     let n = train_d.len();
     let steps = n.div_ceil(cfg.batch_size);
+    reporter.train_start(&TrainStart {
+        first_epoch: 1,
+        epochs: cfg.epochs,
+        steps_per_epoch: steps,
+        batch_size: cfg.batch_size,
+        train_images: n,
+        device: crate::device::device_name(device),
+    });
 
     for (epoch, &seed) in (1..=cfg.epochs).zip(&seeds) {
         let lr = schedule::step_lr(cfg, epoch);
         opt.set_lr(lr);
+        reporter.epoch_start(epoch, lr);
         let t0 = Instant::now();
         let perm = schedule::epoch_permutation(seed, n).to_device(device);
         let losses = Tensor::zeros([steps as i64], (Kind::Float, device));
@@ -89,6 +98,7 @@ pub fn train(cfg: &TrainConfig, train: &Dataset, test: &Dataset, reporter: &mut 
             opt.backward_step(&loss); // zero_grad(); loss.backward(); step()
             losses.get(step as i64).copy_(&loss.detach());
             correct += logits.argmax(-1, false).eq_tensor(&ys).sum(Kind::Int64);
+            reporter.step_end(step + 1, &losses); // reads nothing unless the reporter does, rarely
         }
         // The one read of the epoch: per-step losses and the correct count.
         let step_losses = Vec::<f32>::try_from(&losses)?;
@@ -114,5 +124,6 @@ pub fn train(cfg: &TrainConfig, train: &Dataset, test: &Dataset, reporter: &mut 
     }
     let test = evaluate(&net, &test_d, cfg.batch_size);
     reporter.evaluated(cfg.epochs, &test);
+    reporter.train_end();
     Ok(TrainOutcome { vs, net, device, test, seconds: start.elapsed().as_secs_f64() })
 }
