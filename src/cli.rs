@@ -1,4 +1,4 @@
-//! The command line: `tch-cifar10 train` and `tch-cifar10 info`. Argument structs convert into
+//! The command line: `tch-cifar10 train`, `tch-cifar10 plot` and `tch-cifar10 info`. Argument structs convert into
 //! the library's one [`TrainConfig`]; their defaults are read from it, so they cannot drift.
 
 use std::path::PathBuf;
@@ -10,10 +10,16 @@ use tch_cifar10::{DeviceSpec, TrainConfig};
 #[derive(Debug, Parser)]
 #[command(name = "tch-cifar10", version, about, propagate_version = true)]
 pub struct Cli {
-    /// More log output (-v: debug, -vv: trace). `RUST_LOG` overrides.
+    /// More log output on stderr (-v: debug, -vv: trace). `RUST_LOG` (e.g. `RUST_LOG=debug`)
+    /// overrides the level set by -v and -q.
     #[arg(short, long, action = ArgAction::Count, global = true)]
     pub verbose: u8,
-    /// Less log output (-q: warnings and errors only, -qq: errors only).
+    /// Print only the final result: no progress bars and no per-epoch lines; stdout carries the
+    /// test accuracy and the accuracy per class, nothing else; stderr only warnings and errors
+    /// (-qq: errors only). -q and --quiet are the same flag.
+    ///
+    /// Without it, progress bars are drawn when stderr is a terminal, and one log line per epoch
+    /// is written otherwise (CI logs, files).
     #[arg(short, long, action = ArgAction::Count, global = true, conflicts_with = "verbose")]
     pub quiet: u8,
     #[command(subcommand)]
@@ -25,6 +31,8 @@ pub struct Cli {
 pub enum Command {
     /// Train the reference Net (50 epochs of SGD with momentum and StepLR by default), then test it.
     Train(TrainArgs),
+    /// Draw loss and accuracy per epoch of one or more runs (their metrics.jsonl) into one PNG.
+    Plot(PlotArgs),
     /// Show the libtorch version, CUDA support, visible GPUs and CPU threads.
     Info(InfoArgs),
 }
@@ -90,6 +98,18 @@ impl From<TrainArgs> for TrainConfig {
     }
 }
 
+/// `plot`'s arguments.
+#[derive(Debug, Args)]
+pub struct PlotArgs {
+    /// Run directories (or their metrics.jsonl files), from this program or the PyTorch
+    /// reference script; several are overlaid, one colour each.
+    #[arg(required = true, value_name = "RUN")]
+    pub runs: Vec<PathBuf>,
+    /// The PNG to write [default: RUN/curves.png for one run, ./curves.png for several].
+    #[arg(long, value_name = "FILE")]
+    pub out: Option<PathBuf>,
+}
+
 /// `info`'s flags.
 #[derive(Debug, Args)]
 pub struct InfoArgs {
@@ -114,6 +134,18 @@ mod tests {
         let cli = Cli::try_parse_from(["tch-cifar10", "train"]).unwrap();
         let Command::Train(args) = cli.command else { panic!("expected train") };
         assert_eq!(TrainConfig::from(args), TrainConfig::default());
+    }
+
+    #[test]
+    fn quiet_is_the_long_form_of_q_and_plot_needs_a_run() {
+        for args in [["tch-cifar10", "-q", "train"], ["tch-cifar10", "--quiet", "train"], ["tch-cifar10", "train", "--quiet"]] {
+            assert_eq!(Cli::try_parse_from(args).unwrap().quiet, 1, "{args:?}");
+        }
+        assert!(Cli::try_parse_from(["tch-cifar10", "-q", "-v", "train"]).is_err());
+        assert!(Cli::try_parse_from(["tch-cifar10", "plot"]).is_err());
+        let cli = Cli::try_parse_from(["tch-cifar10", "plot", "a", "b", "--out", "c.png"]).unwrap();
+        let Command::Plot(args) = cli.command else { panic!("expected plot") };
+        assert_eq!((args.runs.len(), args.out), (2, Some(PathBuf::from("c.png"))));
     }
 
     #[test]

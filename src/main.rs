@@ -4,12 +4,16 @@
 
 mod cli;
 
-use std::process::ExitCode;
+use std::{io::IsTerminal, process::ExitCode};
 
 use anyhow::Context;
 use clap::Parser;
 use cli::{Cli, Command};
-use tch_cifar10::{info, LogReporter, TrainConfig};
+use tch_cifar10::{
+    info,
+    report::{self, chart, progress},
+    LogReporter, ProgressReporter, Reporter, TrainConfig,
+};
 use tracing_subscriber::EnvFilter;
 
 fn main() -> ExitCode {
@@ -23,10 +27,11 @@ fn main() -> ExitCode {
     };
     tracing_subscriber::fmt()
         .with_env_filter(EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(level)))
-        .with_writer(std::io::stderr)
+        .with_writer(progress::LogWriter)
+        .with_ansi(std::io::stderr().is_terminal())
         .with_target(false)
         .init();
-    match run(cli.command) {
+    match run(cli.command, cli.quiet > 0) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("error: {e:#}");
@@ -35,20 +40,22 @@ fn main() -> ExitCode {
     }
 }
 
-fn run(command: Command) -> anyhow::Result<()> {
+fn run(command: Command, quiet: bool) -> anyhow::Result<()> {
     match command {
         Command::Train(args) => {
             let cfg = TrainConfig::from(args);
-            let run = tch_cifar10::run_train(&cfg, &mut LogReporter).context("training failed")?;
-            let t = &run.outcome.test;
-            // The reference program's closing lines.
-            println!("Accuracy of the network on the {} test images: {:.2} %", t.images, 100.0 * t.accuracy);
-            println!("Test loss: {:.4}", t.loss);
-            for (name, acc) in run.classes.iter().zip(&t.per_class_accuracy) {
-                println!("Accuracy for class: {name:5} is {:.1} %", 100.0 * acc);
+            // Bars on a terminal unless --quiet; plain log lines otherwise.
+            let mut reporter: Box<dyn Reporter> =
+                if progress::wanted(quiet) { Box::new(ProgressReporter::new()) } else { Box::new(LogReporter) };
+            let run = tch_cifar10::run_train(&cfg, reporter.as_mut()).context("training failed")?;
+            print!("{}", report::result_table(&run.summary));
+            if !quiet {
+                print!("{}", report::run_table(&run.summary, run.run_dir.path(), &run.artifacts));
             }
-            println!("Total time: {:.1} s", run.outcome.seconds);
-            println!("Run directory: {}", run.run_dir.path().display());
+        }
+        Command::Plot(args) => {
+            let out = chart::plot_runs(&args.runs, args.out.as_deref()).context("plot failed")?;
+            println!("{}", out.display());
         }
         Command::Info(args) => {
             let info = info::info();
