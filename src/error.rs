@@ -39,6 +39,14 @@ pub enum Error {
     #[error("non-finite training loss at epoch {epoch}, step {step} (1-based); lower --lr or check the data")]
     NonFiniteLoss { epoch: usize, step: usize },
 
+    /// A checkpoint that cannot be used: unreadable, or not this model's.
+    #[error("checkpoint {}: {reason}", path.display())]
+    BadCheckpoint { path: PathBuf, reason: String },
+
+    /// Training was interrupted (Ctrl-C) and its state saved.
+    #[error("interrupted at epoch {epoch}, step {step}; the state is saved: resume with `tch-cifar10 train --resume {}`", run_dir.display())]
+    Interrupted { epoch: usize, step: usize, run_dir: PathBuf },
+
     /// An error reported by libtorch.
     #[error("libtorch: {0}")]
     Torch(#[from] tch::TchError),

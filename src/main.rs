@@ -4,7 +4,11 @@
 
 mod cli;
 
-use std::{io::IsTerminal, process::ExitCode};
+use std::{
+    io::{IsTerminal, Write},
+    process::ExitCode,
+    sync::atomic::{AtomicBool, Ordering},
+};
 
 use anyhow::Context;
 use clap::Parser;
@@ -12,7 +16,7 @@ use cli::{Cli, Command};
 use tch_cifar10::{
     info,
     report::{self, chart, progress},
-    LogReporter, ProgressReporter, Reporter, TrainConfig,
+    Error, LogReporter, ProgressReporter, Reporter, TrainConfig,
 };
 use tracing_subscriber::EnvFilter;
 
@@ -33,6 +37,10 @@ fn main() -> ExitCode {
         .init();
     match run(cli.command, cli.quiet > 0) {
         Ok(()) => ExitCode::SUCCESS,
+        Err(e) if matches!(e.downcast_ref::<Error>(), Some(Error::Interrupted { .. })) => {
+            eprintln!("{e}");
+            ExitCode::from(130)
+        }
         Err(e) => {
             eprintln!("error: {e:#}");
             ExitCode::FAILURE
@@ -40,14 +48,38 @@ fn main() -> ExitCode {
     }
 }
 
+/// Set by the first Ctrl-C: training saves its state after the current step and stops.
+static STOP: AtomicBool = AtomicBool::new(false);
+
+/// First Ctrl-C: ask the run to save and stop; a second one exits at once.
+fn install_ctrl_c() {
+    let handler = || {
+        if STOP.swap(true, Ordering::SeqCst) {
+            std::process::exit(130);
+        }
+        // Through the log writer, so that progress bars do not draw over it.
+        let _ = writeln!(progress::LogWriter, "\ninterrupt: saving the training state after this step (Ctrl-C again to quit now)");
+    };
+    if let Err(e) = ctrlc::set_handler(handler) {
+        tracing::warn!("no Ctrl-C handler ({e}): an interrupt will lose the epoch in progress");
+    }
+}
+
 fn run(command: Command, quiet: bool) -> anyhow::Result<()> {
     match command {
         Command::Train(args) => {
-            let cfg = TrainConfig::from(args);
+            install_ctrl_c();
             // Bars on a terminal unless --quiet; plain log lines otherwise.
             let mut reporter: Box<dyn Reporter> =
                 if progress::wanted(quiet) { Box::new(ProgressReporter::new()) } else { Box::new(LogReporter) };
-            let run = tch_cifar10::run_train(&cfg, reporter.as_mut()).context("training failed")?;
+            let run = match args.resume.clone() {
+                Some(dir) => tch_cifar10::resume_train(&dir, args.device, args.threads, reporter.as_mut(), Some(&STOP)),
+                None => tch_cifar10::run_train(&TrainConfig::from(args), reporter.as_mut(), Some(&STOP)),
+            };
+            let run = run.map_err(|e| match e {
+                e @ Error::Interrupted { .. } => anyhow::Error::new(e),
+                e => anyhow::Error::new(e).context("training failed"),
+            })?;
             print!("{}", report::result_table(&run.summary));
             if !quiet {
                 print!("{}", report::run_table(&run.summary, run.run_dir.path(), &run.artifacts));

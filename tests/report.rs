@@ -8,6 +8,7 @@ use std::{
     collections::BTreeSet,
     path::{Path, PathBuf},
     process::{Command, Output},
+    sync::atomic::{AtomicBool, Ordering},
 };
 
 use serde_json::Value;
@@ -16,7 +17,7 @@ use tch_cifar10::{
         chart::{self, RunCurves, CONFUSION_SIZE, CURVES_SIZE},
         metrics::read_metrics,
     },
-    DeviceSpec, EpochRecord, MemoryReporter, Summary, TrainConfig,
+    DeviceSpec, EpochRecord, MemoryReporter, Reporter, Summary, TrainConfig,
 };
 
 type TestResult<T = ()> = Result<T, Box<dyn std::error::Error>>;
@@ -59,7 +60,7 @@ fn metrics_and_summary_hold_the_documented_fields() -> TestResult {
     let run_path = out.path().join("run");
     let cfg = tiny_config(data.path(), &run_path);
     let mut memory = MemoryReporter::default();
-    let run = tch_cifar10::run_train(&cfg, &mut memory)?;
+    let run = tch_cifar10::run_train(&cfg, &mut memory, None)?;
 
     // Every line: exactly the documented fields, test figures only after evaluated epochs (2: --eval-every 2; 3: the end).
     let text = std::fs::read_to_string(run_path.join("metrics.jsonl"))?;
@@ -101,7 +102,35 @@ fn metrics_and_summary_hold_the_documented_fields() -> TestResult {
     // The chart of the run, and the list of what was written.
     assert_eq!(read_png(&run_path.join("curves.png"))?.0, CURVES_SIZE.0);
     let names: Vec<_> = run.artifacts.iter().map(|p| p.file_name().unwrap().to_string_lossy().into_owned()).collect();
-    assert_eq!(names, ["config.json", "metrics.jsonl", "summary.json", "curves.png"]);
+    assert_eq!(names, ["config.json", "checkpoint.safetensors", "metrics.jsonl", "summary.json", "curves.png"]);
+    Ok(())
+}
+
+/// Asks the run to stop once `epoch` has ended.
+struct StopAfter<'a>(usize, &'a AtomicBool);
+
+impl Reporter for StopAfter<'_> {
+    fn epoch_end(&mut self, m: &tch_cifar10::EpochMetrics) {
+        if m.epoch == self.0 {
+            self.1.store(true, Ordering::Relaxed);
+        }
+    }
+}
+
+#[test]
+fn a_resumed_run_has_every_epoch_once_in_its_metrics() -> TestResult {
+    let data = common::synthetic_cifar(60, 20, 10);
+    let out = tempfile::tempdir()?;
+    let (whole, stopped) = (out.path().join("whole"), out.path().join("stopped"));
+    tch_cifar10::run_train(&tiny_config(data.path(), &whole), &mut MemoryReporter::default(), None)?;
+    let stop = AtomicBool::new(false);
+    let err = tch_cifar10::run_train(&tiny_config(data.path(), &stopped), &mut StopAfter(2, &stop), Some(&stop)).unwrap_err();
+    assert!(matches!(err, tch_cifar10::Error::Interrupted { epoch: 3, .. }), "{err}");
+    assert_eq!(read_metrics(&stopped.join("metrics.jsonl"))?.len(), 2, "the epochs done before the stop");
+    tch_cifar10::resume_train(&stopped, None, None, &mut MemoryReporter::default(), None)?;
+    // Same epochs and figures as the uninterrupted run (on the CPU, bit for bit), timings aside.
+    let strip = |rs: Vec<EpochRecord>| -> Vec<_> { rs.into_iter().map(|r| (r.epoch, r.lr, r.train_loss, r.train_acc, r.test_loss)).collect() };
+    assert_eq!(strip(read_metrics(&stopped.join("metrics.jsonl"))?), strip(read_metrics(&whole.join("metrics.jsonl"))?));
     Ok(())
 }
 
@@ -236,7 +265,7 @@ fn output_to_a_pipe_is_plain_lines() -> TestResult {
     // One log line per epoch on stderr, the results and where they are on stdout.
     assert_eq!(stderr.lines().filter(|l| l.contains("train loss")).count(), 2, "{stderr}");
     assert!(stdout.starts_with("Accuracy of the network on the 20 test images: "), "{stdout}");
-    assert!(stdout.contains("files      config.json  metrics.jsonl  summary.json  curves.png"), "{stdout}");
+    assert!(stdout.contains("files      config.json  checkpoint.safetensors  metrics.jsonl  summary.json  curves.png"), "{stdout}");
     Ok(())
 }
 

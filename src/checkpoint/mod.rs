@@ -1,0 +1,3 @@
+//! Saved runs: the training state that `train --resume` continues from ([`state`]).
+
+pub mod state;
