@@ -66,8 +66,9 @@ pub trait Reporter {
     /// Before each epoch's first step, with the learning rate of the epoch.
     fn epoch_start(&mut self, _epoch: usize, _lr: f64) {}
     /// After each step (`step` is 1-based). `losses` holds the epoch's per-step losses on the
-    /// training device, filled up to `step`. Reading it waits for the device to finish every
-    /// queued step, so an implementation reads it rarely (the loop itself never does per step).
+    /// training device, filled from the epoch's first `step_end` (step 1, or later when a run
+    /// resumes mid-epoch) up to `step`. Reading it waits for the device to finish every queued
+    /// step, so an implementation reads it rarely (the loop itself never does per step).
     fn step_end(&mut self, _step: usize, _losses: &Tensor) {}
     /// After each epoch's training steps.
     fn epoch_end(&mut self, _m: &EpochMetrics) {}

@@ -88,6 +88,9 @@ pub struct ProgressReporter {
     steps_per_epoch: u64,
     first_epoch: u64,
     drawn: bool,
+    /// The current epoch, and its first step in this process (later than 1 after a resume).
+    epoch: u64,
+    first_step: Option<usize>,
 }
 
 impl Default for ProgressReporter {
@@ -106,6 +109,8 @@ impl ProgressReporter {
             steps_per_epoch: 1,
             first_epoch: 1,
             drawn: false,
+            epoch: 1,
+            first_step: None,
         }
     }
 
@@ -144,16 +149,20 @@ impl Reporter for ProgressReporter {
     }
 
     fn epoch_start(&mut self, epoch: usize, _lr: f64) {
+        (self.epoch, self.first_step) = (epoch as u64, None);
         self.steps.reset();
         self.steps.set_message("-");
         self.steps.set_prefix(format!("epoch {epoch}"));
     }
 
     fn step_end(&mut self, step: usize, losses: &Tensor) {
-        self.steps.inc(1);
-        self.run.inc(1);
+        let first = *self.first_step.get_or_insert(step);
+        self.steps.set_position(step as u64);
+        self.run.set_position((self.epoch - self.first_epoch) * self.steps_per_epoch + step as u64);
         if reads_loss_after(step, self.drawn) {
-            let mean = losses.f_narrow(0, 0, step as i64).and_then(|l| l.f_mean(Kind::Float)).and_then(|m| m.f_double_value(&[]));
+            // The mean of this epoch's losses so far (those of this process, after a resume).
+            let done = losses.f_narrow(0, first as i64 - 1, (step + 1 - first) as i64);
+            let mean = done.and_then(|l| l.f_mean(Kind::Float)).and_then(|m| m.f_double_value(&[]));
             if let Ok(loss) = mean {
                 self.steps.set_message(format!("{loss:.4}"));
             }
