@@ -31,6 +31,14 @@ pub enum Error {
     #[error("non-finite training loss at epoch {epoch}, step {step} (1-based); lower --lr or check the data")]
     NonFiniteLoss { epoch: usize, step: usize },
 
+    /// A model file (safetensors) is unreadable, corrupt, or does not hold the `Net` parameters.
+    #[error("{}: not a usable model file: {reason}", path.display())]
+    BadModelFile { path: PathBuf, reason: String },
+
+    /// An image given to `predict` cannot be read or decoded.
+    #[error("{}: cannot use this image: {reason}", path.display())]
+    BadImage { path: PathBuf, reason: String },
+
     /// An error reported by libtorch.
     #[error("libtorch: {0}")]
     Torch(#[from] tch::TchError),

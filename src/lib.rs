@@ -6,6 +6,7 @@
 //! [`train`] (loop, schedule, evaluation), [`report`] (where figures go), [`config`], [`device`],
 //! [`info`], [`error`].
 
+pub mod checkpoint;
 pub mod config;
 pub mod data;
 pub mod device;
@@ -35,7 +36,8 @@ pub struct TrainRun {
 }
 
 /// `tch-cifar10 train`: validates `cfg`, creates the run directory with `config.json`, loads
-/// CIFAR-10 from `cfg.data_dir`, trains and tests, reporting each epoch through `reporter`.
+/// CIFAR-10 from `cfg.data_dir`, trains and tests, reporting each epoch through `reporter`, and
+/// saves the trained model as `model.safetensors` in the run directory.
 ///
 /// # Errors
 /// An invalid configuration (checked before anything is read or written), missing or malformed
@@ -54,5 +56,6 @@ pub fn run_train(cfg: &TrainConfig, reporter: &mut dyn Reporter) -> Result<Train
     let run_dir = RunDir::create(cfg.out_dir.get_or_insert_with(RunDir::default_path).clone())?;
     run_dir.write_json("config.json", &cfg)?;
     let outcome = train::train(&cfg, &train_set, &test_set, reporter)?;
+    checkpoint::save_model(&run_dir.file(checkpoint::MODEL_FILE), &outcome.net, &train_set.classes)?;
     Ok(TrainRun { outcome, classes: train_set.classes, run_dir })
 }
