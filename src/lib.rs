@@ -15,6 +15,7 @@ pub mod info;
 pub mod model;
 pub mod report;
 pub mod run_dir;
+pub mod softmax;
 pub mod train;
 
 pub use config::TrainConfig;
