@@ -4,15 +4,18 @@
 //!
 //! Modules, one a concern: [`data`] (CIFAR-10 binary files, normalisation), [`model`] (`Net`),
 //! [`train`] (loop, schedule, evaluation), [`report`] (where figures go), [`config`], [`device`],
-//! [`info`], [`error`].
+//! [`info`], [`error`]; [`checkpoint`] (the model file), [`eval`] and [`predict`] (using a saved
+//! model), [`softmax`] (the classifier head's mathematics).
 
 pub mod checkpoint;
 pub mod config;
 pub mod data;
 pub mod device;
 pub mod error;
+pub mod eval;
 pub mod info;
 pub mod model;
+pub mod predict;
 pub mod report;
 pub mod run_dir;
 pub mod softmax;

@@ -50,6 +50,22 @@ fn run(command: Command) -> anyhow::Result<()> {
             println!("Total time: {:.1} s", run.outcome.seconds);
             println!("Run directory: {}", run.run_dir.path().display());
         }
+        Command::Eval(args) => {
+            let report = tch_cifar10::eval::run_eval(&(&args).into()).context("evaluation failed")?;
+            if args.json {
+                println!("{}", serde_json::to_string_pretty(&report)?);
+            } else {
+                print!("{report}");
+            }
+        }
+        Command::Predict(args) => {
+            let predictions = tch_cifar10::predict::run_predict(&(&args).into()).context("prediction failed")?;
+            if args.json {
+                println!("{}", serde_json::to_string_pretty(&predictions)?);
+            } else {
+                predictions.iter().for_each(|p| print!("{p}"));
+            }
+        }
         Command::Info(args) => {
             let info = info::info();
             if args.json {

@@ -40,8 +40,11 @@ fn names(k: usize) -> Vec<String> {
     (0..k).map(|i| format!("c{i}")).collect()
 }
 
-/// A safetensors file holding the given float32 tensors `(name, shape)` filled with 0.5, and metadata.
-fn write_raw(path: &Path, tensors: &[(&str, Vec<usize>, Dtype)], meta: Option<HashMap<String, String>>) {
+/// A tensor's name, shape and dtype.
+type Spec = (&'static str, Vec<usize>, Dtype);
+
+/// A safetensors file holding zero-filled tensors as `tensors` describes them, and metadata.
+fn write_raw(path: &Path, tensors: &[Spec], meta: Option<HashMap<String, String>>) {
     let data: Vec<Vec<u8>> =
         tensors.iter().map(|(_, s, d)| vec![0u8; s.iter().product::<usize>() * d.bitsize() / 8]).collect();
     let views: Vec<(&str, TensorView)> = tensors
@@ -53,7 +56,7 @@ fn write_raw(path: &Path, tensors: &[(&str, Vec<usize>, Dtype)], meta: Option<Ha
 }
 
 /// The shapes of a Net with `k` outputs, in PyTorch order.
-fn net_shapes(k: usize) -> Vec<(&'static str, Vec<usize>, Dtype)> {
+fn net_shapes(k: usize) -> Vec<Spec> {
     let shapes: [Vec<usize>; 10] = [
         vec![6, 3, 5, 5], vec![6], vec![16, 6, 5, 5], vec![16], vec![120, 400], vec![120], vec![84, 120], vec![84],
         vec![k, 84], vec![k],
@@ -165,7 +168,7 @@ fn a_plain_pytorch_state_dict_gets_cifar10_names_or_the_callers() -> TestResult 
 fn mismatched_files_are_named_errors() -> TestResult {
     let dir = tempfile::tempdir()?;
     let path = dir.path().join("bad.safetensors");
-    let mut cases: Vec<(&str, Vec<(&str, Vec<usize>, Dtype)>)> = Vec::new();
+    let mut cases: Vec<(&str, Vec<Spec>)> = Vec::new();
     cases.push(("missing tensor(s) fc3.bias", net_shapes(10)[..9].to_vec()));
     let mut extra = net_shapes(10);
     extra.push(("fc4.weight", vec![2, 2], Dtype::F32));

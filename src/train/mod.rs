@@ -24,7 +24,7 @@ use std::time::Instant;
 
 use tch::{nn, nn::Module, nn::OptimizerConfig, Device, Kind, Tensor};
 
-pub use eval::{evaluate, EvalMetrics};
+pub use eval::{evaluate, evaluate_with_confusion, ConfusionMatrix, EvalMetrics};
 
 use crate::{
     config::TrainConfig,
