@@ -1,5 +1,5 @@
-//! The command line: `tch-cifar10 train`, `info`, `eval` and `predict`. Argument structs convert into
-//! the library's one [`TrainConfig`]; their defaults are read from it, so they cannot drift.
+//! The command line: `tch-cifar10 train`, `info`, `eval` and `predict`. Argument structs convert
+//! into the library's one [`TrainConfig`]; their defaults are read from it, so they cannot drift.
 
 use std::path::PathBuf;
 
@@ -66,18 +66,28 @@ pub struct TrainArgs {
     /// --seed matches the reference program as written.
     #[arg(long, default_value_t = TrainConfig::default().seed, allow_negative_numbers = true)]
     pub seed: i64,
-    /// auto (CUDA when available), cpu, cuda or cuda:N.
-    #[arg(long, default_value_t = TrainConfig::default().device)]
-    pub device: DeviceSpec,
+    /// auto (CUDA when available), cpu, cuda or cuda:N [default: auto; with --resume: the run's].
+    #[arg(long)]
+    pub device: Option<DeviceSpec>,
     /// libtorch intra-op threads [default: libtorch's, the physical cores].
     #[arg(long)]
     pub threads: Option<usize>,
     /// Also evaluate on the test set every N epochs.
     #[arg(long, value_name = "N")]
     pub eval_every: Option<usize>,
+    /// Save the training state every N epochs (always after the last, and on Ctrl-C).
+    #[arg(long, value_name = "N", default_value_t = TrainConfig::default().checkpoint_every)]
+    pub checkpoint_every: usize,
     /// Run directory for config.json, metrics and checkpoints [default: runs/YYYYMMDD-HHMMSS].
     #[arg(long, value_name = "DIR")]
     pub out: Option<PathBuf>,
+    /// Continue the run in DIR from its last saved state, with its saved settings (only --device
+    /// and --threads may be given too). The result equals an uninterrupted run.
+    #[arg(long, value_name = "DIR", conflicts_with_all = [
+        "data_dir", "epochs", "batch_size", "lr", "momentum", "step_size", "gamma", "seed",
+        "eval_every", "checkpoint_every", "out",
+    ])]
+    pub resume: Option<PathBuf>,
 }
 
 impl From<TrainArgs> for TrainConfig {
@@ -91,9 +101,10 @@ impl From<TrainArgs> for TrainConfig {
             step_size: a.step_size,
             gamma: a.gamma,
             seed: a.seed,
-            device: a.device,
+            device: a.device.unwrap_or_default(),
             threads: a.threads,
             eval_every: a.eval_every,
+            checkpoint_every: a.checkpoint_every,
             out_dir: a.out,
         }
     }
@@ -203,6 +214,14 @@ mod tests {
         let cli = Cli::try_parse_from(["tch-cifar10", "train"]).unwrap();
         let Command::Train(args) = cli.command else { panic!("expected train") };
         assert_eq!(TrainConfig::from(args), TrainConfig::default());
+    }
+
+    #[test]
+    fn resume_takes_only_device_and_threads() {
+        let ok = ["tch-cifar10", "train", "--resume", "r", "--device", "cpu", "--threads", "2"];
+        assert!(Cli::try_parse_from(ok).is_ok());
+        let err = Cli::try_parse_from(["tch-cifar10", "train", "--resume", "r", "--epochs", "3"]).unwrap_err();
+        assert!(err.to_string().contains("--epochs"), "{err}");
     }
 
     #[test]

@@ -40,6 +40,8 @@ pub struct TrainConfig {
     pub threads: Option<usize>,
     /// Evaluate on the test set every N epochs as well as at the end; `None`: only at the end.
     pub eval_every: Option<usize>,
+    /// Save the training state every N epochs (and after the last, and on Ctrl-C).
+    pub checkpoint_every: usize,
     /// The run directory (`config.json`, metrics, checkpoints); `None`: `runs/YYYYMMDD-HHMMSS`.
     pub out_dir: Option<PathBuf>,
 }
@@ -58,6 +60,7 @@ impl Default for TrainConfig {
             device: DeviceSpec::Auto,
             threads: None,
             eval_every: None,
+            checkpoint_every: 1,
             out_dir: None,
         }
     }
@@ -97,6 +100,9 @@ impl TrainConfig {
         if self.threads == Some(0) {
             return bad("threads", 0, "at least 1");
         }
+        if self.checkpoint_every == 0 {
+            return bad("checkpoint-every", 0, "at least 1");
+        }
         if self.eval_every == Some(0) {
             return bad("eval-every", 0, "at least 1");
         }
@@ -124,7 +130,8 @@ mod tests {
 
     #[test]
     fn each_bad_value_is_named() {
-        let cases: [(&str, fn(&mut TrainConfig)); 9] = [
+        let cases: [(&str, fn(&mut TrainConfig)); 10] = [
+            ("checkpoint-every", |c| c.checkpoint_every = 0),
             ("epochs", |c| c.epochs = 0),
             ("batch-size", |c| c.batch_size = 0),
             ("lr", |c| c.learning_rate = -0.1),

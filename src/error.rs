@@ -31,6 +31,14 @@ pub enum Error {
     #[error("non-finite training loss at epoch {epoch}, step {step} (1-based); lower --lr or check the data")]
     NonFiniteLoss { epoch: usize, step: usize },
 
+    /// A checkpoint that cannot be used: unreadable, or not this model's.
+    #[error("checkpoint {}: {reason}", path.display())]
+    BadCheckpoint { path: PathBuf, reason: String },
+
+    /// Training was interrupted (Ctrl-C) and its state saved.
+    #[error("interrupted at epoch {epoch}, step {step}; the state is saved: resume with `tch-cifar10 train --resume {}`", run_dir.display())]
+    Interrupted { epoch: usize, step: usize, run_dir: PathBuf },
+
     /// A model file (safetensors) is unreadable, corrupt, or does not hold the `Net` parameters.
     #[error("{}: not a usable model file: {reason}", path.display())]
     BadModelFile { path: PathBuf, reason: String },
