@@ -293,7 +293,7 @@ pub(crate) fn encode_tensors<'a>(
 
 /// A CPU tensor holding a copy of a validated safetensors view. safetensors data is
 /// little-endian, as every platform libtorch supports.
-fn tensor_from_view(view: &TensorView<'_>, kind: Kind) -> Result<Tensor> {
+pub(crate) fn tensor_from_view(view: &TensorView<'_>, kind: Kind) -> Result<Tensor> {
     let shape: Vec<i64> = view.shape().iter().map(|&d| d as i64).collect();
     let numel: i64 = shape.iter().product();
     // TensorView::new and SafeTensors::deserialize guarantee this; libtorch would read past
