@@ -1,10 +1,15 @@
-//! The command line: `tch-cifar10 train`, `tch-cifar10 plot` and `tch-cifar10 info`. Argument structs convert into
-//! the library's one [`TrainConfig`]; their defaults are read from it, so they cannot drift.
+//! The command line: `tch-cifar10 train`, `plot`, `info`, `eval` and `predict`. Argument structs
+//! convert into the library's one [`TrainConfig`]; their defaults are read from it, so they cannot
+//! drift.
 
 use std::path::PathBuf;
 
 use clap::{ArgAction, Args, Parser, Subcommand};
-use tch_cifar10::{DeviceSpec, TrainConfig};
+use tch_cifar10::{
+    eval::EvalOptions,
+    predict::{self, PredictOptions},
+    DeviceSpec, TrainConfig,
+};
 
 /// The classic PyTorch CIFAR-10 LeNet training program on libtorch, with the same numbers as PyTorch.
 #[derive(Debug, Parser)]
@@ -35,6 +40,11 @@ pub enum Command {
     Plot(PlotArgs),
     /// Show the libtorch version, CUDA support, visible GPUs and CPU threads.
     Info(InfoArgs),
+    /// Evaluate a saved model on the CIFAR-10 test set: loss, accuracy, per-class accuracy,
+    /// confusion matrix.
+    Eval(EvalArgs),
+    /// Classify PNG or JPEG images with a saved model: the top-k classes with softmax probabilities.
+    Predict(PredictArgs),
 }
 
 /// `train`'s flags; defaults are the reference program's.
@@ -121,6 +131,89 @@ pub struct PlotArgs {
     pub out: Option<PathBuf>,
 }
 
+/// `eval`'s flags.
+#[derive(Debug, Args)]
+pub struct EvalArgs {
+    /// Model file (model.safetensors, or a PyTorch state_dict saved with safetensors), or a run
+    /// directory holding model.safetensors.
+    #[arg(long, value_name = "PATH")]
+    pub checkpoint: PathBuf,
+    /// Folder holding `cifar-10-batches-bin/` (or the `.bin` files themselves).
+    #[arg(long, default_value_os_t = TrainConfig::default().data_dir)]
+    pub data_dir: PathBuf,
+    /// Images per forward pass (the loss is the mean of the batch means, as the reference's).
+    #[arg(long, default_value_t = TrainConfig::default().batch_size)]
+    pub batch_size: usize,
+    /// auto (CUDA when available), cpu, cuda or cuda:N.
+    #[arg(long, default_value_t = TrainConfig::default().device)]
+    pub device: DeviceSpec,
+    /// Class names, comma-separated, in label order [default: the model file's; for a file
+    /// without names and 10 outputs, CIFAR-10's airplane,automobile,...,truck].
+    #[arg(long, value_delimiter = ',', value_name = "NAMES")]
+    pub classes: Option<Vec<String>>,
+    /// Print JSON instead of text.
+    #[arg(long)]
+    pub json: bool,
+    /// Also draw the confusion matrix into this PNG file.
+    #[arg(long, value_name = "FILE")]
+    pub confusion_png: Option<PathBuf>,
+}
+
+impl From<&EvalArgs> for EvalOptions {
+    fn from(a: &EvalArgs) -> EvalOptions {
+        EvalOptions {
+            checkpoint: a.checkpoint.clone(),
+            data_dir: a.data_dir.clone(),
+            device: a.device,
+            batch_size: a.batch_size,
+            classes: a.classes.clone(),
+        }
+    }
+}
+
+/// `predict`'s flags.
+#[derive(Debug, Args)]
+#[command(after_help = format!(
+    "Each image is converted to RGB (greyscale replicated, alpha dropped), resized to 32x32 with a {} \
+     filter when it is not 32x32 (aspect ratio not kept), and normalised as in training.",
+    predict::RESIZE_FILTER
+))]
+pub struct PredictArgs {
+    /// Model file (model.safetensors, or a PyTorch state_dict saved with safetensors), or a run
+    /// directory holding model.safetensors.
+    #[arg(long, value_name = "PATH")]
+    pub checkpoint: PathBuf,
+    /// PNG or JPEG files, of any size.
+    #[arg(required = true, value_name = "IMAGE")]
+    pub images: Vec<PathBuf>,
+    /// Classes shown per image, most probable first (at most the model's class count).
+    #[arg(long, default_value_t = 3, value_parser = clap::value_parser!(u16).range(1..), value_name = "K")]
+    pub top_k: u16,
+    /// auto (CUDA when available), cpu, cuda or cuda:N. The CPU is the default: for a few
+    /// images it answers before CUDA has started.
+    #[arg(long, default_value_t = DeviceSpec::Cpu)]
+    pub device: DeviceSpec,
+    /// Class names, comma-separated, in label order [default: the model file's; for a file
+    /// without names and 10 outputs, CIFAR-10's airplane,automobile,...,truck].
+    #[arg(long, value_delimiter = ',', value_name = "NAMES")]
+    pub classes: Option<Vec<String>>,
+    /// Print JSON instead of text.
+    #[arg(long)]
+    pub json: bool,
+}
+
+impl From<&PredictArgs> for PredictOptions {
+    fn from(a: &PredictArgs) -> PredictOptions {
+        PredictOptions {
+            checkpoint: a.checkpoint.clone(),
+            images: a.images.clone(),
+            top_k: usize::from(a.top_k),
+            device: a.device,
+            classes: a.classes.clone(),
+        }
+    }
+}
+
 /// `info`'s flags.
 #[derive(Debug, Args)]
 pub struct InfoArgs {
@@ -165,6 +258,22 @@ mod tests {
         assert!(Cli::try_parse_from(ok).is_ok());
         let err = Cli::try_parse_from(["tch-cifar10", "train", "--resume", "r", "--epochs", "3"]).unwrap_err();
         assert!(err.to_string().contains("--epochs"), "{err}");
+    }
+
+    #[test]
+    fn predict_needs_an_image_and_a_positive_top_k() {
+        assert!(Cli::try_parse_from(["tch-cifar10", "predict", "--checkpoint", "m"]).is_err());
+        assert!(Cli::try_parse_from(["tch-cifar10", "predict", "--checkpoint", "m", "--top-k", "0", "a.png"]).is_err());
+        let cli = Cli::try_parse_from(["tch-cifar10", "predict", "--checkpoint", "m", "a.png", "b.jpg"]).unwrap();
+        let Command::Predict(args) = cli.command else { panic!("expected predict") };
+        assert_eq!((args.images.len(), args.top_k), (2, 3));
+    }
+
+    #[test]
+    fn classes_are_comma_separated() {
+        let cli = Cli::try_parse_from(["tch-cifar10", "eval", "--checkpoint", "m", "--classes", "a,b,c"]).unwrap();
+        let Command::Eval(args) = cli.command else { panic!("expected eval") };
+        assert_eq!(args.classes.unwrap(), ["a", "b", "c"]);
     }
 
     #[test]

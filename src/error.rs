@@ -47,6 +47,14 @@ pub enum Error {
     #[error("interrupted at epoch {epoch}, step {step}; the state is saved: resume with `tch-cifar10 train --resume {}`", run_dir.display())]
     Interrupted { epoch: usize, step: usize, run_dir: PathBuf },
 
+    /// A model file (safetensors) is unreadable, corrupt, or does not hold the `Net` parameters.
+    #[error("{}: not a usable model file: {reason}", path.display())]
+    BadModelFile { path: PathBuf, reason: String },
+
+    /// An image given to `predict` cannot be read or decoded.
+    #[error("{}: cannot use this image: {reason}", path.display())]
+    BadImage { path: PathBuf, reason: String },
+
     /// An error reported by libtorch.
     #[error("libtorch: {0}")]
     Torch(#[from] tch::TchError),

@@ -4,17 +4,21 @@
 //!
 //! Modules, one a concern: [`data`] (CIFAR-10 binary files, normalisation), [`model`] (`Net`),
 //! [`train`] (loop, schedule, evaluation), [`report`] (progress, metrics files, charts),
-//! [`config`], [`device`], [`info`], [`error`].
+//! [`config`], [`device`], [`info`], [`error`]; [`checkpoint`] (model file, training state),
+//! [`eval`] and [`predict`] (using a saved model), [`softmax`] (the classifier head's mathematics).
 
 pub mod checkpoint;
 pub mod config;
 pub mod data;
 pub mod device;
 pub mod error;
+pub mod eval;
 pub mod info;
 pub mod model;
+pub mod predict;
 pub mod report;
 pub mod run_dir;
+pub mod softmax;
 pub mod train;
 
 use std::{path::Path, sync::atomic::AtomicBool};
@@ -49,9 +53,9 @@ pub struct TrainRun {
 
 /// `tch-cifar10 train`: validates `cfg`, loads CIFAR-10 from `cfg.data_dir`, creates the run
 /// directory with `config.json`, trains and tests, reporting each epoch through `reporter` and
-/// to `metrics.jsonl`, and saving the training state there; at the end writes `summary.json`
-/// and draws `curves.png` (a chart that cannot be drawn is only logged). `stop` (a Ctrl-C flag) makes it save and return
-/// [`Error::Interrupted`].
+/// to `metrics.jsonl`, and saving the training state there; at the end saves the model as
+/// `model.safetensors`, writes `summary.json` and draws `curves.png` (a chart that cannot be
+/// drawn is only logged). `stop` (a Ctrl-C flag) makes it save and return [`Error::Interrupted`].
 ///
 /// # Errors
 /// An invalid configuration (checked before anything is read or written), missing or malformed
@@ -113,8 +117,8 @@ pub fn resume_train(
     train_and_report(&cfg, (train_set, test_set), reporter, session, &run_dir)
 }
 
-/// Trains with `metrics.jsonl` written alongside `reporter`, then writes `summary.json` and
-/// draws `curves.png` in `run_dir`.
+/// Trains with `metrics.jsonl` written alongside `reporter`, then saves `model.safetensors`,
+/// writes `summary.json` and draws `curves.png` in `run_dir`.
 fn train_and_report(
     cfg: &TrainConfig,
     (train_set, test_set): (data::Dataset, data::Dataset),
@@ -124,12 +128,17 @@ fn train_and_report(
 ) -> Result<TrainRun> {
     let mut metrics = MetricsLog::new(run_dir.file(METRICS_FILE));
     let outcome = train::train(cfg, &train_set, &test_set, &mut Fanout(vec![&mut metrics, reporter]), session)?;
+    checkpoint::save_model(&run_dir.file(checkpoint::MODEL_FILE), &outcome.net, &train_set.classes)?;
     let records = metrics.finish()?;
     let device = device::device_name(outcome.device);
     let summary = Summary::new(cfg, &records, &outcome.test, &train_set.classes, outcome.seconds, &device);
     run_dir.write_json(SUMMARY_FILE, &summary)?;
     let mut artifacts: Vec<_> =
-        [CONFIG_FILE, checkpoint::state::FILE, METRICS_FILE, SUMMARY_FILE].map(|f| run_dir.file(f)).into_iter().filter(|f| f.is_file()).collect();
+        [CONFIG_FILE, checkpoint::state::FILE, checkpoint::MODEL_FILE, METRICS_FILE, SUMMARY_FILE]
+            .map(|f| run_dir.file(f))
+            .into_iter()
+            .filter(|f| f.is_file())
+            .collect();
     let label = run_dir.path().file_name().map_or_else(|| "run".to_string(), |n| n.to_string_lossy().into_owned());
     match chart::curves_png(&run_dir.file(CURVES_FILE), &[RunCurves { label, records }]) {
         Ok(()) => artifacts.push(run_dir.file(CURVES_FILE)),

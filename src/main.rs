@@ -89,6 +89,26 @@ fn run(command: Command, quiet: bool) -> anyhow::Result<()> {
             let out = chart::plot_runs(&args.runs, args.out.as_deref()).context("plot failed")?;
             println!("{}", out.display());
         }
+        Command::Eval(args) => {
+            let report = tch_cifar10::eval::run_eval(&(&args).into()).context("evaluation failed")?;
+            if let Some(png) = &args.confusion_png {
+                chart::confusion_matrix_png(png, &report.confusion.rows(), &report.classes).context("confusion matrix")?;
+                tracing::info!("confusion matrix drawn in {}", png.display());
+            }
+            if args.json {
+                println!("{}", serde_json::to_string_pretty(&report)?);
+            } else {
+                print!("{report}");
+            }
+        }
+        Command::Predict(args) => {
+            let predictions = tch_cifar10::predict::run_predict(&(&args).into()).context("prediction failed")?;
+            if args.json {
+                println!("{}", serde_json::to_string_pretty(&predictions)?);
+            } else {
+                predictions.iter().for_each(|p| print!("{p}"));
+            }
+        }
         Command::Info(args) => {
             let info = info::info();
             if args.json {

@@ -102,7 +102,7 @@ fn metrics_and_summary_hold_the_documented_fields() -> TestResult {
     // The chart of the run, and the list of what was written.
     assert_eq!(read_png(&run_path.join("curves.png"))?.0, CURVES_SIZE.0);
     let names: Vec<_> = run.artifacts.iter().map(|p| p.file_name().unwrap().to_string_lossy().into_owned()).collect();
-    assert_eq!(names, ["config.json", "checkpoint.safetensors", "metrics.jsonl", "summary.json", "curves.png"]);
+    assert_eq!(names, ["config.json", "checkpoint.safetensors", "model.safetensors", "metrics.jsonl", "summary.json", "curves.png"]);
     Ok(())
 }
 
@@ -265,7 +265,7 @@ fn output_to_a_pipe_is_plain_lines() -> TestResult {
     // One log line per epoch on stderr, the results and where they are on stdout.
     assert_eq!(stderr.lines().filter(|l| l.contains("train loss")).count(), 2, "{stderr}");
     assert!(stdout.starts_with("Accuracy of the network on the 20 test images: "), "{stdout}");
-    assert!(stdout.contains("files      config.json  checkpoint.safetensors  metrics.jsonl  summary.json  curves.png"), "{stdout}");
+    assert!(stdout.contains("files      config.json  checkpoint.safetensors  model.safetensors  metrics.jsonl  summary.json  curves.png"), "{stdout}");
     Ok(())
 }
 
@@ -315,3 +315,19 @@ fn plot_command_prints_the_chart_path() -> TestResult {
     Ok(())
 }
 
+
+#[test]
+fn eval_draws_the_confusion_matrix() -> TestResult {
+    let data = common::synthetic_cifar(40, 20, 10);
+    let out = tempfile::tempdir()?;
+    let run = out.path().join("run");
+    let cfg = TrainConfig { epochs: 1, eval_every: None, ..tiny_config(data.path(), &run) };
+    tch_cifar10::run_train(&cfg, &mut MemoryReporter::default(), None)?;
+    let png = out.path().join("confusion.png");
+    let (run_s, data_s, png_s) = (run.to_str().unwrap(), data.path().to_str().unwrap(), png.to_str().unwrap());
+    let o = tch_cifar10(&["eval", "--checkpoint", run_s, "--data-dir", data_s, "--device", "cpu", "--confusion-png", png_s, "--json"])?;
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    serde_json::from_slice::<Value>(&o.stdout)?; // stdout stays JSON
+    assert_eq!(read_png(&png)?.0, CONFUSION_SIZE.0);
+    Ok(())
+}

@@ -35,7 +35,7 @@ pub fn wanted(quiet: bool) -> bool {
 /// Whether the running loss is read after `step` (1-based): every [`LOSS_READ_EVERY`] steps,
 /// and never when no bar is drawn.
 fn reads_loss_after(step: usize, drawn: bool) -> bool {
-    drawn && step % LOSS_READ_EVERY == 0
+    drawn && step.is_multiple_of(LOSS_READ_EVERY)
 }
 
 /// The `tracing` subscriber's writer for stderr: writes each log line with the bars hidden.

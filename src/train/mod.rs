@@ -28,7 +28,7 @@ use std::{
 
 use tch::{nn, nn::Module, Device, Kind, Tensor};
 
-pub use eval::{evaluate, EvalMetrics};
+pub use eval::{evaluate, evaluate_with_confusion, ConfusionMatrix, EvalMetrics};
 pub use sgd::Sgd;
 
 use crate::{
