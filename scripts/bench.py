@@ -48,8 +48,9 @@ def run_measured(cmd, log):
 
 
 def epoch_records(path):
+    """The records of a metrics.jsonl file (one per epoch)."""
     with open(path) as f:
-        return [r for r in map(json.loads, filter(str.strip, f)) if "step" not in r]
+        return [json.loads(line) for line in f if line.strip()]
 
 
 def machine(device):
@@ -134,19 +135,20 @@ def main(argv=None):
         common += ["--threads", str(args.threads)]
     results = {}
     for key in args.programs:
-        jsonl = os.path.join(out, f"{key}.jsonl")
         if key == "c":
-            run_dir = os.path.join(out, "c-run")  # tch-cifar10's run directory (config, checkpoint)
+            run_dir = os.path.join(out, "c-run")  # tch-cifar10's run directory, with metrics.jsonl
             shutil.rmtree(run_dir, ignore_errors=True)
-            cmd = [binary, "train", "--data-dir", tch_data, *common, "--out", run_dir, "--steps-jsonl", jsonl]
+            metrics = os.path.join(run_dir, "metrics.jsonl")
+            cmd = [binary, "train", "--data-dir", tch_data, *common, "--out", run_dir]
         else:
             script = "pytorch_reference.py" if key == "a" else "pytorch_resident.py"
-            cmd = [sys.executable, os.path.join(REPO, "scripts", script), "--data-dir", py_data, *common, "--steps-jsonl", jsonl]
+            metrics = os.path.join(out, f"{key}.metrics.jsonl")
+            cmd = [sys.executable, os.path.join(REPO, "scripts", script), "--data-dir", py_data, *common, "--metrics-jsonl", metrics]
         status, wall, rss = run_measured(cmd, os.path.join(out, f"{key}.log"))
         if status != 0:
             with open(os.path.join(out, f"{key}.log")) as f:
                 die(f"({key}) {' '.join(cmd)} failed with status {status}; its output ends:\n{f.read()[-3000:]}")
-        epochs = epoch_records(jsonl)
+        epochs = epoch_records(metrics)
         timed = [r["seconds"] for r in epochs[1:]] or [r["seconds"] for r in epochs]
         per_epoch = statistics.median(timed)
         images = round(epochs[0]["images_per_sec"] * epochs[0]["seconds"])

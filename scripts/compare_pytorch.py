@@ -27,22 +27,39 @@ def die(msg):
     sys.exit(2)
 
 
+# What each side leaves in --out: every step's loss, every epoch's figures, the final weights.
+FILES = {
+    "pytorch": {"steps": "pytorch.steps.jsonl", "metrics": "pytorch.metrics.jsonl", "params": "pytorch.safetensors"},
+    "tch": {"steps": "tch.steps.jsonl", "metrics": os.path.join("tch-run", "metrics.jsonl"),
+            "params": os.path.join("tch-run", "model.safetensors")},
+}
+
+
 def read_jsonl(path):
-    """(steps {(epoch, step): loss}, epochs {epoch: record}) from a --steps-jsonl file."""
-    steps, epochs = {}, {}
+    """The records of a JSON-lines file."""
     with open(path) as f:
         for n, line in enumerate(f, 1):
-            if not line.strip():
-                continue
-            try:
-                r = json.loads(line)
-                if "step" in r:
-                    steps[(int(r["epoch"]), int(r["step"]))] = float(r["loss"])
-                else:
-                    epochs[int(r["epoch"])] = r
-            except (ValueError, KeyError, TypeError) as e:
-                die(f"{path}:{n}: not a steps record ({e})")
-    return steps, epochs
+            if line.strip():
+                try:
+                    yield json.loads(line)
+                except ValueError as e:
+                    die(f"{path}:{n}: not JSON ({e})")
+
+
+def read_steps(path):
+    """{(epoch, step): loss} from a --steps-jsonl file."""
+    try:
+        return {(int(r["epoch"]), int(r["step"])): float(r["loss"]) for r in read_jsonl(path)}
+    except (KeyError, TypeError, ValueError) as e:
+        die(f"{path}: not a steps file ({e!r})")
+
+
+def read_epochs(path):
+    """{epoch: record} from a metrics.jsonl file."""
+    try:
+        return {int(r["epoch"]): r for r in read_jsonl(path)}
+    except (KeyError, TypeError, ValueError) as e:
+        die(f"{path}: not a metrics file ({e!r})")
 
 
 def same(a, b):
@@ -55,8 +72,9 @@ def compare(out):
     import numpy as np
     from safetensors.numpy import load_file
 
-    ref_steps, ref_epochs = read_jsonl(os.path.join(out, "pytorch.jsonl"))
-    tch_steps, tch_epochs = read_jsonl(os.path.join(out, "tch.jsonl"))
+    path = {side: {k: os.path.join(out, f) for k, f in files.items()} for side, files in FILES.items()}
+    ref_steps, tch_steps = read_steps(path["pytorch"]["steps"]), read_steps(path["tch"]["steps"])
+    ref_epochs, tch_epochs = read_epochs(path["pytorch"]["metrics"]), read_epochs(path["tch"]["metrics"])
     keys = sorted(set(ref_steps) | set(tch_steps))
     first, largest, largest_at, equal_steps = None, 0.0, None, 0
     for k in keys:
@@ -88,8 +106,7 @@ def compare(out):
     if None not in test_acc.values():
         test_acc["diff"] = abs(test_acc["pytorch"] - test_acc["tch"])
 
-    ref_p = load_file(os.path.join(out, "pytorch.safetensors"))
-    tch_p = load_file(os.path.join(out, "tch.safetensors"))
+    ref_p, tch_p = load_file(path["pytorch"]["params"]), load_file(path["tch"]["params"])
     params = {"tensors": len(ref_p), "values": sum(int(t.size) for t in ref_p.values()), "differing": [], "largest": 0.0}
     for name in sorted(set(ref_p) | set(tch_p)):
         a, b = ref_p.get(name), tch_p.get(name)
@@ -172,7 +189,7 @@ def main(argv=None):
     p.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N [cpu]")
     p.add_argument("--threads", type=int, default=None, help="intra-op threads for both [their default: the physical cores]")
     p.add_argument("--eval-every", type=int, default=None, metavar="N", help="also test every N epochs")
-    p.add_argument("--out", default=None, help="keep the runs' outputs (jsonl, safetensors, logs) here [a temporary folder]")
+    p.add_argument("--out", default=None, help="keep the runs' outputs here (steps, metrics, weights, logs; tch-cifar10's run directory as tch-run/) [a temporary folder]")
     p.add_argument("--bin", default=None, help="the tch-cifar10 binary [build and use target/release/tch-cifar10]")
     p.add_argument("--reuse", action="store_true", help="do not run anything: compare again the outputs already in --out (the run options are ignored)")
     p.add_argument("--json", action="store_true", help="print the comparison as JSON")
@@ -212,13 +229,14 @@ def main(argv=None):
             common += ["--threads", str(args.threads)]
         if args.eval_every:
             common += ["--eval-every", str(args.eval_every)]
+        ref = {k: os.path.join(out, f) for k, f in FILES["pytorch"].items()}
         run([sys.executable, os.path.join(REPO, "scripts", "pytorch_reference.py"), "--data-dir", py_data, *common,
-             "--steps-jsonl", os.path.join(out, "pytorch.jsonl"), "--save-params", os.path.join(out, "pytorch.safetensors")],
+             "--steps-jsonl", ref["steps"], "--metrics-jsonl", ref["metrics"], "--save-params", ref["params"]],
             os.path.join(out, "pytorch.log"))
-        run_dir = os.path.join(out, "tch-run")  # tch-cifar10's run directory (config, checkpoint)
+        run_dir = os.path.join(out, "tch-run")  # tch-cifar10's run directory: metrics.jsonl, model.safetensors
         shutil.rmtree(run_dir, ignore_errors=True)
         run([binary, "train", "--data-dir", tch_data, *common, "--out", run_dir,
-             "--steps-jsonl", os.path.join(out, "tch.jsonl"), "--save-params", os.path.join(out, "tch.safetensors")],
+             "--steps-jsonl", os.path.join(out, FILES["tch"]["steps"])],
             os.path.join(out, "tch.log"))
 
     config_path = os.path.join(out, "config.json")

@@ -14,13 +14,14 @@ Changes to the program as it was handed around, none of which changes a number:
   * `--data-dir` is torchvision's `root` (it holds `cifar-10-batches-py/`); nothing is
     downloaded and the files' checksums are not compared with the official archive's, so data
     converted from other sources (or synthetic data) loads too;
-  * `--steps-jsonl PATH` (`-` for stdout) writes every step's loss and every epoch's figures as
-    JSON lines (written at the end of each epoch, so no extra work happens between steps):
-        {"epoch": 1, "step": 1, "loss": 2.3044}                       one per step, 1-based
+  * `--metrics-jsonl PATH` writes each epoch's figures as JSON lines, with the fields of
+    tch-cifar10's `metrics.jsonl` (see its README):
         {"epoch": 1, "lr": 0.001, "train_loss": ..., "train_acc": ..., "seconds": ...,
          "images_per_sec": ..., "device": "cpu", "test_loss": ..., "test_acc": ...}
-    (`test_*` only after epochs that were followed by a test pass; `seconds` is the epoch's
-    training steps only);
+    (`test_*` only after epochs followed by a test pass; `seconds` is the epoch's training steps);
+  * `--steps-jsonl PATH` writes every step's loss, `{"epoch": 1, "step": 1, "loss": 2.3044}`
+    (1-based), as tch-cifar10's `train --steps-jsonl`. Both files are written at the end of each
+    epoch, so no extra work happens between steps; `-` writes to stdout;
   * `--save-params PATH` saves the final parameters as safetensors (`conv1.weight` ...).
 
 Run it with the Python that scripts/setup-libtorch installs: `.torch-venv/bin/python`.
@@ -115,6 +116,17 @@ def test(net, testloader, criterion, classes, device):
     return test_loss / len(testloader), correct / total, per_class
 
 
+def open_jsonl(path):
+    """The file to write JSON lines to: None, stdout for `-`, else `path` truncated."""
+    return None if path is None else sys.stdout if path == "-" else open(path, "w")
+
+
+def write_jsonl(f, records):
+    if f is not None:
+        f.writelines(json.dumps(r) + "\n" for r in records)
+        f.flush()
+
+
 def parse_args(argv=None):
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--data-dir", default="./data", help="torchvision root: holds cifar-10-batches-py/ [./data]")
@@ -123,7 +135,8 @@ def parse_args(argv=None):
     p.add_argument("--device", default="auto", help="auto (cuda if available), cpu, cuda, cuda:N [auto]")
     p.add_argument("--threads", type=int, default=None, help="torch.set_num_threads(N) [PyTorch's default]")
     p.add_argument("--eval-every", type=int, default=None, metavar="N", help="also test every N epochs [only at the end]")
-    p.add_argument("--steps-jsonl", default=None, metavar="PATH", help="per-step losses and per-epoch figures as JSON lines (- for stdout)")
+    p.add_argument("--metrics-jsonl", default=None, metavar="PATH", help="each epoch's figures as JSON lines (- for stdout)")
+    p.add_argument("--steps-jsonl", default=None, metavar="PATH", help="every step's loss as JSON lines (- for stdout)")
     p.add_argument("--save-params", default=None, metavar="PATH", help="save the final parameters as safetensors")
     args = p.parse_args(argv)
     for name in ("epochs", "threads", "eval_every"):
@@ -137,13 +150,8 @@ def parse_args(argv=None):
 
 def main(argv=None):
     args = parse_args(argv)
-    jsonl = None
-    if args.steps_jsonl == "-":
-        jsonl, say = sys.stdout, lambda *a: print(*a, file=sys.stderr)
-    else:
-        say = print
-        if args.steps_jsonl:
-            jsonl = open(args.steps_jsonl, "w")
+    metrics_out, steps_out = open_jsonl(args.metrics_jsonl), open_jsonl(args.steps_jsonl)
+    say = (lambda *a: print(*a, file=sys.stderr)) if sys.stdout in (metrics_out, steps_out) else print
     if args.threads is not None:
         torch.set_num_threads(args.threads)
     if args.device == "auto":
@@ -190,11 +198,8 @@ def main(argv=None):
             record.update(test_loss=test_loss, test_acc=test_acc)
             if not last:
                 say(f"[{epoch + 1}] test loss: {test_loss:.4f} test acc: {100 * test_acc:.2f} %")
-        if jsonl:
-            for step, loss in enumerate(step_losses, 1):
-                jsonl.write(json.dumps({"epoch": epoch + 1, "step": step, "loss": loss}) + "\n")
-            jsonl.write(json.dumps(record) + "\n")
-            jsonl.flush()
+        write_jsonl(steps_out, [{"epoch": epoch + 1, "step": step, "loss": loss} for step, loss in enumerate(step_losses, 1)])
+        write_jsonl(metrics_out, [record])
     say("Finished Training")
 
     say(f"Accuracy of the network on the {len(testset)} test images: {100 * test_acc:.2f} %")
@@ -205,8 +210,9 @@ def main(argv=None):
     if args.save_params:
         from safetensors.torch import save_file
         save_file({k: v.detach().cpu().contiguous() for k, v in net.state_dict().items()}, args.save_params)
-    if jsonl and jsonl is not sys.stdout:
-        jsonl.close()
+    for f in (metrics_out, steps_out):
+        if f not in (None, sys.stdout):
+            f.close()
 
 
 if __name__ == "__main__":

@@ -20,7 +20,7 @@ import torch.nn as nn
 import torch.optim as optim
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from pytorch_reference import CIFAR10, Net, parse_args  # noqa: E402
+from pytorch_reference import CIFAR10, Net, open_jsonl, parse_args, write_jsonl  # noqa: E402
 
 
 def resident(dataset, device):
@@ -56,8 +56,8 @@ def evaluate(net, images, labels, criterion, batch_size):
 
 def main(argv=None):
     args = parse_args(argv)
-    jsonl = sys.stdout if args.steps_jsonl == "-" else (open(args.steps_jsonl, "w") if args.steps_jsonl else None)
-    say = (lambda *a: print(*a, file=sys.stderr)) if jsonl is sys.stdout else print
+    metrics_out, steps_out = open_jsonl(args.metrics_jsonl), open_jsonl(args.steps_jsonl)
+    say = (lambda *a: print(*a, file=sys.stderr)) if sys.stdout in (metrics_out, steps_out) else print
     if args.threads is not None:
         torch.set_num_threads(args.threads)
     if args.device == "auto":
@@ -120,19 +120,17 @@ def main(argv=None):
             net.eval()
             test_loss, test_acc = evaluate(net, test_x, test_y, criterion, batch_size)
             record.update(test_loss=test_loss, test_acc=test_acc)
-        if jsonl:
-            for step, loss in enumerate(step_losses, 1):
-                jsonl.write(json.dumps({"epoch": epoch, "step": step, "loss": loss}) + "\n")
-            jsonl.write(json.dumps(record) + "\n")
-            jsonl.flush()
+        write_jsonl(steps_out, [{"epoch": epoch, "step": step, "loss": loss} for step, loss in enumerate(step_losses, 1)])
+        write_jsonl(metrics_out, [record])
     say(f"Accuracy of the network on the {len(test_y)} test images: {100 * test_acc:.2f} %")
     say(f"Test loss: {test_loss:.4f}")
     say(f"Total time: {time.perf_counter() - start:.1f} s")
     if args.save_params:
         from safetensors.torch import save_file
         save_file({k: v.detach().cpu().contiguous() for k, v in net.state_dict().items()}, args.save_params)
-    if jsonl and jsonl is not sys.stdout:
-        jsonl.close()
+    for f in (metrics_out, steps_out):
+        if f not in (None, sys.stdout):
+            f.close()
 
 
 if __name__ == "__main__":

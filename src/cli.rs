@@ -1,19 +1,30 @@
-//! The command line: `tch-cifar10 train` and `tch-cifar10 info`. Argument structs convert into
-//! the library's one [`TrainConfig`]; their defaults are read from it, so they cannot drift.
+//! The command line: `tch-cifar10 train`, `plot`, `info`, `eval` and `predict`. Argument structs
+//! convert into the library's one [`TrainConfig`]; their defaults are read from it, so they cannot
+//! drift.
 
 use std::path::PathBuf;
 
 use clap::{ArgAction, Args, Parser, Subcommand};
-use tch_cifar10::{parity::ParityOutputs, DeviceSpec, TrainConfig};
+use tch_cifar10::{
+    eval::EvalOptions,
+    predict::{self, PredictOptions},
+    DeviceSpec, TrainConfig,
+};
 
 /// The classic PyTorch CIFAR-10 LeNet training program on libtorch, with the same numbers as PyTorch.
 #[derive(Debug, Parser)]
 #[command(name = "tch-cifar10", version, about, propagate_version = true)]
 pub struct Cli {
-    /// More log output (-v: debug, -vv: trace). `RUST_LOG` overrides.
+    /// More log output on stderr (-v: debug, -vv: trace). `RUST_LOG` (e.g. `RUST_LOG=debug`)
+    /// overrides the level set by -v and -q.
     #[arg(short, long, action = ArgAction::Count, global = true)]
     pub verbose: u8,
-    /// Less log output (-q: warnings and errors only, -qq: errors only).
+    /// Print only the final result: no progress bars and no per-epoch lines; stdout carries the
+    /// test accuracy and the accuracy per class, nothing else; stderr only warnings and errors
+    /// (-qq: errors only). -q and --quiet are the same flag.
+    ///
+    /// Without it, progress bars are drawn when stderr is a terminal, and one log line per epoch
+    /// is written otherwise (CI logs, files).
     #[arg(short, long, action = ArgAction::Count, global = true, conflicts_with = "verbose")]
     pub quiet: u8,
     #[command(subcommand)]
@@ -22,12 +33,18 @@ pub struct Cli {
 
 /// Subcommands.
 #[derive(Debug, Subcommand)]
-#[allow(clippy::large_enum_variant)] // parsed once per process
 pub enum Command {
     /// Train the reference Net (50 epochs of SGD with momentum and StepLR by default), then test it.
     Train(TrainArgs),
+    /// Draw loss and accuracy per epoch of one or more runs (their metrics.jsonl) into one PNG.
+    Plot(PlotArgs),
     /// Show the libtorch version, CUDA support, visible GPUs and CPU threads.
     Info(InfoArgs),
+    /// Evaluate a saved model on the CIFAR-10 test set: loss, accuracy, per-class accuracy,
+    /// confusion matrix.
+    Eval(EvalArgs),
+    /// Classify PNG or JPEG images with a saved model: the top-k classes with softmax probabilities.
+    Predict(PredictArgs),
 }
 
 /// `train`'s flags; defaults are the reference program's.
@@ -77,29 +94,12 @@ pub struct TrainArgs {
     /// and --threads may be given too). The result equals an uninterrupted run.
     #[arg(long, value_name = "DIR", conflicts_with_all = [
         "data_dir", "epochs", "batch_size", "lr", "momentum", "step_size", "gamma", "seed",
-        "eval_every", "checkpoint_every", "out", "steps_jsonl", "save_params",
+        "eval_every", "checkpoint_every", "out", "steps_jsonl",
     ])]
     pub resume: Option<PathBuf>,
-    #[command(flatten)]
-    pub parity: ParityArgs,
-}
-
-/// Hidden outputs for scripts/compare-pytorch and scripts/bench (see `tch_cifar10::parity`).
-#[derive(Debug, Args)]
-pub struct ParityArgs {
-    /// Write every step's loss and every epoch's figures as JSON lines, in the format of
-    /// scripts/pytorch_reference.py.
+    /// Write every step's loss as JSON lines (for scripts/compare-pytorch).
     #[arg(long, value_name = "PATH", hide = true)]
     pub steps_jsonl: Option<PathBuf>,
-    /// Save the final parameters as safetensors, named as PyTorch's `state_dict()`.
-    #[arg(long, value_name = "PATH", hide = true)]
-    pub save_params: Option<PathBuf>,
-}
-
-impl From<&ParityArgs> for ParityOutputs {
-    fn from(a: &ParityArgs) -> ParityOutputs {
-        ParityOutputs { steps_jsonl: a.steps_jsonl.clone(), save_params: a.save_params.clone() }
-    }
 }
 
 impl From<TrainArgs> for TrainConfig {
@@ -118,6 +118,101 @@ impl From<TrainArgs> for TrainConfig {
             eval_every: a.eval_every,
             checkpoint_every: a.checkpoint_every,
             out_dir: a.out,
+        }
+    }
+}
+
+/// `plot`'s arguments.
+#[derive(Debug, Args)]
+pub struct PlotArgs {
+    /// Run directories (or their metrics.jsonl files), from this program or the PyTorch
+    /// reference script; several are overlaid, one colour each.
+    #[arg(required = true, value_name = "RUN")]
+    pub runs: Vec<PathBuf>,
+    /// The PNG to write [default: RUN/curves.png for one run, ./curves.png for several].
+    #[arg(long, value_name = "FILE")]
+    pub out: Option<PathBuf>,
+}
+
+/// `eval`'s flags.
+#[derive(Debug, Args)]
+pub struct EvalArgs {
+    /// Model file (model.safetensors, or a PyTorch state_dict saved with safetensors), or a run
+    /// directory holding model.safetensors.
+    #[arg(long, value_name = "PATH")]
+    pub checkpoint: PathBuf,
+    /// Folder holding `cifar-10-batches-bin/` (or the `.bin` files themselves).
+    #[arg(long, default_value_os_t = TrainConfig::default().data_dir)]
+    pub data_dir: PathBuf,
+    /// Images per forward pass (the loss is the mean of the batch means, as the reference's).
+    #[arg(long, default_value_t = TrainConfig::default().batch_size)]
+    pub batch_size: usize,
+    /// auto (CUDA when available), cpu, cuda or cuda:N.
+    #[arg(long, default_value_t = TrainConfig::default().device)]
+    pub device: DeviceSpec,
+    /// Class names, comma-separated, in label order [default: the model file's; for a file
+    /// without names and 10 outputs, CIFAR-10's airplane,automobile,...,truck].
+    #[arg(long, value_delimiter = ',', value_name = "NAMES")]
+    pub classes: Option<Vec<String>>,
+    /// Print JSON instead of text.
+    #[arg(long)]
+    pub json: bool,
+    /// Also draw the confusion matrix into this PNG file.
+    #[arg(long, value_name = "FILE")]
+    pub confusion_png: Option<PathBuf>,
+}
+
+impl From<&EvalArgs> for EvalOptions {
+    fn from(a: &EvalArgs) -> EvalOptions {
+        EvalOptions {
+            checkpoint: a.checkpoint.clone(),
+            data_dir: a.data_dir.clone(),
+            device: a.device,
+            batch_size: a.batch_size,
+            classes: a.classes.clone(),
+        }
+    }
+}
+
+/// `predict`'s flags.
+#[derive(Debug, Args)]
+#[command(after_help = format!(
+    "Each image is converted to RGB (greyscale replicated, alpha dropped), resized to 32x32 with a {} \
+     filter when it is not 32x32 (aspect ratio not kept), and normalised as in training.",
+    predict::RESIZE_FILTER
+))]
+pub struct PredictArgs {
+    /// Model file (model.safetensors, or a PyTorch state_dict saved with safetensors), or a run
+    /// directory holding model.safetensors.
+    #[arg(long, value_name = "PATH")]
+    pub checkpoint: PathBuf,
+    /// PNG or JPEG files, of any size.
+    #[arg(required = true, value_name = "IMAGE")]
+    pub images: Vec<PathBuf>,
+    /// Classes shown per image, most probable first (at most the model's class count).
+    #[arg(long, default_value_t = 3, value_parser = clap::value_parser!(u16).range(1..), value_name = "K")]
+    pub top_k: u16,
+    /// auto (CUDA when available), cpu, cuda or cuda:N. The CPU is the default: for a few
+    /// images it answers before CUDA has started.
+    #[arg(long, default_value_t = DeviceSpec::Cpu)]
+    pub device: DeviceSpec,
+    /// Class names, comma-separated, in label order [default: the model file's; for a file
+    /// without names and 10 outputs, CIFAR-10's airplane,automobile,...,truck].
+    #[arg(long, value_delimiter = ',', value_name = "NAMES")]
+    pub classes: Option<Vec<String>>,
+    /// Print JSON instead of text.
+    #[arg(long)]
+    pub json: bool,
+}
+
+impl From<&PredictArgs> for PredictOptions {
+    fn from(a: &PredictArgs) -> PredictOptions {
+        PredictOptions {
+            checkpoint: a.checkpoint.clone(),
+            images: a.images.clone(),
+            top_k: usize::from(a.top_k),
+            device: a.device,
+            classes: a.classes.clone(),
         }
     }
 }
@@ -149,11 +244,39 @@ mod tests {
     }
 
     #[test]
+    fn quiet_is_the_long_form_of_q_and_plot_needs_a_run() {
+        for args in [["tch-cifar10", "-q", "train"], ["tch-cifar10", "--quiet", "train"], ["tch-cifar10", "train", "--quiet"]] {
+            assert_eq!(Cli::try_parse_from(args).unwrap().quiet, 1, "{args:?}");
+        }
+        assert!(Cli::try_parse_from(["tch-cifar10", "-q", "-v", "train"]).is_err());
+        assert!(Cli::try_parse_from(["tch-cifar10", "plot"]).is_err());
+        let cli = Cli::try_parse_from(["tch-cifar10", "plot", "a", "b", "--out", "c.png"]).unwrap();
+        let Command::Plot(args) = cli.command else { panic!("expected plot") };
+        assert_eq!((args.runs.len(), args.out), (2, Some(PathBuf::from("c.png"))));
+    }
+
+    #[test]
     fn resume_takes_only_device_and_threads() {
         let ok = ["tch-cifar10", "train", "--resume", "r", "--device", "cpu", "--threads", "2"];
         assert!(Cli::try_parse_from(ok).is_ok());
         let err = Cli::try_parse_from(["tch-cifar10", "train", "--resume", "r", "--epochs", "3"]).unwrap_err();
         assert!(err.to_string().contains("--epochs"), "{err}");
+    }
+
+    #[test]
+    fn predict_needs_an_image_and_a_positive_top_k() {
+        assert!(Cli::try_parse_from(["tch-cifar10", "predict", "--checkpoint", "m"]).is_err());
+        assert!(Cli::try_parse_from(["tch-cifar10", "predict", "--checkpoint", "m", "--top-k", "0", "a.png"]).is_err());
+        let cli = Cli::try_parse_from(["tch-cifar10", "predict", "--checkpoint", "m", "a.png", "b.jpg"]).unwrap();
+        let Command::Predict(args) = cli.command else { panic!("expected predict") };
+        assert_eq!((args.images.len(), args.top_k), (2, 3));
+    }
+
+    #[test]
+    fn classes_are_comma_separated() {
+        let cli = Cli::try_parse_from(["tch-cifar10", "eval", "--checkpoint", "m", "--classes", "a,b,c"]).unwrap();
+        let Command::Eval(args) = cli.command else { panic!("expected eval") };
+        assert_eq!(args.classes.unwrap(), ["a", "b", "c"]);
     }
 
     #[test]

@@ -23,6 +23,14 @@ pub enum Error {
     #[error("invalid {field} = {value}: {expected}")]
     InvalidConfig { field: &'static str, value: String, expected: String },
 
+    /// A metrics file (`metrics.jsonl`) holds a line that is not an epoch record, or none.
+    #[error("{}{}: {reason}", path.display(), line.map(|l| format!(", line {l}")).unwrap_or_default())]
+    BadMetrics { path: PathBuf, line: Option<usize>, reason: String },
+
+    /// A chart could not be drawn.
+    #[error("cannot draw chart {}: {reason}", path.display())]
+    Chart { path: PathBuf, reason: String },
+
     /// The requested device is not available.
     #[error("device {requested} is not available: {reason}")]
     DeviceUnavailable { requested: String, reason: String },
@@ -38,6 +46,14 @@ pub enum Error {
     /// Training was interrupted (Ctrl-C) and its state saved.
     #[error("interrupted at epoch {epoch}, step {step}; the state is saved: resume with `tch-cifar10 train --resume {}`", run_dir.display())]
     Interrupted { epoch: usize, step: usize, run_dir: PathBuf },
+
+    /// A model file (safetensors) is unreadable, corrupt, or does not hold the `Net` parameters.
+    #[error("{}: not a usable model file: {reason}", path.display())]
+    BadModelFile { path: PathBuf, reason: String },
+
+    /// An image given to `predict` cannot be read or decoded.
+    #[error("{}: cannot use this image: {reason}", path.display())]
+    BadImage { path: PathBuf, reason: String },
 
     /// An error reported by libtorch.
     #[error("libtorch: {0}")]

@@ -1,16 +1,11 @@
-//! Outputs for checking a run against the PyTorch reference (`scripts/pytorch_reference.py`,
-//! compared by `scripts/compare-pytorch`): every step's loss and every epoch's figures as JSON
-//! lines in that script's format, and the final parameters as safetensors under PyTorch's
-//! `state_dict()` names. The binary exposes them as `train --steps-jsonl PATH --save-params PATH`.
+//! Every step's loss, for checking a run against the PyTorch reference
+//! (`scripts/pytorch_reference.py --steps-jsonl`, compared by `scripts/compare-pytorch`): the
+//! binary's hidden `train --steps-jsonl PATH`. The epoch figures and final weights to compare are
+//! the run directory's own `metrics.jsonl` and `model.safetensors`.
 //!
-//! The JSON lines, one object a line, written at the end of each epoch (the losses are read
-//! from the device once per epoch, as the loop keeps them):
-//!
-//! ```text
-//! {"epoch":1,"step":1,"loss":2.3044...}        every step, 1-based, the loss as an exact f64
-//! {"epoch":1,"lr":0.001,"train_loss":...,"train_acc":...,"seconds":...,"images_per_sec":...,
-//!  "device":"cpu","test_loss":...,"test_acc":...} every epoch; test_* after a test pass
-//! ```
+//! One JSON object a line, `{"epoch":1,"step":1,"loss":2.3044...}` (both 1-based; the loss is
+//! the float32 step loss as an exact f64), written at the end of each epoch: the loop reads the
+//! losses from the device once per epoch.
 
 use std::{
     fs::File,
@@ -19,142 +14,75 @@ use std::{
     sync::atomic::AtomicBool,
 };
 
-use serde_json::{json, Value};
+use serde_json::json;
 
 use crate::{
     config::TrainConfig,
-    device::device_name,
     error::{Error, Result},
-    report::{EpochMetrics, Reporter},
-    train::{EvalMetrics, TrainOutcome},
+    report::{EpochMetrics, Fanout, Reporter},
     TrainRun,
 };
 
-/// Where to write the parity outputs; both optional.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
-pub struct ParityOutputs {
-    /// Per-step losses and per-epoch figures as JSON lines.
-    pub steps_jsonl: Option<PathBuf>,
-    /// The final parameters as safetensors.
-    pub save_params: Option<PathBuf>,
-}
-
-/// A [`Reporter`] that writes the JSON lines described in the module doc and passes every
-/// figure on to `inner`.
-pub struct StepsJsonl<'a> {
-    inner: &'a mut dyn Reporter,
+/// A [`Reporter`] writing every step's loss as JSON lines (see the module doc).
+pub struct StepsJsonl {
     path: PathBuf,
     out: BufWriter<File>,
-    device: String,
-    /// The last epoch's record, held until its test figures (if any) are known.
-    pending: Option<Value>,
     /// The first write error; reported by [`StepsJsonl::finish`].
     error: Option<std::io::Error>,
 }
 
-impl<'a> StepsJsonl<'a> {
-    /// Creates (truncates) `path`; `device` is the name written in each epoch record.
+impl StepsJsonl {
+    /// Creates (truncates) `path`.
     ///
     /// # Errors
     /// [`Error::Io`] when `path` cannot be created.
-    pub fn create(path: &Path, device: String, inner: &'a mut dyn Reporter) -> Result<Self> {
+    pub fn create(path: &Path) -> Result<Self> {
         let out = BufWriter::new(File::create(path).map_err(Error::io(path))?);
-        Ok(StepsJsonl { inner, path: path.to_path_buf(), out, device, pending: None, error: None })
+        Ok(StepsJsonl { path: path.to_path_buf(), out, error: None })
     }
 
-    fn write(&mut self, v: &Value) {
-        if self.error.is_none() {
-            if let Err(e) = writeln!(self.out, "{v}") {
-                self.error = Some(e);
-            }
-        }
-    }
-
-    fn flush_pending(&mut self) {
-        if let Some(v) = self.pending.take() {
-            self.write(&v);
-        }
-        if self.error.is_none() {
-            if let Err(e) = self.out.flush() {
-                self.error = Some(e);
-            }
-        }
-    }
-
-    /// Writes the last record and flushes the file.
+    /// Flushes the file.
     ///
     /// # Errors
     /// [`Error::Io`] for the first write that failed.
     pub fn finish(mut self) -> Result<()> {
-        self.flush_pending();
-        match self.error.take() {
-            Some(e) => Err(Error::Io { path: self.path.clone(), source: e }),
-            None => Ok(()),
+        let flushed = self.out.flush();
+        match self.error.take().map_or(flushed, Err) {
+            Err(source) => Err(Error::Io { path: self.path.clone(), source }),
+            Ok(()) => Ok(()),
         }
     }
 }
 
-impl Reporter for StepsJsonl<'_> {
+impl Reporter for StepsJsonl {
     fn epoch_end(&mut self, m: &EpochMetrics) {
-        self.flush_pending();
-        for (step, &loss) in m.step_losses.iter().enumerate() {
-            self.write(&json!({"epoch": m.epoch, "step": step + 1, "loss": f64::from(loss)}));
+        if self.error.is_some() {
+            return;
         }
-        self.pending = Some(json!({
-            "epoch": m.epoch, "lr": m.lr, "train_loss": m.train_loss, "train_acc": m.train_acc,
-            "seconds": m.seconds, "images_per_sec": m.images_per_sec, "device": self.device,
-        }));
-        self.inner.epoch_end(m);
-    }
-
-    fn evaluated(&mut self, epoch: usize, m: &EvalMetrics) {
-        if let Some(Value::Object(rec)) = &mut self.pending {
-            if rec.get("epoch") == Some(&json!(epoch)) {
-                rec.insert("test_loss".into(), json!(m.loss));
-                rec.insert("test_acc".into(), json!(m.accuracy));
-            }
-        }
-        self.flush_pending();
-        self.inner.evaluated(epoch, m);
+        let written = m
+            .step_losses
+            .iter()
+            .enumerate()
+            .try_for_each(|(i, &loss)| writeln!(self.out, "{}", json!({"epoch": m.epoch, "step": i + 1, "loss": f64::from(loss)})))
+            .and_then(|()| self.out.flush());
+        self.error = written.err();
     }
 }
 
-/// Saves the trained parameters of `outcome` to `path` as safetensors (float32, on the CPU),
-/// named as PyTorch's `Net().state_dict()`.
+/// [`crate::run_train`], also writing every step's loss to `steps_jsonl` when given.
 ///
 /// # Errors
-/// [`Error::Torch`] when the file cannot be written.
-pub fn save_params(outcome: &TrainOutcome, path: &Path) -> Result<()> {
-    let params: Vec<_> =
-        outcome.net.parameters().iter().map(|(name, t)| (*name, t.to_device(tch::Device::Cpu))).collect();
-    tch::Tensor::write_safetensors(&params, path)?;
-    Ok(())
-}
-
-/// [`crate::run_train`] with the parity outputs of `out` written beside the figures that go to
-/// `reporter`.
-///
-/// # Errors
-/// As [`crate::run_train`], and [`Error::Io`] or [`Error::Torch`] when an output cannot be written.
+/// As [`crate::run_train`], and [`Error::Io`] when `steps_jsonl` cannot be written.
 pub fn run_train(
     cfg: &TrainConfig,
-    out: &ParityOutputs,
+    steps_jsonl: Option<&Path>,
     reporter: &mut dyn Reporter,
     stop: Option<&AtomicBool>,
 ) -> Result<TrainRun> {
-    let run = match &out.steps_jsonl {
-        Some(path) => {
-            cfg.validate()?;
-            let device = device_name(cfg.device.resolve()?);
-            let mut steps = StepsJsonl::create(path, device, reporter)?;
-            let run = crate::run_train(cfg, &mut steps, stop);
-            steps.finish()?;
-            run?
-        }
-        None => crate::run_train(cfg, reporter, stop)?,
-    };
-    if let Some(path) = &out.save_params {
-        save_params(&run.outcome, path)?;
-    }
-    Ok(run)
+    let Some(path) = steps_jsonl else { return crate::run_train(cfg, reporter, stop) };
+    cfg.validate()?;
+    let mut steps = StepsJsonl::create(path)?;
+    let run = crate::run_train(cfg, &mut Fanout(vec![reporter, &mut steps]), stop);
+    steps.finish()?;
+    run
 }

@@ -77,7 +77,7 @@ fn report(o: &Output) -> Value {
     })
 }
 
-/// The records of a `--steps-jsonl` file.
+/// The records of a JSON-lines file.
 fn records(path: &Path) -> Vec<Value> {
     std::fs::read_to_string(path).unwrap().lines().map(|l| serde_json::from_str(l).unwrap()).collect()
 }
@@ -104,8 +104,8 @@ fn pytorch_and_tch_cifar10_agree_bit_for_bit() {
     assert_eq!(r["params"]["tensors"], 10);
 
     // The run did cross StepLR's decay and evaluate where asked (or the check would prove less).
-    let tch = records(&out.join("tch.jsonl"));
-    let epoch = |e: usize| tch.iter().find(|r| r["epoch"] == e && r.get("step").is_none()).unwrap().clone();
+    let metrics = records(&out.join("tch-run/metrics.jsonl"));
+    let epoch = |e: usize| metrics.iter().find(|r| r["epoch"] == e).unwrap().clone();
     assert_eq!(epoch(20)["lr"], 1e-3);
     assert_eq!(epoch(21)["lr"], 1e-3 * 0.1);
     let tested: Vec<usize> = (1..=EPOCHS).filter(|&e| epoch(e).get("test_acc").is_some()).collect();
@@ -113,7 +113,7 @@ fn pytorch_and_tch_cifar10_agree_bit_for_bit() {
 
     // The comparison finds a one-ulp change in one step's loss, and names that step. (Only that
     // line is rewritten: serde_json does not promise exact float round trips.)
-    let tch_path = out.join("tch.jsonl");
+    let tch_path = out.join("tch.steps.jsonl");
     let original = std::fs::read_to_string(&tch_path).unwrap();
     let changed: String = original
         .lines()
@@ -138,7 +138,7 @@ fn pytorch_and_tch_cifar10_agree_bit_for_bit() {
     std::fs::write(&tch_path, original).unwrap();
 
     // ... and a one-ulp change in one parameter.
-    let params_path = out.join("tch.safetensors");
+    let params_path = out.join("tch-run/model.safetensors");
     let mut params = tch::Tensor::read_safetensors(&params_path).unwrap();
     let (_, fc3_bias) = params.iter_mut().find(|(n, _)| n == "fc3.bias").unwrap();
     let v = fc3_bias.double_value(&[4]) as f32;

@@ -9,6 +9,7 @@ use std::{collections::HashMap, path::Path};
 use serde::{Deserialize, Serialize};
 use tch::{Kind, Tensor};
 
+use super::model_file::{encode_tensors, tensor_from_view};
 use crate::{
     error::{Error, Result},
     run_dir::write_atomic,
@@ -55,36 +56,19 @@ pub struct Checkpoint {
     pub best: Vec<(String, Tensor)>,
 }
 
-/// Float32 tensor -> little-endian bytes.
-fn le_bytes(t: &Tensor) -> Result<Vec<u8>> {
-    let v = Vec::<f32>::try_from(t.to_device(tch::Device::Cpu).to_kind(Kind::Float).flatten(0, -1))?;
-    Ok(v.iter().flat_map(|x| x.to_le_bytes()).collect())
-}
-
 /// Writes `ck` to `path` atomically.
 ///
 /// # Errors
 /// [`Error::Io`] naming the file; the previous checkpoint stays in place on failure.
 pub fn save(path: &Path, ck: &Checkpoint) -> Result<()> {
     let groups = [("", &ck.weights), ("momentum_buffer.", &ck.momentum), ("best.", &ck.best)];
-    let mut named = Vec::new();
-    for (prefix, tensors) in groups {
-        for (name, t) in tensors.iter() {
-            let shape: Vec<usize> = t.size().iter().map(|&d| d as usize).collect();
-            named.push((format!("{prefix}{name}"), shape, le_bytes(t)?));
-        }
-    }
-    let views = named
+    let named: Vec<(String, &Tensor)> = groups
         .iter()
-        .map(|(n, shape, bytes)| {
-            let view = safetensors::tensor::TensorView::new(safetensors::Dtype::F32, shape.clone(), bytes)
-                .expect("shape and byte count agree by construction");
-            (n.clone(), view)
-        })
-        .collect::<Vec<_>>();
+        .flat_map(|(prefix, tensors)| tensors.iter().map(move |(name, t)| (format!("{prefix}{name}"), t)))
+        .collect();
     let state = TrainState { format: FORMAT, ..ck.state.clone() };
     let meta = HashMap::from([(META_KEY.to_string(), serde_json::to_string(&state).expect("state serialises"))]);
-    let bytes = safetensors::serialize(views, Some(meta)).map_err(|e| bad(path, format!("cannot serialise: {e}")))?;
+    let bytes = encode_tensors(named.iter().map(|(n, t)| (n.as_str(), *t)), meta)?;
     write_atomic(path, &bytes)
 }
 
@@ -126,8 +110,7 @@ pub fn load(path: &Path, expected: &[(&str, Vec<i64>)]) -> Result<Checkpoint> {
         if got != shape {
             return Err(bad(path, format!("tensor {name} has shape {got:?}, the model expects {shape:?}")));
         }
-        let floats: Vec<f32> = view.data().chunks_exact(4).map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]])).collect();
-        Ok(Some(Tensor::from_slice(&floats).view(shape)))
+        Ok(Some(tensor_from_view(&view, Kind::Float)?))
     };
     let mut ck = Checkpoint { state, weights: vec![], momentum: vec![], best: vec![] };
     for (name, shape) in expected {
