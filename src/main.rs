@@ -38,6 +38,9 @@ fn main() -> ExitCode {
 fn run(command: Command) -> anyhow::Result<()> {
     match command {
         Command::Train(args) => {
+            if let Some(opts) = args.download_options()? {
+                tch_cifar10::run_download(&opts).context("download failed")?;
+            }
             let cfg = TrainConfig::from(args);
             let (outcome, classes) = tch_cifar10::run_train(&cfg, &mut LogReporter).context("training failed")?;
             let t = &outcome.test;
@@ -48,6 +51,10 @@ fn run(command: Command) -> anyhow::Result<()> {
                 println!("Accuracy for class: {name:5} is {:.1} %", 100.0 * acc);
             }
             println!("Total time: {:.1} s", outcome.seconds);
+        }
+        Command::Download(args) => {
+            let dir = tch_cifar10::run_download(&args.source.options(&args.data_dir)).context("download failed")?;
+            println!("CIFAR-10 is ready in {}", dir.display());
         }
         Command::Info(args) => {
             let info = info::info();

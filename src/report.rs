@@ -31,6 +31,8 @@ pub trait Reporter {
     fn epoch_end(&mut self, _m: &EpochMetrics) {}
     /// After each evaluation on the test set, with the epoch it followed.
     fn evaluated(&mut self, _epoch: usize, _m: &EvalMetrics) {}
+    /// After each epoch's evaluation on the held-out validation split (`--val-size`).
+    fn validated(&mut self, _epoch: usize, _m: &EvalMetrics) {}
 }
 
 /// Logs each epoch and evaluation at `info` level on stderr.
@@ -48,6 +50,10 @@ impl Reporter for LogReporter {
     fn evaluated(&mut self, epoch: usize, m: &EvalMetrics) {
         tracing::info!("epoch {epoch:>3}  test loss {:.4}  test acc {:.2}%", m.loss, 100.0 * m.accuracy);
     }
+
+    fn validated(&mut self, epoch: usize, m: &EvalMetrics) {
+        tracing::info!("epoch {epoch:>3}  val loss {:.4}  val acc {:.2}%", m.loss, 100.0 * m.accuracy);
+    }
 }
 
 /// Keeps every figure in memory (for tests and library users).
@@ -57,6 +63,8 @@ pub struct MemoryReporter {
     pub epochs: Vec<EpochMetrics>,
     /// Every evaluation, with the epoch it followed.
     pub evals: Vec<(usize, EvalMetrics)>,
+    /// Every validation, with its epoch.
+    pub vals: Vec<(usize, EvalMetrics)>,
 }
 
 impl Reporter for MemoryReporter {
@@ -66,5 +74,9 @@ impl Reporter for MemoryReporter {
 
     fn evaluated(&mut self, epoch: usize, m: &EvalMetrics) {
         self.evals.push((epoch, m.clone()));
+    }
+
+    fn validated(&mut self, epoch: usize, m: &EvalMetrics) {
+        self.vals.push((epoch, m.clone()));
     }
 }

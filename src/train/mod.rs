@@ -17,8 +17,10 @@
 //! normalised there. Per-step losses and correct counts stay on the device and are read once
 //! per epoch, so the host never waits on a step.
 
+pub mod early_stop;
 mod eval;
 pub mod schedule;
+mod validation;
 
 use std::time::Instant;
 
@@ -60,6 +62,9 @@ pub fn train(cfg: &TrainConfig, train: &Dataset, test: &Dataset, reporter: &mut 
         tch::set_num_threads(n as i32);
     }
     let start = Instant::now();
+    // --val-size: the split seeds the global generator itself, so it comes before manual_seed.
+    let mut val = validation::Validation::new(cfg, train, device)?;
+    let train = val.as_ref().map_or(train, |v| &v.train);
 
     // torch.manual_seed(seed); net = Net(): drawn on the CPU in PyTorch's order, then moved.
     tch::manual_seed(cfg.seed);
@@ -74,6 +79,7 @@ pub fn train(cfg: &TrainConfig, train: &Dataset, test: &Dataset, reporter: &mut 
     let n = train_d.len();
     let steps = n.div_ceil(cfg.batch_size);
 
+    let mut last = cfg.epochs;
     for (epoch, &seed) in (1..=cfg.epochs).zip(&seeds) {
         let lr = schedule::step_lr(cfg, epoch);
         opt.set_lr(lr);
@@ -111,8 +117,13 @@ pub fn train(cfg: &TrainConfig, train: &Dataset, test: &Dataset, reporter: &mut 
         if cfg.evaluates_after(epoch) && epoch < cfg.epochs {
             reporter.evaluated(epoch, &evaluate(&net, &test_d, cfg.batch_size));
         }
+        if val.as_mut().is_some_and(|v| v.after_epoch(epoch, &net, &vs, reporter)) {
+            last = epoch;
+            break;
+        }
     }
+    let weights_epoch = val.as_ref().map_or(last, |v| v.finish(&vs, last));
     let test = evaluate(&net, &test_d, cfg.batch_size);
-    reporter.evaluated(cfg.epochs, &test);
+    reporter.evaluated(weights_epoch, &test);
     Ok(TrainOutcome { vs, net, device, test, seconds: start.elapsed().as_secs_f64() })
 }

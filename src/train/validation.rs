@@ -1,0 +1,78 @@
+//! The reference method's steps 1 and 4, off by default: hold out `--val-size` training images
+//! ([`crate::data::split::holdout`]), evaluate them after every epoch, and with
+//! `--early-stop-patience` stop when validation accuracy stalls, keeping the best weights.
+//! The training loop calls [`Validation::new`], [`Validation::after_epoch`] and
+//! [`Validation::finish`]; without a split none of this runs and nothing is drawn.
+
+use tch::{nn, Device};
+
+use super::{
+    early_stop::{EarlyStopping, Verdict},
+    evaluate,
+};
+use crate::{
+    config::TrainConfig,
+    data::{split, Dataset},
+    error::Result,
+    model::Net,
+    report::Reporter,
+};
+
+/// The split and the per-epoch validation state of one run.
+pub(crate) struct Validation {
+    /// The training images left after the split (on the CPU, as loaded).
+    pub(crate) train: Dataset,
+    val: Dataset,
+    batch_size: usize,
+    stopper: Option<EarlyStopping>,
+}
+
+impl Validation {
+    /// Splits `train` when `cfg.val_size > 0`; `None` otherwise. Seeds libtorch's global
+    /// generator (see [`split::holdout`]), so it must run before the run's `manual_seed`.
+    ///
+    /// # Errors
+    /// A `--val-size` that leaves no training image.
+    pub(crate) fn new(cfg: &TrainConfig, train: &Dataset, device: Device) -> Result<Option<Validation>> {
+        if cfg.val_size == 0 {
+            return Ok(None);
+        }
+        let (train, val) = split::holdout(train, cfg.val_size, cfg.seed)?;
+        tracing::info!("held out {} of {} training images for validation", val.len(), train.len() + val.len());
+        Ok(Some(Validation {
+            train,
+            val: val.to_device(device),
+            batch_size: cfg.batch_size,
+            stopper: cfg.early_stop_patience.map(EarlyStopping::new),
+        }))
+    }
+
+    /// Evaluates the validation split after `epoch` and reports it; returns whether to stop.
+    pub(crate) fn after_epoch(&mut self, epoch: usize, net: &Net, vs: &nn::VarStore, reporter: &mut dyn Reporter) -> bool {
+        let m = evaluate(net, &self.val, self.batch_size);
+        reporter.validated(epoch, &m);
+        let Some(stopper) = self.stopper.as_mut() else { return false };
+        match stopper.observe(epoch, m.accuracy) {
+            Verdict::Improved => stopper.save(vs),
+            Verdict::Wait => {}
+            Verdict::Stop => {
+                tracing::info!("early stop after epoch {epoch}: validation accuracy has not improved for {} epochs", stopper.patience());
+                return true;
+            }
+        }
+        false
+    }
+
+    /// After the last epoch trained (`last`): with early stopping, restores the best epoch's
+    /// weights. Returns the epoch the model's weights are now from.
+    pub(crate) fn finish(&self, vs: &nn::VarStore, last: usize) -> usize {
+        match self.stopper.as_ref().and_then(|s| s.best().map(|b| (s, b))) {
+            Some((stopper, (epoch, accuracy))) => {
+                stopper.restore(vs);
+                tracing::info!("keeping the weights of epoch {epoch} (validation accuracy {:.2}%)", 100.0 * accuracy);
+                epoch
+            }
+            None => last,
+        }
+    }
+}
