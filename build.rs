@@ -12,6 +12,7 @@ fn main() {
     println!("cargo:rerun-if-changed=build.rs");
     let Some(libtorch) = std::env::var_os("LIBTORCH").map(PathBuf::from) else {
         println!("cargo:rustc-env=TCH_CIFAR10_LIBTORCH_VERSION=unknown");
+        println!("cargo:rustc-env=TCH_CIFAR10_LIBTORCH_DIR=");
         return;
     };
     let version = std::fs::read_to_string(libtorch.join("version.py"))
@@ -20,6 +21,7 @@ fn main() {
         .or_else(|| std::fs::read_to_string(libtorch.join("build-version")).ok().map(|s| s.trim().to_string()))
         .unwrap_or_else(|| "unknown".to_string());
     println!("cargo:rustc-env=TCH_CIFAR10_LIBTORCH_VERSION={version}");
+    println!("cargo:rustc-env=TCH_CIFAR10_LIBTORCH_DIR={}", libtorch.display());
     let lib = libtorch.join("lib");
     println!("cargo:rustc-link-arg=-Wl,-rpath,{}", lib.display());
     if lib.join("libtorch_cuda.so").exists() {

@@ -95,6 +95,9 @@ pub struct TrainArgs {
     /// Also evaluate on the test set every N epochs.
     #[arg(long, value_name = "N")]
     pub eval_every: Option<usize>,
+    /// Run directory for config.json, metrics and checkpoints [default: runs/YYYYMMDD-HHMMSS].
+    #[arg(long, value_name = "DIR")]
+    pub out: Option<PathBuf>,
 }
 
 impl From<TrainArgs> for TrainConfig {
@@ -115,6 +118,7 @@ impl From<TrainArgs> for TrainConfig {
             resize_filter: a.resize_filter,
             val_size: a.val_size,
             early_stop_patience: a.early_stop_patience,
+            out_dir: a.out,
         }
     }
 }

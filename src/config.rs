@@ -55,6 +55,8 @@ pub struct TrainConfig {
     /// epoch's weights; `None`: never (the reference). Needs `val_size`.
     #[serde(default)]
     pub early_stop_patience: Option<usize>,
+    /// The run directory (`config.json`, metrics, checkpoints); `None`: `runs/YYYYMMDD-HHMMSS`.
+    pub out_dir: Option<PathBuf>,
 }
 
 impl Default for TrainConfig {
@@ -75,6 +77,7 @@ impl Default for TrainConfig {
             resize_filter: ResizeFilter::Bilinear,
             val_size: 0,
             early_stop_patience: None,
+            out_dir: None,
         }
     }
 }

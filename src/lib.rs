@@ -14,6 +14,7 @@ pub mod error;
 pub mod info;
 pub mod model;
 pub mod report;
+pub mod run_dir;
 pub mod train;
 
 pub use config::TrainConfig;
@@ -25,15 +26,27 @@ pub use data::{
 pub use device::DeviceSpec;
 pub use error::{Error, Result};
 pub use report::{EpochMetrics, LogReporter, MemoryReporter, Reporter};
+pub use run_dir::RunDir;
 pub use train::{EvalMetrics, TrainOutcome};
 
-/// `tch-cifar10 train`: validates `cfg`, loads the dataset from `cfg.data_dir`, trains and tests,
-/// logging each epoch through `reporter`.
+/// A finished `train` command.
+#[derive(Debug)]
+pub struct TrainRun {
+    /// The trained model and its final test figures.
+    pub outcome: TrainOutcome,
+    /// Class names, indexed by label.
+    pub classes: Vec<String>,
+    /// Where the run's files are.
+    pub run_dir: RunDir,
+}
+
+/// `tch-cifar10 train`: validates `cfg`, creates the run directory with `config.json`, loads
+/// the dataset from `cfg.data_dir`, trains and tests, reporting each epoch through `reporter`.
 ///
 /// # Errors
-/// An invalid configuration (checked before any data is read), missing or malformed data, an
-/// unavailable device, or a diverged run.
-pub fn run_train(cfg: &TrainConfig, reporter: &mut dyn Reporter) -> Result<(TrainOutcome, Vec<String>)> {
+/// An invalid configuration (checked before anything is read or written), missing or malformed
+/// data, an unavailable device, an unwritable run directory, or a diverged run.
+pub fn run_train(cfg: &TrainConfig, reporter: &mut dyn Reporter) -> Result<TrainRun> {
     cfg.validate()?;
     cfg.device.resolve()?;
     let t0 = std::time::Instant::now();
@@ -42,8 +55,12 @@ pub fn run_train(cfg: &TrainConfig, reporter: &mut dyn Reporter) -> Result<(Trai
         "loaded {} training and {} test images from {} in {:.2} s",
         train_set.len(), test_set.len(), cfg.data_dir.display(), t0.elapsed().as_secs_f64()
     );
-    let outcome = train::train(cfg, &train_set, &test_set, reporter)?;
-    Ok((outcome, train_set.classes))
+    // The run directory is made only once the data is known good.
+    let mut cfg = cfg.clone();
+    let run_dir = RunDir::create(cfg.out_dir.get_or_insert_with(RunDir::default_path).clone())?;
+    run_dir.write_json("config.json", &cfg)?;
+    let outcome = train::train(&cfg, &train_set, &test_set, reporter)?;
+    Ok(TrainRun { outcome, classes: train_set.classes, run_dir })
 }
 
 /// `tch-cifar10 download` (and `train --download`): makes sure a complete, verified CIFAR-10 is

@@ -42,15 +42,16 @@ fn run(command: Command) -> anyhow::Result<()> {
                 tch_cifar10::run_download(&opts).context("download failed")?;
             }
             let cfg = TrainConfig::from(args);
-            let (outcome, classes) = tch_cifar10::run_train(&cfg, &mut LogReporter).context("training failed")?;
-            let t = &outcome.test;
+            let run = tch_cifar10::run_train(&cfg, &mut LogReporter).context("training failed")?;
+            let t = &run.outcome.test;
             // The reference program's closing lines.
             println!("Accuracy of the network on the {} test images: {:.2} %", t.images, 100.0 * t.accuracy);
             println!("Test loss: {:.4}", t.loss);
-            for (name, acc) in classes.iter().zip(&t.per_class_accuracy) {
+            for (name, acc) in run.classes.iter().zip(&t.per_class_accuracy) {
                 println!("Accuracy for class: {name:5} is {:.1} %", 100.0 * acc);
             }
-            println!("Total time: {:.1} s", outcome.seconds);
+            println!("Total time: {:.1} s", run.outcome.seconds);
+            println!("Run directory: {}", run.run_dir.path().display());
         }
         Command::Download(args) => {
             let dir = tch_cifar10::run_download(&args.source.options(&args.data_dir)).context("download failed")?;

@@ -20,13 +20,15 @@
 pub mod early_stop;
 mod eval;
 pub mod schedule;
+pub mod sgd;
 mod validation;
 
 use std::time::Instant;
 
-use tch::{nn, nn::Module, nn::OptimizerConfig, Device, Kind, Tensor};
+use tch::{nn, nn::Module, Device, Kind, Tensor};
 
 pub use eval::{evaluate, EvalMetrics};
+pub use sgd::Sgd;
 
 use crate::{
     config::TrainConfig,
@@ -67,14 +69,16 @@ pub fn train(cfg: &TrainConfig, train: &Dataset, test: &Dataset, reporter: &mut 
     let train = val.as_ref().map_or(train, |v| &v.train);
 
     // torch.manual_seed(seed); net = Net(): drawn on the CPU in PyTorch's order, then moved.
+    let rng = schedule::lock_global_rng();
     tch::manual_seed(cfg.seed);
     let mut vs = nn::VarStore::new(Device::Cpu);
     let net = Net::new(&vs.root(), train.classes.len() as i64);
     net.init_pytorch();
     let seeds = schedule::shuffle_seeds(cfg);
+    drop(rng);
     vs.set_device(device);
 
-    let mut opt = nn::sgd(cfg.momentum, 0.0, 0.0, false).build(&vs, cfg.learning_rate)?;
+    let mut opt = Sgd::new(&vs, &net.parameters(), cfg.learning_rate, cfg.momentum)?;
     let (train_d, test_d) = (train.to_device(device), test.to_device(device));
     let n = train_d.len();
     let steps = n.div_ceil(cfg.batch_size);

@@ -1,9 +1,19 @@
 //! The pure schedule pieces of the reference loop: `StepLR` as a function of the epoch, and the
 //! per-epoch shuffle seeds that `DataLoader(shuffle=True)` draws from the global generator.
 
+use std::sync::{Mutex, MutexGuard};
+
 use tch::{Kind, Tensor};
 
 use crate::config::TrainConfig;
+
+static GLOBAL_RNG: Mutex<()> = Mutex::new(());
+
+/// Holds libtorch's global generator for a sequence of seed-and-draw operations, so that runs on
+/// several threads of one process (tests, library users) cannot interleave their draws.
+pub fn lock_global_rng() -> MutexGuard<'static, ()> {
+    GLOBAL_RNG.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+}
 
 /// The learning rate used during `epoch` (1-based) under
 /// `StepLR(optimizer, step_size, gamma)` stepped once after each epoch.
@@ -41,6 +51,7 @@ pub fn shuffle_seeds(cfg: &TrainConfig) -> Vec<i64> {
 /// The reference's batch order for one epoch: `randperm(n)` from a generator seeded with `seed`.
 /// Reseeds the global generator, which is safe once [`shuffle_seeds`] has drawn everything.
 pub fn epoch_permutation(seed: i64, n: usize) -> Tensor {
+    let _rng = lock_global_rng();
     tch::manual_seed(seed);
     Tensor::randperm(n as i64, (Kind::Int64, tch::Device::Cpu))
 }
@@ -62,6 +73,7 @@ mod tests {
 
     #[test]
     fn shuffle_seeds_are_reproducible_and_distinct() {
+        let _rng = lock_global_rng();
         let cfg = TrainConfig { epochs: 4, ..TrainConfig::default() };
         tch::manual_seed(7);
         let a = shuffle_seeds(&cfg);
@@ -70,6 +82,7 @@ mod tests {
         assert_eq!(a, b);
         assert_eq!(a.len(), 4);
         assert!(a.windows(2).all(|w| w[0] != w[1]));
+        drop(_rng);
         let p = epoch_permutation(a[0], 10);
         let mut sorted = Vec::<i64>::try_from(&p.sort(0, false).0).unwrap();
         sorted.dedup();
@@ -80,6 +93,7 @@ mod tests {
     fn a_mid_run_evaluation_draws_one_more_seed() {
         let plain = TrainConfig { epochs: 3, ..TrainConfig::default() };
         let evals = TrainConfig { eval_every: Some(1), ..plain.clone() };
+        let _rng = lock_global_rng();
         tch::manual_seed(1);
         let a = shuffle_seeds(&plain);
         tch::manual_seed(1);
