@@ -313,7 +313,7 @@ fn fetch(opts: &DownloadOptions, part: &Path) -> Result<bool> {
     let mut resumed = false;
     let attempts = opts.attempts.max(1);
     for attempt in 1..=attempts {
-        match fetch_once(&agent, &opts.url, part, &bar, &mut resumed) {
+        match fetch_once(&agent, opts, part, &bar, &mut resumed) {
             Ok(()) => {
                 bar.finish_and_clear();
                 return Ok(resumed);
@@ -330,7 +330,7 @@ fn fetch(opts: &DownloadOptions, part: &Path) -> Result<bool> {
                 let kept = fs::metadata(part).map_or(0, |m| m.len());
                 let mut reason = f.reason;
                 if f.transient {
-                    reason += &format!(" (gave up after {attempts} tries)");
+                    reason += &format!(" (gave up after {attempts} {})", if attempts == 1 { "try" } else { "tries" });
                 }
                 if kept > 0 {
                     reason += &format!("; the {kept} bytes received are kept in {} and the next run resumes them", part.display());
@@ -343,18 +343,20 @@ fn fetch(opts: &DownloadOptions, part: &Path) -> Result<bool> {
 }
 
 /// One request: resumes from the `.part` file's length with `Range` when it is not empty.
-fn fetch_once(agent: &ureq::Agent, url: &str, part: &Path, bar: &ProgressBar, resumed: &mut bool) -> Result<(), Failure> {
+fn fetch_once(agent: &ureq::Agent, opts: &DownloadOptions, part: &Path, bar: &ProgressBar, resumed: &mut bool) -> Result<(), Failure> {
     let have = fs::metadata(part).map_or(0, |m| m.len());
-    let mut request = agent.get(url);
+    let mut request = agent.get(&opts.url);
     if have > 0 {
         request = request.header("Range", format!("bytes={have}-"));
     }
-    let response = request.call().map_err(|e| {
-        let transient = matches!(
-            e,
-            ureq::Error::Io(_) | ureq::Error::Timeout(_) | ureq::Error::HostNotFound | ureq::Error::ConnectionFailed | ureq::Error::Protocol(_)
-        );
-        Failure { reason: format!("request failed: {e}"), transient }
+    let response = request.call().map_err(|e| match e {
+        ureq::Error::Timeout(_) => {
+            Failure::transient(format!("timed out: no answer within {:.1} s ({e})", opts.timeout.as_secs_f64()))
+        }
+        ureq::Error::Io(_) | ureq::Error::HostNotFound | ureq::Error::ConnectionFailed | ureq::Error::Protocol(_) => {
+            Failure::transient(format!("request failed: {e}"))
+        }
+        _ => Failure::permanent(format!("request failed: {e}")),
     })?;
     let status = response.status();
     let (start, total) = match status.as_u16() {
@@ -401,7 +403,8 @@ fn fetch_once(agent: &ureq::Agent, url: &str, part: &Path, bar: &ProgressBar, re
             Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
             Err(e) => {
                 let _ = file.flush();
-                return Err(Failure::transient(format!("connection failed after {}: {e}", of_total(got))));
+                let what = if e.kind() == io::ErrorKind::TimedOut { "timed out" } else { "connection failed" };
+                return Err(Failure::transient(format!("{what} after {}: {e}", of_total(got))));
             }
         };
         file.write_all(&buf[..n]).map_err(|e| Failure::permanent(format!("cannot write {}: {e}", part.display())))?;
