@@ -38,10 +38,12 @@ fn main() -> ExitCode {
 fn run(command: Command) -> anyhow::Result<()> {
     match command {
         Command::Train(args) => {
-            if let Some(opts) = args.download_options()? {
+            let download = args.download_options()?;
+            let cfg = TrainConfig::from(args);
+            if let Some(opts) = download {
+                cfg.validate().context("training failed")?; // before fetching 162 MB
                 tch_cifar10::run_download(&opts).context("download failed")?;
             }
-            let cfg = TrainConfig::from(args);
             let run = tch_cifar10::run_train(&cfg, &mut LogReporter).context("training failed")?;
             let t = &run.outcome.test;
             // The reference program's closing lines.

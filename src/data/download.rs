@@ -298,6 +298,7 @@ fn fetch(opts: &DownloadOptions, part: &Path) -> Result<bool> {
         .user_agent(concat!("tch-cifar10/", env!("CARGO_PKG_VERSION")))
         .build();
     let agent = ureq::Agent::new_with_config(config);
+    tracing::info!("downloading {} to {}", opts.url, part.display());
     let bar = if opts.progress && io::stderr().is_terminal() {
         ProgressBar::with_draw_target(None, ProgressDrawTarget::stderr())
     } else {
@@ -308,7 +309,6 @@ fn fetch(opts: &DownloadOptions, part: &Path) -> Result<bool> {
             .expect("the progress template is valid"),
     );
     bar.set_message(ARCHIVE_NAME);
-    tracing::info!("downloading {} to {}", opts.url, part.display());
     let mut delay = opts.retry_delay;
     let mut resumed = false;
     let attempts = opts.attempts.max(1);
@@ -384,7 +384,7 @@ fn fetch_once(agent: &ureq::Agent, opts: &DownloadOptions, part: &Path, bar: &Pr
         File::create(part)
     } else {
         *resumed = true;
-        tracing::info!("resuming at byte {start}");
+        bar.suspend(|| tracing::info!("resuming at byte {start}"));
         OpenOptions::new().append(true).open(part)
     };
     let mut file = file.map_err(|e| Failure::permanent(format!("cannot write {}: {e}", part.display())))?;

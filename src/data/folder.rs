@@ -82,12 +82,15 @@ pub fn load(dir: &Path, filter: ResizeFilter, threads: Option<usize>) -> Result<
         path: dir.to_path_buf(),
         reason: format!("cannot start decoding threads: {e}"),
     })?;
-    let decode_split = |files: &[(PathBuf, i64)]| pool.install(|| decode_all(files, filter, &classes));
+    let decode_split = |files: &Files| pool.install(|| decode_all(files, filter, &classes));
     Ok((decode_split(&train_files)?, decode_split(&test_files)?))
 }
 
+/// Image files with their labels.
+type Files = Vec<(PathBuf, i64)>;
+
 /// Class names (sorted subfolders) and every image file with its label, in `ImageFolder` order.
-fn scan(split: &Path) -> Result<(Vec<String>, Vec<(PathBuf, i64)>)> {
+fn scan(split: &Path) -> Result<(Vec<String>, Files)> {
     let bad = |reason: String| Error::BadDataset { path: split.to_path_buf(), reason };
     if !split.is_dir() {
         return Err(bad("no such folder; an image-folder dataset has train/<class>/ and test/<class>/".to_string()));
@@ -122,7 +125,7 @@ fn scan(split: &Path) -> Result<(Vec<String>, Vec<(PathBuf, i64)>)> {
 /// Appends the images under `dir` (recursively) in `sorted(os.walk(dir))` order: folders sorted
 /// by their whole path as a string, files by name within each. (That is not depth-first:
 /// `a/b` < `a/b c` < `a/b/c`, as ' ' sorts before '/'.)
-fn walk(dir: &Path, label: i64, files: &mut Vec<(PathBuf, i64)>) -> Result<()> {
+fn walk(dir: &Path, label: i64, files: &mut Files) -> Result<()> {
     let mut folders = Vec::new();
     let mut pending = vec![dir.to_path_buf()];
     while let Some(folder) = pending.pop() {

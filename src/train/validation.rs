@@ -56,7 +56,8 @@ impl Validation {
             Verdict::Improved => stopper.save(vs),
             Verdict::Wait => {}
             Verdict::Stop => {
-                tracing::info!("early stop after epoch {epoch}: validation accuracy has not improved for {} epochs", stopper.patience());
+                let p = stopper.patience();
+                tracing::info!("early stop after epoch {epoch}: no better validation accuracy for {p} epoch{}", if p == 1 { "" } else { "s" });
                 return true;
             }
         }
