@@ -1,4 +1,4 @@
-//! The command line: `tch-cifar10 train`, `tch-cifar10 download` and `tch-cifar10 info`. Argument
+//! The command line: `tch-cifar10 train`, `download`, `info`, `eval` and `predict`. Argument
 //! structs convert into the library's one [`TrainConfig`]; their defaults are read from it, so
 //! they cannot drift.
 
@@ -7,6 +7,8 @@ use std::path::{Path, PathBuf};
 use clap::{ArgAction, Args, Parser, Subcommand};
 use tch_cifar10::{
     data::download::{CIFAR10_URL, MD5_ENV, SHA256_ENV, URL_ENV},
+    eval::EvalOptions,
+    predict::{self, PredictOptions},
     Checksum, DatasetKind, DeviceSpec, DownloadOptions, ResizeFilter, TrainConfig,
 };
 
@@ -34,6 +36,11 @@ pub enum Command {
     Download(DownloadArgs),
     /// Show the libtorch version, CUDA support, visible GPUs and CPU threads.
     Info(InfoArgs),
+    /// Evaluate a saved model on the CIFAR-10 test set: loss, accuracy, per-class accuracy,
+    /// confusion matrix.
+    Eval(EvalArgs),
+    /// Classify PNG or JPEG images with a saved model: the top-k classes with softmax probabilities.
+    Predict(PredictArgs),
 }
 
 /// `train`'s flags; defaults are the reference program's.
@@ -86,18 +93,29 @@ pub struct TrainArgs {
     /// --seed matches the reference program as written.
     #[arg(long, default_value_t = TrainConfig::default().seed, allow_negative_numbers = true)]
     pub seed: i64,
-    /// auto (CUDA when available), cpu, cuda or cuda:N.
-    #[arg(long, default_value_t = TrainConfig::default().device)]
-    pub device: DeviceSpec,
+    /// auto (CUDA when available), cpu, cuda or cuda:N [default: auto; with --resume: the run's].
+    #[arg(long)]
+    pub device: Option<DeviceSpec>,
     /// libtorch intra-op threads [default: libtorch's, the physical cores].
     #[arg(long)]
     pub threads: Option<usize>,
     /// Also evaluate on the test set every N epochs.
     #[arg(long, value_name = "N")]
     pub eval_every: Option<usize>,
+    /// Save the training state every N epochs (always after the last, and on Ctrl-C).
+    #[arg(long, value_name = "N", default_value_t = TrainConfig::default().checkpoint_every)]
+    pub checkpoint_every: usize,
     /// Run directory for config.json, metrics and checkpoints [default: runs/YYYYMMDD-HHMMSS].
     #[arg(long, value_name = "DIR")]
     pub out: Option<PathBuf>,
+    /// Continue the run in DIR from its last saved state, with its saved settings (only --device
+    /// and --threads may be given too). The result equals an uninterrupted run.
+    #[arg(long, value_name = "DIR", conflicts_with_all = [
+        "data_dir", "epochs", "batch_size", "lr", "momentum", "step_size", "gamma", "seed",
+        "eval_every", "checkpoint_every", "out", "dataset", "resize_filter", "download", "val_size",
+        "early_stop_patience",
+    ])]
+    pub resume: Option<PathBuf>,
 }
 
 impl From<TrainArgs> for TrainConfig {
@@ -111,9 +129,10 @@ impl From<TrainArgs> for TrainConfig {
             step_size: a.step_size,
             gamma: a.gamma,
             seed: a.seed,
-            device: a.device,
+            device: a.device.unwrap_or_default(),
             threads: a.threads,
             eval_every: a.eval_every,
+            checkpoint_every: a.checkpoint_every,
             dataset: a.dataset,
             resize_filter: a.resize_filter,
             val_size: a.val_size,
@@ -172,6 +191,86 @@ pub struct DownloadArgs {
     pub source: SourceArgs,
 }
 
+/// `eval`'s flags.
+#[derive(Debug, Args)]
+pub struct EvalArgs {
+    /// Model file (model.safetensors, or a PyTorch state_dict saved with safetensors), or a run
+    /// directory holding model.safetensors.
+    #[arg(long, value_name = "PATH")]
+    pub checkpoint: PathBuf,
+    /// Folder holding `cifar-10-batches-bin/` (or the `.bin` files themselves).
+    #[arg(long, default_value_os_t = TrainConfig::default().data_dir)]
+    pub data_dir: PathBuf,
+    /// Images per forward pass (the loss is the mean of the batch means, as the reference's).
+    #[arg(long, default_value_t = TrainConfig::default().batch_size)]
+    pub batch_size: usize,
+    /// auto (CUDA when available), cpu, cuda or cuda:N.
+    #[arg(long, default_value_t = TrainConfig::default().device)]
+    pub device: DeviceSpec,
+    /// Class names, comma-separated, in label order [default: the model file's; for a file
+    /// without names and 10 outputs, CIFAR-10's airplane,automobile,...,truck].
+    #[arg(long, value_delimiter = ',', value_name = "NAMES")]
+    pub classes: Option<Vec<String>>,
+    /// Print JSON instead of text.
+    #[arg(long)]
+    pub json: bool,
+}
+
+impl From<&EvalArgs> for EvalOptions {
+    fn from(a: &EvalArgs) -> EvalOptions {
+        EvalOptions {
+            checkpoint: a.checkpoint.clone(),
+            data_dir: a.data_dir.clone(),
+            device: a.device,
+            batch_size: a.batch_size,
+            classes: a.classes.clone(),
+        }
+    }
+}
+
+/// `predict`'s flags.
+#[derive(Debug, Args)]
+#[command(after_help = format!(
+    "Each image is converted to RGB (greyscale replicated, alpha dropped), resized to 32x32 with a {} \
+     filter when it is not 32x32 (aspect ratio not kept), and normalised as in training.",
+    predict::RESIZE_FILTER
+))]
+pub struct PredictArgs {
+    /// Model file (model.safetensors, or a PyTorch state_dict saved with safetensors), or a run
+    /// directory holding model.safetensors.
+    #[arg(long, value_name = "PATH")]
+    pub checkpoint: PathBuf,
+    /// PNG or JPEG files, of any size.
+    #[arg(required = true, value_name = "IMAGE")]
+    pub images: Vec<PathBuf>,
+    /// Classes shown per image, most probable first (at most the model's class count).
+    #[arg(long, default_value_t = 3, value_parser = clap::value_parser!(u16).range(1..), value_name = "K")]
+    pub top_k: u16,
+    /// auto (CUDA when available), cpu, cuda or cuda:N. The CPU is the default: for a few
+    /// images it answers before CUDA has started.
+    #[arg(long, default_value_t = DeviceSpec::Cpu)]
+    pub device: DeviceSpec,
+    /// Class names, comma-separated, in label order [default: the model file's; for a file
+    /// without names and 10 outputs, CIFAR-10's airplane,automobile,...,truck].
+    #[arg(long, value_delimiter = ',', value_name = "NAMES")]
+    pub classes: Option<Vec<String>>,
+    /// Print JSON instead of text.
+    #[arg(long)]
+    pub json: bool,
+}
+
+impl From<&PredictArgs> for PredictOptions {
+    fn from(a: &PredictArgs) -> PredictOptions {
+        PredictOptions {
+            checkpoint: a.checkpoint.clone(),
+            images: a.images.clone(),
+            top_k: usize::from(a.top_k),
+            device: a.device,
+            classes: a.classes.clone(),
+        }
+    }
+}
+
 /// `info`'s flags.
 #[derive(Debug, Args)]
 pub struct InfoArgs {
@@ -225,6 +324,30 @@ mod tests {
         let cli = Cli::try_parse_from(["tch-cifar10", "train", "--download", "--dataset", "folder"]).unwrap();
         let Command::Train(args) = cli.command else { panic!("expected train") };
         assert!(args.download_options().is_err());
+    }
+
+    #[test]
+    fn resume_takes_only_device_and_threads() {
+        let ok = ["tch-cifar10", "train", "--resume", "r", "--device", "cpu", "--threads", "2"];
+        assert!(Cli::try_parse_from(ok).is_ok());
+        let err = Cli::try_parse_from(["tch-cifar10", "train", "--resume", "r", "--epochs", "3"]).unwrap_err();
+        assert!(err.to_string().contains("--epochs"), "{err}");
+    }
+
+    #[test]
+    fn predict_needs_an_image_and_a_positive_top_k() {
+        assert!(Cli::try_parse_from(["tch-cifar10", "predict", "--checkpoint", "m"]).is_err());
+        assert!(Cli::try_parse_from(["tch-cifar10", "predict", "--checkpoint", "m", "--top-k", "0", "a.png"]).is_err());
+        let cli = Cli::try_parse_from(["tch-cifar10", "predict", "--checkpoint", "m", "a.png", "b.jpg"]).unwrap();
+        let Command::Predict(args) = cli.command else { panic!("expected predict") };
+        assert_eq!((args.images.len(), args.top_k), (2, 3));
+    }
+
+    #[test]
+    fn classes_are_comma_separated() {
+        let cli = Cli::try_parse_from(["tch-cifar10", "eval", "--checkpoint", "m", "--classes", "a,b,c"]).unwrap();
+        let Command::Eval(args) = cli.command else { panic!("expected eval") };
+        assert_eq!(args.classes.unwrap(), ["a", "b", "c"]);
     }
 
     #[test]

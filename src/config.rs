@@ -55,6 +55,8 @@ pub struct TrainConfig {
     /// epoch's weights; `None`: never (the reference). Needs `val_size`.
     #[serde(default)]
     pub early_stop_patience: Option<usize>,
+    /// Save the training state every N epochs (and after the last, and on Ctrl-C).
+    pub checkpoint_every: usize,
     /// The run directory (`config.json`, metrics, checkpoints); `None`: `runs/YYYYMMDD-HHMMSS`.
     pub out_dir: Option<PathBuf>,
 }
@@ -77,6 +79,7 @@ impl Default for TrainConfig {
             resize_filter: ResizeFilter::Bilinear,
             val_size: 0,
             early_stop_patience: None,
+            checkpoint_every: 1,
             out_dir: None,
         }
     }
@@ -116,6 +119,9 @@ impl TrainConfig {
         if self.threads == Some(0) {
             return bad("threads", 0, "at least 1");
         }
+        if self.checkpoint_every == 0 {
+            return bad("checkpoint-every", 0, "at least 1");
+        }
         if self.eval_every == Some(0) {
             return bad("eval-every", 0, "at least 1");
         }
@@ -148,7 +154,8 @@ mod tests {
 
     #[test]
     fn each_bad_value_is_named() {
-        let cases: [(&str, fn(&mut TrainConfig)); 11] = [
+        let cases: [(&str, fn(&mut TrainConfig)); 12] = [
+            ("checkpoint-every", |c| c.checkpoint_every = 0),
             ("epochs", |c| c.epochs = 0),
             ("batch-size", |c| c.batch_size = 0),
             ("lr", |c| c.learning_rate = -0.1),

@@ -15,10 +15,6 @@ pub enum Error {
     #[error("{}: {reason} (at byte offset {offset})", path.display())]
     BadDataFile { path: PathBuf, offset: u64, reason: String },
 
-    /// An image in an image-folder dataset could not be read.
-    #[error("{}: not a readable PNG or JPEG image: {reason}", path.display())]
-    BadImage { path: PathBuf, reason: String },
-
     /// An image-folder dataset is laid out wrongly (a missing split, an empty class folder,
     /// test classes that are not the training classes).
     #[error("{}: {reason}", path.display())]
@@ -55,6 +51,22 @@ pub enum Error {
     /// Training diverged.
     #[error("non-finite training loss at epoch {epoch}, step {step} (1-based); lower --lr or check the data")]
     NonFiniteLoss { epoch: usize, step: usize },
+
+    /// A checkpoint that cannot be used: unreadable, or not this model's.
+    #[error("checkpoint {}: {reason}", path.display())]
+    BadCheckpoint { path: PathBuf, reason: String },
+
+    /// Training was interrupted (Ctrl-C) and its state saved.
+    #[error("interrupted at epoch {epoch}, step {step}; the state is saved: resume with `tch-cifar10 train --resume {}`", run_dir.display())]
+    Interrupted { epoch: usize, step: usize, run_dir: PathBuf },
+
+    /// A model file (safetensors) is unreadable, corrupt, or does not hold the `Net` parameters.
+    #[error("{}: not a usable model file: {reason}", path.display())]
+    BadModelFile { path: PathBuf, reason: String },
+
+    /// An image (given to `predict`, or in an image-folder dataset) cannot be read or decoded.
+    #[error("{}: cannot use this image: {reason}", path.display())]
+    BadImage { path: PathBuf, reason: String },
 
     /// An error reported by libtorch.
     #[error("libtorch: {0}")]

@@ -5,17 +5,24 @@
 //! Modules, one a concern: [`data`] (CIFAR-10 binary files, verified download, image folders,
 //! validation split, normalisation), [`model`] (`Net`),
 //! [`train`] (loop, schedule, evaluation), [`report`] (where figures go), [`config`], [`device`],
-//! [`info`], [`error`].
+//! [`info`], [`error`]; [`checkpoint`] (model file, training state), [`eval`] and [`predict`]
+//! (using a saved model), [`softmax`] (the classifier head's mathematics).
 
+pub mod checkpoint;
 pub mod config;
 pub mod data;
 pub mod device;
 pub mod error;
+pub mod eval;
 pub mod info;
 pub mod model;
+pub mod predict;
 pub mod report;
 pub mod run_dir;
+pub mod softmax;
 pub mod train;
+
+use std::{path::Path, sync::atomic::AtomicBool};
 
 pub use config::TrainConfig;
 pub use data::{
@@ -40,27 +47,86 @@ pub struct TrainRun {
     pub run_dir: RunDir,
 }
 
-/// `tch-cifar10 train`: validates `cfg`, creates the run directory with `config.json`, loads
-/// the dataset from `cfg.data_dir`, trains and tests, reporting each epoch through `reporter`.
+/// `tch-cifar10 train`: validates `cfg`, loads the dataset from `cfg.data_dir`, creates the run
+/// directory with `config.json`, trains and tests, reporting each epoch through `reporter` and
+/// saving the training state there, and the final model as `model.safetensors`. `stop` (a
+/// Ctrl-C flag) makes it save and return [`Error::Interrupted`].
 ///
 /// # Errors
 /// An invalid configuration (checked before anything is read or written), missing or malformed
-/// data, an unavailable device, an unwritable run directory, or a diverged run.
-pub fn run_train(cfg: &TrainConfig, reporter: &mut dyn Reporter) -> Result<TrainRun> {
+/// data, an unavailable device, an unwritable run directory, a diverged or interrupted run.
+pub fn run_train(cfg: &TrainConfig, reporter: &mut dyn Reporter, stop: Option<&AtomicBool>) -> Result<TrainRun> {
     cfg.validate()?;
     cfg.device.resolve()?;
+    let (train_set, test_set) = load_data(cfg)?;
+    // The run directory is made only once the data is known good.
+    let mut cfg = cfg.clone();
+    let run_dir = RunDir::create(cfg.out_dir.get_or_insert_with(RunDir::default_path).clone())?;
+    if run_dir.file(checkpoint::state::FILE).exists() {
+        return Err(Error::InvalidConfig {
+            field: "out",
+            value: run_dir.path().display().to_string(),
+            expected: "a new run directory: this one holds a run (continue it with --resume, or pick another --out)".into(),
+        });
+    }
+    run_dir.write_json(CONFIG_FILE, &cfg)?;
+    let session = train::Session { run_dir: Some(&run_dir), resume: None, stop };
+    let outcome = train::train(&cfg, &train_set, &test_set, reporter, session)?;
+    checkpoint::save_model(&run_dir.file(checkpoint::MODEL_FILE), &outcome.net, &train_set.classes)?;
+    Ok(TrainRun { outcome, classes: train_set.classes, run_dir })
+}
+
+/// `tch-cifar10 train --resume DIR`: continues the run in `dir` from its last saved state, with
+/// its saved configuration (only the device and thread count may change: the numbers do not
+/// depend on them on the CPU). Ends with exactly the weights of an uninterrupted run.
+///
+/// # Errors
+/// A missing or unreadable `config.json` or checkpoint (nothing is overwritten then), and
+/// everything [`run_train`] can return.
+pub fn resume_train(
+    dir: &Path,
+    device: Option<DeviceSpec>,
+    threads: Option<usize>,
+    reporter: &mut dyn Reporter,
+    stop: Option<&AtomicBool>,
+) -> Result<TrainRun> {
+    let run_dir = RunDir::open(dir)?;
+    let config_path = run_dir.file(CONFIG_FILE);
+    let text = std::fs::read_to_string(&config_path).map_err(Error::io(&config_path))?;
+    let mut cfg: TrainConfig = serde_json::from_str(&text).map_err(|e| Error::BadCheckpoint {
+        path: config_path.clone(),
+        reason: format!("not a tch-cifar10 run configuration ({e})"),
+    })?;
+    cfg.device = device.unwrap_or(cfg.device);
+    cfg.threads = threads.or(cfg.threads);
+    cfg.out_dir = Some(dir.to_path_buf());
+    cfg.validate()?;
+    cfg.device.resolve()?;
+    let (train_set, test_set) = load_data(&cfg)?;
+    let expected: Vec<(&str, Vec<i64>)> = {
+        let vs = tch::nn::VarStore::new(tch::Device::Cpu);
+        let net = model::Net::new(&vs.root(), train_set.classes.len() as i64);
+        net.parameters().iter().map(|(n, p)| (*n, p.size())).collect()
+    };
+    let ck = checkpoint::state::load(&run_dir.file(checkpoint::state::FILE), &expected)?;
+    tracing::info!("resuming {} after epoch {}, step {}", dir.display(), ck.state.epoch, ck.state.step);
+    let session = train::Session { run_dir: Some(&run_dir), resume: Some(ck), stop };
+    let outcome = train::train(&cfg, &train_set, &test_set, reporter, session)?;
+    checkpoint::save_model(&run_dir.file(checkpoint::MODEL_FILE), &outcome.net, &train_set.classes)?;
+    Ok(TrainRun { outcome, classes: train_set.classes, run_dir })
+}
+
+/// The configuration file inside a run directory.
+pub const CONFIG_FILE: &str = "config.json";
+
+fn load_data(cfg: &TrainConfig) -> Result<(data::Dataset, data::Dataset)> {
     let t0 = std::time::Instant::now();
     let (train_set, test_set) = data::load(cfg.dataset, &cfg.data_dir, cfg.resize_filter, cfg.threads)?;
     tracing::info!(
         "loaded {} training and {} test images from {} in {:.2} s",
         train_set.len(), test_set.len(), cfg.data_dir.display(), t0.elapsed().as_secs_f64()
     );
-    // The run directory is made only once the data is known good.
-    let mut cfg = cfg.clone();
-    let run_dir = RunDir::create(cfg.out_dir.get_or_insert_with(RunDir::default_path).clone())?;
-    run_dir.write_json("config.json", &cfg)?;
-    let outcome = train::train(&cfg, &train_set, &test_set, reporter)?;
-    Ok(TrainRun { outcome, classes: train_set.classes, run_dir })
+    Ok((train_set, test_set))
 }
 
 /// `tch-cifar10 download` (and `train --download`): makes sure a complete, verified CIFAR-10 is

@@ -4,12 +4,15 @@
 
 mod cli;
 
-use std::process::ExitCode;
+use std::{
+    process::ExitCode,
+    sync::atomic::{AtomicBool, Ordering},
+};
 
 use anyhow::Context;
 use clap::Parser;
 use cli::{Cli, Command};
-use tch_cifar10::{info, LogReporter, TrainConfig};
+use tch_cifar10::{info, Error, LogReporter, TrainConfig};
 use tracing_subscriber::EnvFilter;
 
 fn main() -> ExitCode {
@@ -28,6 +31,10 @@ fn main() -> ExitCode {
         .init();
     match run(cli.command) {
         Ok(()) => ExitCode::SUCCESS,
+        Err(e) if matches!(e.downcast_ref::<Error>(), Some(Error::Interrupted { .. })) => {
+            eprintln!("{e}");
+            ExitCode::from(130)
+        }
         Err(e) => {
             eprintln!("error: {e:#}");
             ExitCode::FAILURE
@@ -35,16 +42,42 @@ fn main() -> ExitCode {
     }
 }
 
+/// Set by the first Ctrl-C: training saves its state after the current step and stops.
+static STOP: AtomicBool = AtomicBool::new(false);
+
+/// First Ctrl-C: ask the run to save and stop; a second one exits at once.
+fn install_ctrl_c() {
+    let handler = || {
+        if STOP.swap(true, Ordering::SeqCst) {
+            std::process::exit(130);
+        }
+        eprintln!("\ninterrupt: saving the training state after this step (Ctrl-C again to quit now)");
+    };
+    if let Err(e) = ctrlc::set_handler(handler) {
+        tracing::warn!("no Ctrl-C handler ({e}): an interrupt will lose the epoch in progress");
+    }
+}
+
 fn run(command: Command) -> anyhow::Result<()> {
     match command {
         Command::Train(args) => {
-            let download = args.download_options()?;
-            let cfg = TrainConfig::from(args);
-            if let Some(opts) = download {
-                cfg.validate().context("training failed")?; // before fetching 162 MB
-                tch_cifar10::run_download(&opts).context("download failed")?;
-            }
-            let run = tch_cifar10::run_train(&cfg, &mut LogReporter).context("training failed")?;
+            install_ctrl_c();
+            let run = match args.resume.clone() {
+                Some(dir) => tch_cifar10::resume_train(&dir, args.device, args.threads, &mut LogReporter, Some(&STOP)),
+                None => {
+                    let download = args.download_options()?;
+                    let cfg = TrainConfig::from(args);
+                    if let Some(opts) = download {
+                        cfg.validate().context("training failed")?; // before fetching 162 MB
+                        tch_cifar10::run_download(&opts).context("download failed")?;
+                    }
+                    tch_cifar10::run_train(&cfg, &mut LogReporter, Some(&STOP))
+                }
+            };
+            let run = run.map_err(|e| match e {
+                e @ Error::Interrupted { .. } => anyhow::Error::new(e),
+                e => anyhow::Error::new(e).context("training failed"),
+            })?;
             let t = &run.outcome.test;
             // The reference program's closing lines.
             println!("Accuracy of the network on the {} test images: {:.2} %", t.images, 100.0 * t.accuracy);
@@ -58,6 +91,22 @@ fn run(command: Command) -> anyhow::Result<()> {
         Command::Download(args) => {
             let dir = tch_cifar10::run_download(&args.source.options(&args.data_dir)).context("download failed")?;
             println!("CIFAR-10 is ready in {}", dir.display());
+        }
+        Command::Eval(args) => {
+            let report = tch_cifar10::eval::run_eval(&(&args).into()).context("evaluation failed")?;
+            if args.json {
+                println!("{}", serde_json::to_string_pretty(&report)?);
+            } else {
+                print!("{report}");
+            }
+        }
+        Command::Predict(args) => {
+            let predictions = tch_cifar10::predict::run_predict(&(&args).into()).context("prediction failed")?;
+            if args.json {
+                println!("{}", serde_json::to_string_pretty(&predictions)?);
+            } else {
+                predictions.iter().for_each(|p| print!("{p}"));
+            }
         }
         Command::Info(args) => {
             let info = info::info();

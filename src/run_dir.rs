@@ -29,6 +29,19 @@ impl RunDir {
         Ok(RunDir { path })
     }
 
+    /// An existing run folder.
+    ///
+    /// # Errors
+    /// [`Error::Io`] when `path` is not a directory.
+    pub fn open(path: impl Into<PathBuf>) -> Result<RunDir> {
+        let path = path.into();
+        match std::fs::metadata(&path) {
+            Ok(m) if m.is_dir() => Ok(RunDir { path }),
+            Ok(_) => Err(Error::Io { path, source: std::io::Error::other("not a directory") }),
+            Err(e) => Err(Error::Io { path, source: e }),
+        }
+    }
+
     /// The default `runs/YYYYMMDD-HHMMSS` (UTC) for a new run.
     pub fn default_path() -> PathBuf {
         let secs = SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs());

@@ -128,7 +128,7 @@ fn trains_on_folders_with_one_output_per_class() {
         dataset: DatasetKind::Folder,
         ..TrainConfig::default()
     };
-    let out = train::train(&cfg, &tr, &te, &mut MemoryReporter::default()).unwrap();
+    let out = train::train(&cfg, &tr, &te, &mut MemoryReporter::default(), Default::default()).unwrap();
     assert_eq!(out.vs.variables()["fc3.weight"].size(), [3, 84]);
     assert_eq!(out.test.per_class_accuracy.len(), 3);
     assert!(out.test.accuracy >= 0.9, "test accuracy {}", out.test.accuracy);

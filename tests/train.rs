@@ -22,7 +22,7 @@ fn learns_a_learnable_synthetic_set() {
     let (tr, te) = cifar::load(tmp.path()).unwrap();
     let cfg = TrainConfig { eval_every: Some(2), ..config(5) };
     let mut rep = MemoryReporter::default();
-    let out = train::train(&cfg, &tr, &te, &mut rep).unwrap();
+    let out = train::train(&cfg, &tr, &te, &mut rep, Default::default()).unwrap();
     assert!(out.test.accuracy >= 0.9, "test accuracy {} below 0.9", out.test.accuracy);
     assert_eq!(rep.epochs.len(), 5);
     let lrs: Vec<f64> = rep.epochs.iter().map(|e| e.lr).collect();
@@ -41,7 +41,7 @@ fn same_seed_same_run_other_seed_other_run() {
     let (tr, te) = cifar::load(tmp.path()).unwrap();
     let losses = |seed| {
         let mut rep = MemoryReporter::default();
-        train::train(&TrainConfig { seed, ..config(2) }, &tr, &te, &mut rep).unwrap();
+        train::train(&TrainConfig { seed, ..config(2) }, &tr, &te, &mut rep, Default::default()).unwrap();
         rep.epochs.iter().flat_map(|e| e.step_losses.clone()).collect::<Vec<f32>>()
     };
     let a = losses(5);
@@ -54,7 +54,7 @@ fn a_diverging_run_stops_naming_epoch_and_step() {
     let tmp = common::synthetic_cifar(100, 20, 3);
     let (tr, te) = cifar::load(tmp.path()).unwrap();
     let cfg = TrainConfig { learning_rate: 1e12, ..config(3) };
-    match train::train(&cfg, &tr, &te, &mut MemoryReporter::default()) {
+    match train::train(&cfg, &tr, &te, &mut MemoryReporter::default(), Default::default()) {
         Err(Error::NonFiniteLoss { epoch, step }) => {
             assert_eq!(epoch, 1);
             assert!((2..=5).contains(&step), "step {step}");

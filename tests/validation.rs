@@ -55,14 +55,14 @@ fn validation_is_reported_each_epoch_on_held_out_images() {
     let (tr, te) = cifar::load(tmp.path()).unwrap();
     let cfg = TrainConfig { val_size: 40, ..config(3) };
     let mut rep = MemoryReporter::default();
-    train::train(&cfg, &tr, &te, &mut rep).unwrap();
+    train::train(&cfg, &tr, &te, &mut rep, Default::default()).unwrap();
     assert_eq!(rep.vals.iter().map(|(e, m)| (*e, m.images)).collect::<Vec<_>>(), [(1, 40), (2, 40), (3, 40)]);
     assert_eq!(rep.epochs[0].step_losses.len(), 8, "160 training images left / batch 20");
     assert!(rep.vals[2].1.loss < rep.vals[0].1.loss);
 
     // Without --val-size nothing is validated and all 200 images train.
     let mut rep = MemoryReporter::default();
-    train::train(&config(1), &tr, &te, &mut rep).unwrap();
+    train::train(&config(1), &tr, &te, &mut rep, Default::default()).unwrap();
     assert!(rep.vals.is_empty());
     assert_eq!(rep.epochs[0].step_losses.len(), 10);
 }
@@ -74,7 +74,7 @@ fn early_stopping_triggers_on_a_plateau_and_keeps_the_best_weights() {
     let (epochs, patience) = (40, 3);
     let cfg = TrainConfig { val_size: 60, early_stop_patience: Some(patience), ..config(epochs) };
     let mut rep = MemoryReporter::default();
-    let out = train::train(&cfg, &tr, &te, &mut rep).unwrap();
+    let out = train::train(&cfg, &tr, &te, &mut rep, Default::default()).unwrap();
 
     let accs: Vec<f64> = rep.vals.iter().map(|(_, m)| m.accuracy).collect();
     let stopped = rep.epochs.len();

@@ -51,6 +51,16 @@ pub fn load(dir: &Path) -> Result<(Dataset, Dataset)> {
     Ok((train, test))
 }
 
+/// Loads only the test split from `dir` (see [`locate`]), for `eval`.
+///
+/// # Errors
+/// As [`load`].
+pub fn load_test(dir: &Path) -> Result<Dataset> {
+    let dir = locate(dir)?;
+    let classes = read_classes(&dir.join(META_FILE))?;
+    read_split(&[dir.join(TEST_FILE)], &classes)
+}
+
 /// Class names from `batches.meta.txt`, blank lines ignored.
 fn read_classes(path: &Path) -> Result<Vec<String>> {
     let text = std::fs::read_to_string(path).map_err(Error::io(path))?;

@@ -30,6 +30,12 @@ impl EarlyStopping {
         EarlyStopping { patience, best: None, stale: 0, weights: Vec::new() }
     }
 
+    /// Continues from a saved state: the best epoch and accuracy, the epochs since, and the
+    /// best weights by variable name.
+    pub fn resume(patience: usize, best: Option<(usize, f64)>, stale: usize, weights: Vec<(String, Tensor)>) -> EarlyStopping {
+        EarlyStopping { patience, best, stale, weights }
+    }
+
     /// Records `epoch`'s validation accuracy.
     pub fn observe(&mut self, epoch: usize, accuracy: f64) -> Verdict {
         if self.best.map_or(true, |(_, best)| accuracy > best) {
@@ -56,9 +62,26 @@ impl EarlyStopping {
         self.best
     }
 
+    /// Epochs since the best one.
+    pub fn stale(&self) -> usize {
+        self.stale
+    }
+
+    /// Whether `patience` epochs have passed without improvement.
+    pub fn stopped(&self) -> bool {
+        self.best.is_some() && self.stale >= self.patience
+    }
+
+    /// The kept weights by variable name (sorted), sharing storage with the copy.
+    pub fn weights(&self) -> Vec<(String, Tensor)> {
+        self.weights.iter().map(|(n, t)| (n.clone(), t.shallow_clone())).collect()
+    }
+
     /// Keeps a copy of every variable in `vs` (on its device).
     pub fn save(&mut self, vs: &nn::VarStore) {
-        self.weights = tch::no_grad(|| vs.variables().into_iter().map(|(name, t)| (name, t.detach().copy())).collect());
+        let mut weights: Vec<_> = tch::no_grad(|| vs.variables().into_iter().map(|(name, t)| (name, t.detach().copy())).collect());
+        weights.sort_by(|a: &(String, Tensor), b| a.0.cmp(&b.0));
+        self.weights = weights;
     }
 
     /// Writes the kept copy back into `vs`.
@@ -85,6 +108,11 @@ mod tests {
         // A tie (epoch 3, epoch 6) is not an improvement.
         assert_eq!(verdicts, [Improved, Improved, Wait, Improved, Wait, Stop]);
         assert_eq!(es.best(), Some((4, 0.6)));
+        assert!(es.stopped());
+        // Resumed from its state, it goes on as it would have.
+        let mut again = EarlyStopping::resume(2, Some((4, 0.6)), 1, vec![]);
+        assert!(!again.stopped());
+        assert_eq!(again.observe(6, 0.6), Stop);
     }
 
     #[test]

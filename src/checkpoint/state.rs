@@ -1,0 +1,132 @@
+//! The training state of a run, `checkpoint.safetensors` in its run directory: everything needed
+//! to continue exactly where it stopped. Tensors: the weights under PyTorch's names
+//! (`conv1.weight` ...), the SGD momentum buffers as `momentum_buffer.<name>`, and the
+//! early-stopping best weights, if any, as `best.<name>`. The metadata entry `tch_cifar10_state`
+//! holds [`TrainState`] as JSON. Written atomically after every epoch (and on Ctrl-C, mid-epoch).
+
+use std::{collections::HashMap, path::Path};
+
+use serde::{Deserialize, Serialize};
+use tch::{Kind, Tensor};
+
+use super::model_file::{encode_tensors, tensor_from_view};
+use crate::{
+    error::{Error, Result},
+    run_dir::write_atomic,
+};
+
+/// The file name inside a run directory.
+pub const FILE: &str = "checkpoint.safetensors";
+const META_KEY: &str = "tch_cifar10_state";
+const FORMAT: u32 = 1;
+
+/// Where a run stands, beside its tensors.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct TrainState {
+    /// Format version of this file.
+    pub format: u32,
+    /// Epochs completed.
+    pub epoch: usize,
+    /// Steps completed of epoch `epoch + 1` (non-zero only for a run interrupted mid-epoch).
+    pub step: usize,
+    /// The losses of those steps, to finish that epoch's mean loss exactly.
+    pub partial_losses: Vec<f32>,
+    /// Training images classified right in those steps.
+    pub partial_correct: i64,
+    /// Seconds spent in those steps.
+    pub partial_seconds: f64,
+    /// Seconds of training so far (all finished epochs).
+    pub seconds: f64,
+    /// Early stopping: the best epoch and its validation accuracy, if tracked.
+    pub best: Option<(usize, f64)>,
+    /// Early stopping: epochs since the best one.
+    pub epochs_without_improvement: usize,
+}
+
+/// A checkpoint as read from disk.
+#[derive(Debug)]
+pub struct Checkpoint {
+    /// Where the run stands.
+    pub state: TrainState,
+    /// Weights by PyTorch name (CPU).
+    pub weights: Vec<(String, Tensor)>,
+    /// Momentum buffers by parameter name (CPU); empty before the first step.
+    pub momentum: Vec<(String, Tensor)>,
+    /// Best weights by parameter name (CPU), when early stopping tracks them.
+    pub best: Vec<(String, Tensor)>,
+}
+
+/// Writes `ck` to `path` atomically.
+///
+/// # Errors
+/// [`Error::Io`] naming the file; the previous checkpoint stays in place on failure.
+pub fn save(path: &Path, ck: &Checkpoint) -> Result<()> {
+    let groups = [("", &ck.weights), ("momentum_buffer.", &ck.momentum), ("best.", &ck.best)];
+    let named: Vec<(String, &Tensor)> = groups
+        .iter()
+        .flat_map(|(prefix, tensors)| tensors.iter().map(move |(name, t)| (format!("{prefix}{name}"), t)))
+        .collect();
+    let state = TrainState { format: FORMAT, ..ck.state.clone() };
+    let meta = HashMap::from([(META_KEY.to_string(), serde_json::to_string(&state).expect("state serialises"))]);
+    let bytes = encode_tensors(named.iter().map(|(n, t)| (n.as_str(), *t)), meta)?;
+    write_atomic(path, &bytes)
+}
+
+fn bad(path: &Path, reason: String) -> Error {
+    Error::BadCheckpoint { path: path.to_path_buf(), reason }
+}
+
+/// Reads a checkpoint and checks it against the parameters the model expects
+/// (`(name, shape)` in order).
+///
+/// # Errors
+/// [`Error::Io`] when it cannot be read; [`Error::BadCheckpoint`] naming the file and the
+/// problem when it is not a safetensors file, lacks the state, or does not fit the model.
+pub fn load(path: &Path, expected: &[(&str, Vec<i64>)]) -> Result<Checkpoint> {
+    let bytes = std::fs::read(path).map_err(Error::io(path))?;
+    let st = safetensors::SafeTensors::deserialize(&bytes)
+        .map_err(|e| bad(path, format!("not a readable safetensors file ({e})")))?;
+    let (_, meta) = safetensors::SafeTensors::read_metadata(&bytes)
+        .map_err(|e| bad(path, format!("not a readable safetensors file ({e})")))?;
+    let json = meta
+        .metadata()
+        .as_ref()
+        .and_then(|m| m.get(META_KEY))
+        .ok_or_else(|| bad(path, format!("no `{META_KEY}` metadata: not a tch-cifar10 training checkpoint")))?;
+    let state: TrainState =
+        serde_json::from_str(json).map_err(|e| bad(path, format!("unreadable training state ({e})")))?;
+    if state.format != FORMAT {
+        return Err(bad(path, format!("format {} (this build reads format {FORMAT})", state.format)));
+    }
+    let read = |name: &str, shape: &[i64]| -> Result<Option<Tensor>> {
+        let view = match st.tensor(name) {
+            Ok(v) => v,
+            Err(_) => return Ok(None),
+        };
+        if view.dtype() != safetensors::Dtype::F32 {
+            return Err(bad(path, format!("tensor {name} is {:?}, expected F32", view.dtype())));
+        }
+        let got: Vec<i64> = view.shape().iter().map(|&d| d as i64).collect();
+        if got != shape {
+            return Err(bad(path, format!("tensor {name} has shape {got:?}, the model expects {shape:?}")));
+        }
+        Ok(Some(tensor_from_view(&view, Kind::Float)?))
+    };
+    let mut ck = Checkpoint { state, weights: vec![], momentum: vec![], best: vec![] };
+    for (name, shape) in expected {
+        let w = read(name, shape)?.ok_or_else(|| bad(path, format!("tensor {name} is missing")))?;
+        ck.weights.push((name.to_string(), w));
+        if let Some(m) = read(&format!("momentum_buffer.{name}"), shape)? {
+            ck.momentum.push((name.to_string(), m));
+        }
+        if let Some(b) = read(&format!("best.{name}"), shape)? {
+            ck.best.push((name.to_string(), b));
+        }
+    }
+    let known = st.names().len();
+    let used = ck.weights.len() + ck.momentum.len() + ck.best.len();
+    if known != used {
+        return Err(bad(path, format!("{} unexpected tensor(s): not this model's checkpoint", known - used)));
+    }
+    Ok(ck)
+}

@@ -1,0 +1,143 @@
+//! `tch-cifar10 predict`: the top-k classes of a saved model, with softmax probabilities
+//! ([`crate::softmax`]), for PNG and JPEG images of any size.
+//!
+//! Each image is prepared as training prepares CIFAR-10: decoded to 8-bit RGB (greyscale is
+//! replicated to three channels; an alpha channel is dropped, as PIL's `convert("RGB")` does),
+//! resized to 32x32 when it is not already (see [`RESIZE_FILTER`]; the aspect ratio is not kept,
+//! as `transforms.Resize((32, 32))`), laid out `uint8 [3, 32, 32]` (CHW) and normalised by
+//! [`crate::data::normalize`], the same ops as `ToTensor()` + `Normalize(0.5, 0.5)`.
+
+use std::{
+    fmt,
+    io::Cursor,
+    path::{Path, PathBuf},
+};
+
+use image::{imageops::FilterType, ImageFormat, ImageReader};
+use serde::Serialize;
+use tch::{nn::Module, Device, Kind, Tensor};
+
+use crate::{
+    checkpoint::load_model_with_classes,
+    data::{normalize, CHANNELS, IMAGE_SIDE},
+    device::DeviceSpec,
+    error::{Error, Result},
+    eval::model_path,
+    softmax::softmax,
+};
+
+/// The resize filter, as named in `--help`: bilinear (the `image` crate's triangle filter, its
+/// support widened when shrinking, so it averages like PIL's antialiased bilinear resize).
+pub const RESIZE_FILTER: &str = "bilinear (triangle, antialiased)";
+const FILTER: FilterType = FilterType::Triangle;
+
+/// Images per forward pass: bounds memory for long lists.
+const CHUNK: usize = 256;
+
+/// What `predict` classifies, and how.
+#[derive(Clone, Debug)]
+pub struct PredictOptions {
+    /// A model file, or a run directory holding `model.safetensors`.
+    pub checkpoint: PathBuf,
+    /// PNG or JPEG files.
+    pub images: Vec<PathBuf>,
+    /// Classes reported per image (at most the model's class count).
+    pub top_k: usize,
+    /// Where to run the model.
+    pub device: DeviceSpec,
+    /// Class names overriding (or supplying) the file's.
+    pub classes: Option<Vec<String>>,
+}
+
+/// One class and its probability.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct ClassProbability {
+    /// Class name.
+    pub class: String,
+    /// Class index (the label).
+    pub index: usize,
+    /// Softmax probability.
+    pub probability: f64,
+}
+
+/// The top classes of one image, most probable first.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct Prediction {
+    /// The image file.
+    pub path: PathBuf,
+    /// The `top_k` most probable classes, in decreasing probability.
+    pub top: Vec<ClassProbability>,
+}
+
+impl fmt::Display for Prediction {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        writeln!(f, "{}", self.path.display())?;
+        let w = self.top.iter().map(|c| c.class.chars().count()).max().unwrap_or(0);
+        for c in &self.top {
+            writeln!(f, "  {:w$}  {:6.2} %", c.class, 100.0 * c.probability)?;
+        }
+        Ok(())
+    }
+}
+
+/// Runs `predict`: loads the model, then classifies every image in order.
+///
+/// # Errors
+/// `top_k` of 0; a bad device; a missing or bad model file; an image that cannot be read or
+/// decoded (named in the error; nothing is reported until every image decoded).
+pub fn run_predict(opts: &PredictOptions) -> Result<Vec<Prediction>> {
+    if opts.top_k == 0 {
+        return Err(Error::InvalidConfig { field: "top-k", value: "0".into(), expected: "at least 1".into() });
+    }
+    let device = opts.device.resolve()?;
+    let model = load_model_with_classes(&model_path(&opts.checkpoint), device, opts.classes.as_deref())?;
+    let k = opts.top_k.min(model.classes.len());
+    let mut out = Vec::with_capacity(opts.images.len());
+    for paths in opts.images.chunks(CHUNK) {
+        let images = paths.iter().map(|p| load_image(p)).collect::<Result<Vec<_>>>()?;
+        let (probs, idx) = tch::no_grad(|| {
+            let xs = normalize(&Tensor::stack(&images, 0).to_device(device));
+            let (p, i) = softmax(&model.net.forward(&xs)).topk(k as i64, -1, true, true);
+            (p.to_kind(Kind::Double), i)
+        });
+        let probs = Vec::<f64>::try_from(probs.to_device(Device::Cpu).flatten(0, -1))?;
+        let idx = Vec::<i64>::try_from(idx.to_device(Device::Cpu).flatten(0, -1))?;
+        for (i, path) in paths.iter().enumerate() {
+            let top = (0..k)
+                .map(|j| {
+                    let index = idx[i * k + j] as usize;
+                    ClassProbability { class: model.classes[index].clone(), index, probability: probs[i * k + j] }
+                })
+                .collect();
+            out.push(Prediction { path: path.clone(), top });
+        }
+    }
+    Ok(out)
+}
+
+/// Reads a PNG or JPEG (the format is sniffed from the content, not the extension) as
+/// `uint8 [3, 32, 32]` RGB, resized with [`RESIZE_FILTER`] when it is not 32x32.
+///
+/// # Errors
+/// [`Error::Io`] when the file cannot be opened; [`Error::BadImage`] naming it when it is not a
+/// PNG or JPEG, or does not decode.
+pub fn load_image(path: &Path) -> Result<Tensor> {
+    let bad = |reason: String| Error::BadImage { path: path.to_path_buf(), reason };
+    let bytes = std::fs::read(path).map_err(Error::io(path))?;
+    let format = match image::guess_format(&bytes) {
+        Ok(f @ (ImageFormat::Png | ImageFormat::Jpeg)) => f,
+        Ok(other) => return Err(bad(format!("{other:?} images are not supported; use PNG or JPEG"))),
+        Err(_) => return Err(bad("not a PNG or JPEG file (unrecognised content)".into())),
+    };
+    // The reader applies the `image` crate's default limits (no decompression bombs).
+    let img = ImageReader::with_format(Cursor::new(&bytes), format)
+        .decode()
+        .map_err(|e| bad(format!("cannot decode: {e}")))?;
+    let side = IMAGE_SIDE as u32;
+    let mut rgb = img.to_rgb8();
+    if rgb.dimensions() != (side, side) {
+        rgb = image::imageops::resize(&rgb, side, side, FILTER);
+    }
+    // HWC bytes -> CHW, as ToTensor() lays them out.
+    Ok(Tensor::from_slice(rgb.as_raw()).view([IMAGE_SIDE, IMAGE_SIDE, CHANNELS]).permute([2, 0, 1]).contiguous())
+}

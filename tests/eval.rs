@@ -1,0 +1,108 @@
+//! `tch-cifar10 eval`: a trained run's model, reloaded, gives the figures the run reported, plus a
+//! consistent confusion matrix, as text and JSON; bad inputs are named errors. Synthetic data.
+
+mod common;
+
+use std::process::Command;
+
+use tch_cifar10::{
+    eval::{run_eval, EvalOptions},
+    DeviceSpec, MemoryReporter, TrainConfig,
+};
+
+type TestResult = Result<(), Box<dyn std::error::Error>>;
+
+/// Trains 2 epochs on a small learnable set with `classes` classes; returns (data, run dir, run).
+fn trained(classes: u8) -> (tempfile::TempDir, tempfile::TempDir, tch_cifar10::TrainRun) {
+    let data = common::synthetic_cifar(120, 45, classes);
+    let out = tempfile::tempdir().unwrap();
+    let cfg = TrainConfig {
+        data_dir: data.path().to_path_buf(),
+        epochs: 2,
+        batch_size: 10,
+        learning_rate: 0.01,
+        seed: 11,
+        device: DeviceSpec::Cpu,
+        threads: Some(1),
+        out_dir: Some(out.path().join("run")),
+        ..TrainConfig::default()
+    };
+    let run = tch_cifar10::run_train(&cfg, &mut MemoryReporter::default(), None).unwrap();
+    (data, out, run)
+}
+
+fn opts(checkpoint: &std::path::Path, data: &std::path::Path) -> EvalOptions {
+    EvalOptions {
+        checkpoint: checkpoint.to_path_buf(),
+        data_dir: data.to_path_buf(),
+        device: DeviceSpec::Cpu,
+        batch_size: TrainConfig::default().batch_size,
+        classes: None,
+    }
+}
+
+#[test]
+fn eval_reproduces_the_runs_final_test_figures() -> TestResult {
+    let (data, _out, run) = trained(3);
+    let mut o = opts(run.run_dir.path(), data.path()); // a run directory finds model.safetensors
+    o.batch_size = 10; // the run's batch size: the same batch means, so the same loss
+    let report = run_eval(&o)?;
+    let t = &run.outcome.test;
+    assert_eq!((report.loss, report.accuracy, report.images), (t.loss, t.accuracy, t.images));
+    assert_eq!(report.classes, common::class_names(3));
+    // The confusion matrix agrees with the accuracies: 15 test images per class, diagonal hits.
+    let rows = report.confusion.rows();
+    assert_eq!(report.confusion.totals(), [15, 15, 15]);
+    let hits: u64 = (0..3).map(|i| rows[i][i]).sum();
+    assert_eq!(hits as f64 / 45.0, report.accuracy);
+    for (i, c) in report.per_class.iter().enumerate() {
+        assert_eq!((c.images, c.accuracy), (15, t.per_class_accuracy[i]));
+        assert_eq!(c.accuracy, rows[i][i] as f64 / 15.0);
+    }
+    Ok(())
+}
+
+#[test]
+fn cli_prints_text_and_json() -> TestResult {
+    let (data, _out, run) = trained(3);
+    let bin = env!("CARGO_BIN_EXE_tch-cifar10");
+    let base = ["eval", "--device", "cpu", "--checkpoint"];
+    let model = run.run_dir.file("model.safetensors");
+    let out = Command::new(bin).args(base).arg(&model).arg("--data-dir").arg(data.path()).output()?;
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let text = String::from_utf8(out.stdout)?;
+    for want in ["Accuracy of the network on the 45 test images", "Test loss", "Accuracy for class: class2", "Confusion matrix", "0 class0 |"] {
+        assert!(text.contains(want), "{want:?} missing from:\n{text}");
+    }
+
+    let out = Command::new(bin).args(base).arg(&model).arg("--data-dir").arg(data.path()).arg("--json").output()?;
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let json: serde_json::Value = serde_json::from_slice(&out.stdout)?;
+    assert_eq!(json["images"], 45);
+    assert_eq!(json["classes"], serde_json::json!(["class0", "class1", "class2"]));
+    let confusion: Vec<Vec<u64>> = serde_json::from_value(json["confusion"].clone())?;
+    assert_eq!(confusion.iter().map(|r| r.iter().sum::<u64>()).collect::<Vec<_>>(), [15, 15, 15]);
+    assert_eq!(json["per_class"][1]["images"], 15);
+    Ok(())
+}
+
+#[test]
+fn mismatches_and_missing_files_are_named() -> TestResult {
+    let (_data, _out, run) = trained(3);
+    let other = common::synthetic_cifar(20, 8, 4);
+    let err = run_eval(&opts(run.run_dir.path(), other.path())).unwrap_err().to_string();
+    assert!(err.contains("model.safetensors") && err.contains("4 in") && err.contains("it has 3"), "{err}");
+
+    let missing = run.run_dir.path().join("nope.safetensors");
+    let err = run_eval(&opts(&missing, other.path())).unwrap_err().to_string();
+    assert!(err.contains("nope.safetensors"), "{err}");
+
+    let out = Command::new(env!("CARGO_BIN_EXE_tch-cifar10"))
+        .args(["eval", "--device", "cpu", "--checkpoint"])
+        .arg(&missing)
+        .output()?;
+    assert_eq!(out.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("evaluation failed") && stderr.contains("nope.safetensors"), "{stderr}");
+    Ok(())
+}

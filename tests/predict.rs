@@ -1,0 +1,192 @@
+//! `tch-cifar10 predict`: images are prepared exactly as training prepares CIFAR-10 records,
+//! whatever their size and colour type, probabilities come from the softmax module, and bad
+//! images are errors naming the file. Images are written by the test from synthetic records.
+
+mod common;
+
+use std::path::{Path, PathBuf};
+
+use image::{GrayImage, ImageBuffer, Rgb, RgbImage, Rgba, RgbaImage};
+use tch::{nn, nn::Module, Device, Kind, Tensor};
+use tch_cifar10::{
+    checkpoint::save_model,
+    data::normalize,
+    model::Net,
+    predict::{load_image, run_predict, PredictOptions},
+    softmax::softmax,
+    train::schedule,
+    DeviceSpec, Error,
+};
+
+type TestResult = Result<(), Box<dyn std::error::Error>>;
+
+/// A record's CHW pixels as an RGB image (HWC).
+fn record_image(record: &[u8]) -> RgbImage {
+    let px = &record[1..];
+    ImageBuffer::from_fn(32, 32, |x, y| {
+        let at = |c: usize| px[c * 1024 + y as usize * 32 + x as usize];
+        Rgb([at(0), at(1), at(2)])
+    })
+}
+
+/// A seeded 4-class model saved under `dir`.
+fn model(dir: &Path) -> (PathBuf, nn::VarStore, Net) {
+    let _rng = schedule::lock_global_rng();
+    tch::manual_seed(21);
+    let vs = nn::VarStore::new(Device::Cpu);
+    let net = Net::new(&vs.root(), 4);
+    net.init_pytorch();
+    let path = dir.join("model.safetensors");
+    save_model(&path, &net, &["cat", "dog", "bird", "fish"].map(String::from)).unwrap();
+    (path, vs, net)
+}
+
+fn opts(checkpoint: &Path, images: Vec<PathBuf>, top_k: usize) -> PredictOptions {
+    PredictOptions { checkpoint: checkpoint.to_path_buf(), images, top_k, device: DeviceSpec::Cpu, classes: None }
+}
+
+fn bytes(t: &Tensor) -> Vec<u8> {
+    Vec::<u8>::try_from(t.flatten(0, -1)).unwrap()
+}
+
+#[test]
+fn probabilities_are_the_softmax_of_the_normalised_record() -> TestResult {
+    let dir = tempfile::tempdir()?;
+    let (ckpt, _vs, net) = model(dir.path());
+    let records = common::learnable_records(3, 4, 5);
+    let mut paths = Vec::new();
+    for (i, r) in records.iter().enumerate() {
+        let p = dir.path().join(format!("img{i}.png"));
+        record_image(r).save(&p)?;
+        paths.push(p);
+    }
+    let preds = run_predict(&opts(&ckpt, paths.clone(), 4))?;
+    for ((pred, path), r) in preds.iter().zip(&paths).zip(&records) {
+        assert_eq!(&pred.path, path);
+        // The record's bytes, laid out as the CIFAR-10 reader lays them out: [1, 3, 32, 32].
+        let xs = Tensor::from_slice(&r[1..]).view([1, 3, 32, 32]);
+        let want = Vec::<f32>::try_from(softmax(&net.forward(&normalize(&xs))).flatten(0, -1))?;
+        assert_eq!(pred.top.len(), 4);
+        let mut total = 0.0;
+        for (j, c) in pred.top.iter().enumerate() {
+            assert_eq!(c.probability, f64::from(want[c.index]), "bit-exact with the training path");
+            assert_eq!(c.class, ["cat", "dog", "bird", "fish"][c.index]);
+            if j > 0 {
+                assert!(pred.top[j - 1].probability >= c.probability, "sorted");
+            }
+            total += c.probability;
+        }
+        assert!((total - 1.0).abs() < 1e-6);
+    }
+    // top-k beyond the class count is the class count; top-1 is the argmax.
+    let preds = run_predict(&opts(&ckpt, paths[..1].to_vec(), 1))?;
+    assert_eq!(preds[0].top.len(), 1);
+    let all = run_predict(&opts(&ckpt, paths[..1].to_vec(), 99))?;
+    assert_eq!(all[0].top.len(), 4);
+    assert_eq!(all[0].top[0], preds[0].top[0]);
+    Ok(())
+}
+
+#[test]
+fn grey_rgba_large_and_jpeg_images_become_32x32_rgb() -> TestResult {
+    let dir = tempfile::tempdir()?;
+    let record = &common::learnable_records(1, 4, 6)[0];
+    let rgb = record_image(record);
+
+    // Greyscale: the grey value in all three channels.
+    let grey = GrayImage::from_fn(32, 32, |x, y| image::Luma([(x * 8 + y) as u8]));
+    let p = dir.path().join("grey.png");
+    grey.save(&p)?;
+    let t = load_image(&p)?;
+    assert_eq!(t.size(), [3, 32, 32]);
+    for c in 0..3 {
+        assert_eq!(bytes(&t.get(c)), grey.as_raw().clone(), "channel {c}");
+    }
+
+    // RGBA: alpha dropped, colours kept exactly.
+    let rgba = RgbaImage::from_fn(32, 32, |x, y| {
+        let Rgb([r, g, b]) = *rgb.get_pixel(x, y);
+        Rgba([r, g, b, (x * 7) as u8])
+    });
+    let p = dir.path().join("rgba.png");
+    rgba.save(&p)?;
+    assert_eq!(bytes(&load_image(&p)?), record[1..].to_vec());
+
+    // Larger and non-square: resized to 32x32; a solid colour stays exactly that colour.
+    let p = dir.path().join("big.png");
+    RgbImage::from_pixel(200, 75, Rgb([10, 128, 250])).save(&p)?;
+    let t = load_image(&p)?;
+    assert_eq!(t.size(), [3, 32, 32]);
+    for (c, v) in [10u8, 128, 250].iter().enumerate() {
+        assert!(bytes(&t.get(c as i64)).iter().all(|b| b == v), "channel {c}");
+    }
+    // Smaller: upscaled to 32x32.
+    let p = dir.path().join("small.png");
+    RgbImage::from_pixel(8, 8, Rgb([1, 2, 3])).save(&p)?;
+    assert_eq!(load_image(&p)?.size(), [3, 32, 32]);
+
+    // JPEG (lossy): close to the original, and found by content whatever the extension says.
+    let p = dir.path().join("photo.png.jpg");
+    RgbImage::from_pixel(40, 40, Rgb([200, 30, 90])).save_with_format(&p, image::ImageFormat::Jpeg)?;
+    let t = load_image(&p)?;
+    let mean = t.to_kind(Kind::Float).mean_dim(&[1i64, 2][..], false, Kind::Float);
+    let got = Vec::<f32>::try_from(mean)?;
+    for (g, w) in got.iter().zip([200.0, 30.0, 90.0]) {
+        assert!((g - w).abs() < 4.0, "{got:?}");
+    }
+    Ok(())
+}
+
+#[test]
+fn bad_images_are_errors_naming_the_file() -> TestResult {
+    let dir = tempfile::tempdir()?;
+    let (ckpt, _vs, _net) = model(dir.path());
+    let good = dir.path().join("good.png");
+    RgbImage::from_pixel(32, 32, Rgb([1, 2, 3])).save(&good)?;
+    let full = std::fs::read(&good)?;
+
+    let cases: [(&str, &[u8], &str); 4] = [
+        ("text.png", b"hello, not an image\n", "not a PNG or JPEG"),
+        ("cut.png", &full[..full.len() / 2], "cannot decode"),
+        ("anim.gif", b"GIF89a\x01\x00\x01\x00\x00\x00\x00;", "Gif images are not supported"),
+        ("empty.jpg", b"", "not a PNG or JPEG"),
+    ];
+    for (name, content, want) in cases {
+        let p = dir.path().join(name);
+        std::fs::write(&p, content)?;
+        let err = run_predict(&opts(&ckpt, vec![good.clone(), p.clone()], 3)).unwrap_err();
+        assert!(matches!(err, Error::BadImage { .. }), "{name}: {err:?}");
+        let text = err.to_string();
+        assert!(text.contains(&p.display().to_string()) && text.contains(want), "{name}: {text}");
+    }
+    let absent = dir.path().join("absent.png");
+    let err = run_predict(&opts(&ckpt, vec![absent], 3)).unwrap_err();
+    assert!(matches!(err, Error::Io { .. }) && err.to_string().contains("absent.png"), "{err}");
+    Ok(())
+}
+
+#[test]
+fn cli_prints_text_and_json() -> TestResult {
+    let dir = tempfile::tempdir()?;
+    let (ckpt, _vs, _net) = model(dir.path());
+    let img = dir.path().join("x.png");
+    record_image(&common::learnable_records(1, 4, 7)[0]).save(&img)?;
+    let bin = env!("CARGO_BIN_EXE_tch-cifar10");
+    let out = std::process::Command::new(bin).arg("predict").arg("--checkpoint").arg(&ckpt).arg(&img).output()?;
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let text = String::from_utf8(out.stdout)?;
+    assert!(text.starts_with(&format!("{}\n", img.display())) && text.lines().count() == 4, "{text}");
+    assert!(text.contains(" %"), "{text}");
+
+    let out = std::process::Command::new(bin)
+        .args(["predict", "--json", "--top-k", "2", "--checkpoint"])
+        .arg(dir.path()) // a run directory holding model.safetensors
+        .arg(&img)
+        .output()?;
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let json: serde_json::Value = serde_json::from_slice(&out.stdout)?;
+    assert_eq!(json[0]["path"], img.display().to_string());
+    assert_eq!(json[0]["top"].as_array().unwrap().len(), 2);
+    assert!(json[0]["top"][0]["probability"].as_f64().unwrap() > 0.0);
+    Ok(())
+}

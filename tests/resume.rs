@@ -1,0 +1,193 @@
+//! Checkpoints and exact resume: a run stopped (by the stop flag, Ctrl-C or a kill) and resumed
+//! ends with exactly the weights of an uninterrupted run; bad checkpoints are clear errors that
+//! overwrite nothing.
+
+mod common;
+
+use std::{
+    path::Path,
+    process::Command,
+    sync::atomic::{AtomicBool, Ordering},
+};
+
+use tch_cifar10::{
+    checkpoint::state, data::cifar, train, DeviceSpec, EpochMetrics, Error, EvalMetrics, MemoryReporter, Reporter,
+    RunDir, TrainConfig,
+};
+
+fn config(dir: &Path) -> TrainConfig {
+    TrainConfig {
+        data_dir: dir.to_path_buf(),
+        epochs: 3,
+        batch_size: 10,
+        learning_rate: 0.01,
+        step_size: 2,
+        seed: 3,
+        device: DeviceSpec::Cpu,
+        eval_every: Some(1),
+        ..TrainConfig::default()
+    }
+}
+
+fn expected_params() -> Vec<(&'static str, Vec<i64>)> {
+    let vs = tch::nn::VarStore::new(tch::Device::Cpu);
+    let net = tch_cifar10::model::Net::new(&vs.root(), 3);
+    net.parameters().iter().map(|(n, p)| (*n, p.size())).collect()
+}
+
+fn final_tensors(run: &Path) -> Vec<(String, tch::Tensor)> {
+    let ck = state::load(&run.join(state::FILE), &expected_params()).unwrap();
+    ck.weights.into_iter().chain(ck.momentum).collect()
+}
+
+fn same(a: &[(String, tch::Tensor)], b: &[(String, tch::Tensor)]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).all(|((n, x), (m, y))| n == m && x.equal(y))
+}
+
+/// Records everything and raises the stop flag after epoch `stop_after`.
+struct StopAfter<'a> {
+    inner: MemoryReporter,
+    stop_after: usize,
+    flag: &'a AtomicBool,
+}
+
+impl Reporter for StopAfter<'_> {
+    fn epoch_end(&mut self, m: &EpochMetrics) {
+        self.inner.epoch_end(m);
+        if m.epoch == self.stop_after {
+            self.flag.store(true, Ordering::SeqCst);
+        }
+    }
+    fn evaluated(&mut self, epoch: usize, m: &EvalMetrics) {
+        self.inner.evaluated(epoch, m);
+    }
+}
+
+#[test]
+fn stopped_and_resumed_equals_uninterrupted() {
+    let data = common::synthetic_cifar(60, 20, 3);
+    let (tr, te) = cifar::load(data.path()).unwrap();
+    let cfg = config(data.path());
+
+    let full_dir = RunDir::create(data.path().join("full")).unwrap();
+    let mut full = MemoryReporter::default();
+    let session = train::Session { run_dir: Some(&full_dir), ..Default::default() };
+    let full_out = train::train(&cfg, &tr, &te, &mut full, session).unwrap();
+
+    let dir = RunDir::create(data.path().join("stopped")).unwrap();
+    let flag = AtomicBool::new(false);
+    let mut first = StopAfter { inner: MemoryReporter::default(), stop_after: 1, flag: &flag };
+    let session = train::Session { run_dir: Some(&dir), stop: Some(&flag), ..Default::default() };
+    match train::train(&cfg, &tr, &te, &mut first, session) {
+        Err(Error::Interrupted { epoch: 2, step: 0, run_dir }) => assert_eq!(run_dir, dir.path()),
+        other => panic!("expected an interruption at epoch 2, step 0: {other:?}"),
+    }
+    let ck = state::load(&dir.file(state::FILE), &expected_params()).unwrap();
+    assert_eq!((ck.state.epoch, ck.state.step), (1, 0));
+    assert_eq!(ck.momentum.len(), 10);
+
+    let mut second = MemoryReporter::default();
+    let session = train::Session { run_dir: Some(&dir), resume: Some(ck), ..Default::default() };
+    let resumed = train::train(&cfg, &tr, &te, &mut second, session).unwrap();
+
+    assert!(same(&final_tensors(full_dir.path()), &final_tensors(dir.path())), "weights and momentum differ");
+    assert_eq!(resumed.test, full_out.test);
+    let losses = |r: &MemoryReporter| r.epochs.iter().map(|e| (e.epoch, e.step_losses.clone())).collect::<Vec<_>>();
+    assert_eq!([losses(&first.inner), losses(&second)].concat(), losses(&full));
+    assert_eq!(second.evals.iter().map(|(e, _)| *e).collect::<Vec<_>>(), [2, 3]);
+}
+
+fn bin() -> Command {
+    Command::new(env!("CARGO_BIN_EXE_tch-cifar10"))
+}
+
+fn train_args(data: &Path, out: &Path, epochs: &str) -> Vec<String> {
+    [
+        "train", "--data-dir", data.to_str().unwrap(), "--out", out.to_str().unwrap(), "--epochs", epochs,
+        "--batch-size", "10", "--lr", "0.01", "--seed", "3", "--device", "cpu", "--threads", "1",
+    ]
+    .map(String::from)
+    .to_vec()
+}
+
+/// Ctrl-C (SIGINT) mid-run saves the state and exits 130 naming the resume command; `kill -9`
+/// loses only the epoch in progress. Either way, resuming gives the uninterrupted run's final
+/// weights and momentum, wherever the signal landed.
+#[test]
+fn interrupted_or_killed_then_resumed_equals_uninterrupted() {
+    let data = common::synthetic_cifar(400, 20, 3);
+    let full = data.path().join("full");
+    let o = bin().args(train_args(data.path(), &full, "4")).output().unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+
+    for signal in ["INT", "KILL"] {
+        let stopped = data.path().join(signal);
+        let child = bin().args(train_args(data.path(), &stopped, "4")).stderr(std::process::Stdio::piped()).spawn().unwrap();
+        // Signal once the first checkpoint is on disk, i.e. during epoch 2 or later.
+        let t0 = std::time::Instant::now();
+        while !stopped.join(state::FILE).exists() && t0.elapsed().as_secs() < 60 {
+            std::thread::sleep(std::time::Duration::from_millis(5));
+        }
+        Command::new("kill").args([&format!("-{signal}"), &child.id().to_string()]).status().unwrap();
+        let o = child.wait_with_output().unwrap();
+        let stderr = String::from_utf8_lossy(&o.stderr);
+        if o.status.success() {
+            eprintln!("{signal}: the run finished before the signal landed; nothing to resume");
+        } else {
+            if signal == "INT" {
+                assert_eq!(o.status.code(), Some(130), "{stderr}");
+                assert!(stderr.contains(&format!("--resume {}", stopped.display())), "{stderr}");
+            }
+            let ck = state::load(&stopped.join(state::FILE), &expected_params()).unwrap();
+            eprintln!("{signal}: stopped after epoch {}, step {}", ck.state.epoch, ck.state.step);
+            let o = bin().args(["train", "--resume", stopped.to_str().unwrap()]).output().unwrap();
+            assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+        }
+        assert!(same(&final_tensors(&full), &final_tensors(&stopped)), "{signal}");
+    }
+}
+
+#[test]
+fn bad_checkpoints_are_named_errors_and_overwrite_nothing() {
+    let data = common::synthetic_cifar(20, 10, 3);
+    let run = data.path().join("run");
+    let o = bin().args(train_args(data.path(), &run, "1")).output().unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let ck_path = run.join(state::FILE);
+    let good = std::fs::read(&ck_path).unwrap();
+
+    // A new run into a directory that holds one is refused.
+    let o = bin().args(train_args(data.path(), &run, "1")).output().unwrap();
+    assert_eq!(o.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&o.stderr).contains("--resume"));
+
+    for (what, bytes) in [
+        ("truncated", good[..good.len() / 2].to_vec()),
+        ("garbage", b"not a checkpoint at all".to_vec()),
+        ("empty", vec![]),
+    ] {
+        std::fs::write(&ck_path, &bytes).unwrap();
+        let before: Vec<_> = std::fs::read_dir(&run).unwrap().map(|e| e.unwrap().path()).collect();
+        let o = bin().args(["train", "--resume", run.to_str().unwrap()]).output().unwrap();
+        let stderr = String::from_utf8_lossy(&o.stderr);
+        assert_eq!(o.status.code(), Some(1), "{what}: {stderr}");
+        assert!(stderr.contains(&ck_path.display().to_string()) && !stderr.contains("panicked"), "{what}: {stderr}");
+        assert_eq!(std::fs::read(&ck_path).unwrap(), bytes, "{what}: checkpoint rewritten");
+        let after: Vec<_> = std::fs::read_dir(&run).unwrap().map(|e| e.unwrap().path()).collect();
+        assert_eq!(before, after, "{what}: files added or removed");
+    }
+
+    // A checkpoint of another model (a different class count) does not fit.
+    std::fs::write(&ck_path, &good).unwrap();
+    let ck = state::load(&ck_path, &expected_params()).unwrap();
+    let other: Vec<(&str, Vec<i64>)> =
+        expected_params().into_iter().map(|(n, s)| if n == "fc3.bias" { (n, vec![7]) } else { (n, s) }).collect();
+    let err = state::load(&ck_path, &other).unwrap_err().to_string();
+    assert!(err.contains("fc3.bias") && err.contains("[7]"), "{err}");
+    assert_eq!(ck.state.epoch, 1);
+
+    let missing = data.path().join("nope");
+    let o = bin().args(["train", "--resume", missing.to_str().unwrap()]).output().unwrap();
+    assert_eq!(o.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&o.stderr).contains(&missing.display().to_string()));
+}
