@@ -4,10 +4,14 @@
 
 mod common;
 
+use std::sync::atomic::{AtomicBool, Ordering};
+
 use tch::{Kind, Tensor};
 use tch_cifar10::{
+    checkpoint::state,
     data::{cifar, split, Dataset},
-    train, DeviceSpec, MemoryReporter, TrainConfig,
+    train::{self, Session},
+    DeviceSpec, EpochMetrics, Error, EvalMetrics, MemoryReporter, Reporter, RunDir, TrainConfig,
 };
 
 /// `n` blank images labelled 0..n, so labels identify images.
@@ -93,6 +97,71 @@ fn early_stopping_triggers_on_a_plateau_and_keeps_the_best_weights() {
     assert_ne!(again.loss, rep.vals[stopped - 1].1.loss);
     // The final test evaluation is reported for the epoch the weights come from.
     assert_eq!(rep.evals.last().unwrap().0, best);
+}
+
+/// Records everything and raises the stop flag (as Ctrl-C does) after epoch `stop_after`.
+struct StopAfter<'a> {
+    inner: MemoryReporter,
+    stop_after: usize,
+    flag: &'a AtomicBool,
+}
+
+impl Reporter for StopAfter<'_> {
+    fn epoch_end(&mut self, m: &EpochMetrics) {
+        self.inner.epoch_end(m);
+        if m.epoch == self.stop_after {
+            self.flag.store(true, Ordering::SeqCst);
+        }
+    }
+    fn evaluated(&mut self, epoch: usize, m: &EvalMetrics) {
+        self.inner.evaluated(epoch, m);
+    }
+    fn validated(&mut self, epoch: usize, m: &EvalMetrics) {
+        self.inner.validated(epoch, m);
+    }
+}
+
+fn checkpoint(dir: &RunDir) -> state::Checkpoint {
+    let vs = tch::nn::VarStore::new(tch::Device::Cpu);
+    let net = tch_cifar10::model::Net::new(&vs.root(), 4);
+    let expected: Vec<_> = net.parameters().iter().map(|(n, p)| (*n, p.size())).collect();
+    state::load(&dir.file(state::FILE), &expected).unwrap()
+}
+
+#[test]
+fn early_stopping_resumes_exactly_and_a_stopped_run_stays_stopped() {
+    let data = common::synthetic_cifar(300, 40, 4);
+    let (tr, te) = cifar::load(data.path()).unwrap();
+    let cfg = TrainConfig { val_size: 60, early_stop_patience: Some(3), ..config(40) };
+    let full_dir = RunDir::create(data.path().join("full")).unwrap();
+    let mut full = MemoryReporter::default();
+    let full_out = train::train(&cfg, &tr, &te, &mut full, Session { run_dir: Some(&full_dir), ..Default::default() }).unwrap();
+    let stopped = full.epochs.len();
+    assert!(stopped < 40);
+    let ck = checkpoint(&full_dir);
+    assert_eq!((ck.state.epoch, ck.state.epochs_without_improvement), (stopped, 3), "the early stop is saved");
+    assert_eq!(ck.best.len(), 10);
+
+    // Interrupted after the epoch before the stop, while waiting for an improvement, then resumed.
+    let dir = RunDir::create(data.path().join("interrupted")).unwrap();
+    let flag = AtomicBool::new(false);
+    let mut first = StopAfter { inner: MemoryReporter::default(), stop_after: stopped - 1, flag: &flag };
+    let session = Session { run_dir: Some(&dir), stop: Some(&flag), ..Default::default() };
+    assert!(matches!(train::train(&cfg, &tr, &te, &mut first, session), Err(Error::Interrupted { .. })));
+    let mut second = MemoryReporter::default();
+    let session = Session { run_dir: Some(&dir), resume: Some(checkpoint(&dir)), ..Default::default() };
+    let resumed = train::train(&cfg, &tr, &te, &mut second, session).unwrap();
+    assert_eq!(second.epochs.len(), 1, "one more epoch, then the same early stop");
+    assert_eq!([first.inner.vals, second.vals.clone()].concat(), full.vals);
+    assert_eq!(resumed.test, full_out.test);
+    assert_eq!(second.evals, full.evals);
+
+    // Resuming the run that stopped early trains nothing and keeps the same weights.
+    let mut third = MemoryReporter::default();
+    let session = Session { run_dir: Some(&full_dir), resume: Some(checkpoint(&full_dir)), ..Default::default() };
+    let again = train::train(&cfg, &tr, &te, &mut third, session).unwrap();
+    assert!(third.epochs.is_empty() && third.vals.is_empty());
+    assert_eq!(again.test, full_out.test);
 }
 
 #[test]
