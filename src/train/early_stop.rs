@@ -38,7 +38,7 @@ impl EarlyStopping {
 
     /// Records `epoch`'s validation accuracy.
     pub fn observe(&mut self, epoch: usize, accuracy: f64) -> Verdict {
-        if self.best.map_or(true, |(_, best)| accuracy > best) {
+        if self.best.is_none_or(|(_, best)| accuracy > best) {
             self.best = Some((epoch, accuracy));
             self.stale = 0;
             Verdict::Improved
