@@ -1,6 +1,6 @@
-//! The command line: `tch-cifar10 train`, `download`, `info`, `eval` and `predict`. Argument
-//! structs convert into the library's one [`TrainConfig`]; their defaults are read from it, so
-//! they cannot drift.
+//! The command line: `tch-cifar10 train`, `download`, `plot`, `info`, `eval` and `predict`.
+//! Argument structs convert into the library's one [`TrainConfig`]; their defaults are read from
+//! it, so they cannot drift.
 
 use std::path::{Path, PathBuf};
 
@@ -16,10 +16,16 @@ use tch_cifar10::{
 #[derive(Debug, Parser)]
 #[command(name = "tch-cifar10", version, about, propagate_version = true)]
 pub struct Cli {
-    /// More log output (-v: debug, -vv: trace). `RUST_LOG` overrides.
+    /// More log output on stderr (-v: debug, -vv: trace). `RUST_LOG` (e.g. `RUST_LOG=debug`)
+    /// overrides the level set by -v and -q.
     #[arg(short, long, action = ArgAction::Count, global = true)]
     pub verbose: u8,
-    /// Less log output (-q: warnings and errors only, -qq: errors only).
+    /// Print only the final result: no progress bars and no per-epoch lines; stdout carries the
+    /// test accuracy and the accuracy per class, nothing else; stderr only warnings and errors
+    /// (-qq: errors only). -q and --quiet are the same flag.
+    ///
+    /// Without it, progress bars are drawn when stderr is a terminal, and one log line per epoch
+    /// is written otherwise (CI logs, files).
     #[arg(short, long, action = ArgAction::Count, global = true, conflicts_with = "verbose")]
     pub quiet: u8,
     #[command(subcommand)]
@@ -34,6 +40,8 @@ pub enum Command {
     /// Download the CIFAR-10 binary release, verify its checksum and unpack it (nothing is
     /// fetched when a complete copy is already there).
     Download(DownloadArgs),
+    /// Draw loss and accuracy per epoch of one or more runs (their metrics.jsonl) into one PNG.
+    Plot(PlotArgs),
     /// Show the libtorch version, CUDA support, visible GPUs and CPU threads.
     Info(InfoArgs),
     /// Evaluate a saved model on the CIFAR-10 test set: loss, accuracy, per-class accuracy,
@@ -143,16 +151,16 @@ impl From<TrainArgs> for TrainConfig {
 }
 
 impl TrainArgs {
-    /// What `--download` fetches, or `None` without it.
+    /// What `--download` fetches (with a progress bar unless `quiet`), or `None` without it.
     ///
     /// # Errors
     /// `--download` with `--dataset folder`.
-    pub fn download_options(&self) -> anyhow::Result<Option<DownloadOptions>> {
+    pub fn download_options(&self, quiet: bool) -> anyhow::Result<Option<DownloadOptions>> {
         if !self.download {
             return Ok(None);
         }
         anyhow::ensure!(self.dataset == DatasetKind::Cifar10, "--download fetches CIFAR-10; it does not apply to --dataset folder");
-        Ok(Some(self.source.options(&self.data_dir)))
+        Ok(Some(self.source.options(&self.data_dir, quiet)))
     }
 }
 
@@ -171,10 +179,11 @@ pub struct SourceArgs {
 }
 
 impl SourceArgs {
-    /// Download options for `data_dir`.
-    pub fn options(&self, data_dir: &Path) -> DownloadOptions {
+    /// Download options for `data_dir`; a progress bar on a terminal unless `quiet`.
+    pub fn options(&self, data_dir: &Path, quiet: bool) -> DownloadOptions {
         DownloadOptions {
             url: self.url.clone(),
+            progress: !quiet,
             checksum: self.sha256.clone().or_else(|| self.md5.clone()).unwrap_or_else(Checksum::official),
             ..DownloadOptions::new(data_dir)
         }
@@ -189,6 +198,18 @@ pub struct DownloadArgs {
     pub data_dir: PathBuf,
     #[command(flatten)]
     pub source: SourceArgs,
+}
+
+/// `plot`'s arguments.
+#[derive(Debug, Args)]
+pub struct PlotArgs {
+    /// Run directories (or their metrics.jsonl files), from this program or the PyTorch
+    /// reference script; several are overlaid, one colour each.
+    #[arg(required = true, value_name = "RUN")]
+    pub runs: Vec<PathBuf>,
+    /// The PNG to write [default: RUN/curves.png for one run, ./curves.png for several].
+    #[arg(long, value_name = "FILE")]
+    pub out: Option<PathBuf>,
 }
 
 /// `eval`'s flags.
@@ -214,6 +235,9 @@ pub struct EvalArgs {
     /// Print JSON instead of text.
     #[arg(long)]
     pub json: bool,
+    /// Also draw the confusion matrix into this PNG file.
+    #[arg(long, value_name = "FILE")]
+    pub confusion_png: Option<PathBuf>,
 }
 
 impl From<&EvalArgs> for EvalOptions {
@@ -305,7 +329,7 @@ mod tests {
         ])
         .unwrap();
         let Command::Train(args) = cli.command else { panic!("expected train") };
-        assert!(args.download_options().unwrap().is_none());
+        assert!(args.download_options(false).unwrap().is_none());
         let cfg = TrainConfig::from(args);
         assert_eq!((cfg.dataset, cfg.resize_filter), (DatasetKind::Folder, ResizeFilter::Lanczos3));
         assert_eq!((cfg.val_size, cfg.early_stop_patience), (500, Some(3)));
@@ -316,14 +340,27 @@ mod tests {
         let sha = "ab".repeat(32);
         let cli = Cli::try_parse_from(["tch-cifar10", "download", "--url", "http://m/x.tgz", "--sha256", &sha]).unwrap();
         let Command::Download(args) = cli.command else { panic!("expected download") };
-        let opts = args.source.options(&args.data_dir);
+        let opts = args.source.options(&args.data_dir, true);
+        assert!(!opts.progress);
         assert_eq!((opts.url.as_str(), opts.checksum), ("http://m/x.tgz", Checksum::Sha256(sha.clone())));
 
         let err = Cli::try_parse_from(["tch-cifar10", "download", "--md5", "xyz"]).unwrap_err().to_string();
         assert!(err.contains("32 hex digits"), "{err}");
         let cli = Cli::try_parse_from(["tch-cifar10", "train", "--download", "--dataset", "folder"]).unwrap();
         let Command::Train(args) = cli.command else { panic!("expected train") };
-        assert!(args.download_options().is_err());
+        assert!(args.download_options(false).is_err());
+    }
+
+    #[test]
+    fn quiet_is_the_long_form_of_q_and_plot_needs_a_run() {
+        for args in [["tch-cifar10", "-q", "train"], ["tch-cifar10", "--quiet", "train"], ["tch-cifar10", "train", "--quiet"]] {
+            assert_eq!(Cli::try_parse_from(args).unwrap().quiet, 1, "{args:?}");
+        }
+        assert!(Cli::try_parse_from(["tch-cifar10", "-q", "-v", "train"]).is_err());
+        assert!(Cli::try_parse_from(["tch-cifar10", "plot"]).is_err());
+        let cli = Cli::try_parse_from(["tch-cifar10", "plot", "a", "b", "--out", "c.png"]).unwrap();
+        let Command::Plot(args) = cli.command else { panic!("expected plot") };
+        assert_eq!((args.runs.len(), args.out), (2, Some(PathBuf::from("c.png"))));
     }
 
     #[test]

@@ -44,6 +44,14 @@ pub enum Error {
     #[error("invalid {field} = {value}: {expected}")]
     InvalidConfig { field: &'static str, value: String, expected: String },
 
+    /// A metrics file (`metrics.jsonl`) holds a line that is not an epoch record, or none.
+    #[error("{}{}: {reason}", path.display(), line.map(|l| format!(", line {l}")).unwrap_or_default())]
+    BadMetrics { path: PathBuf, line: Option<usize>, reason: String },
+
+    /// A chart could not be drawn.
+    #[error("cannot draw chart {}: {reason}", path.display())]
+    Chart { path: PathBuf, reason: String },
+
     /// The requested device is not available.
     #[error("device {requested} is not available: {reason}")]
     DeviceUnavailable { requested: String, reason: String },

@@ -2,11 +2,11 @@
 //! SGD with momentum, StepLR, 50 epochs) on libtorch through `tch`, computing the same numbers
 //! as PyTorch step for step.
 //!
-//! Modules, one a concern: [`data`] (CIFAR-10 binary files, verified download, image folders,
-//! validation split, normalisation), [`model`] (`Net`),
-//! [`train`] (loop, schedule, evaluation), [`report`] (where figures go), [`config`], [`device`],
-//! [`info`], [`error`]; [`checkpoint`] (model file, training state), [`eval`] and [`predict`]
-//! (using a saved model), [`softmax`] (the classifier head's mathematics).
+//! Modules, one a concern: [`data`] (CIFAR-10 binary files, verified download,
+//! image folders, validation split, normalisation), [`model`] (`Net`),
+//! [`train`] (loop, schedule, evaluation), [`report`] (progress, metrics files, charts),
+//! [`config`], [`device`], [`info`], [`error`]; [`checkpoint`] (model file, training state),
+//! [`eval`] and [`predict`] (using a saved model), [`softmax`] (the classifier head's mathematics).
 
 pub mod checkpoint;
 pub mod config;
@@ -32,9 +32,15 @@ pub use data::{
 };
 pub use device::DeviceSpec;
 pub use error::{Error, Result};
-pub use report::{EpochMetrics, LogReporter, MemoryReporter, Reporter};
+pub use report::{progress::ProgressReporter, EpochMetrics, EpochRecord, LogReporter, MemoryReporter, Reporter, Summary};
 pub use run_dir::RunDir;
 pub use train::{EvalMetrics, TrainOutcome};
+
+use report::{
+    chart::{self, RunCurves, CURVES_FILE},
+    metrics::{MetricsLog, METRICS_FILE, SUMMARY_FILE},
+    Fanout,
+};
 
 /// A finished `train` command.
 #[derive(Debug)]
@@ -45,12 +51,17 @@ pub struct TrainRun {
     pub classes: Vec<String>,
     /// Where the run's files are.
     pub run_dir: RunDir,
+    /// What `summary.json` holds.
+    pub summary: Summary,
+    /// The files written in the run directory, in order.
+    pub artifacts: Vec<std::path::PathBuf>,
 }
 
 /// `tch-cifar10 train`: validates `cfg`, loads the dataset from `cfg.data_dir`, creates the run
 /// directory with `config.json`, trains and tests, reporting each epoch through `reporter` and
-/// saving the training state there, and the final model as `model.safetensors`. `stop` (a
-/// Ctrl-C flag) makes it save and return [`Error::Interrupted`].
+/// to `metrics.jsonl`, and saving the training state there; at the end saves the model as
+/// `model.safetensors`, writes `summary.json` and draws `curves.png` (a chart that cannot be
+/// drawn is only logged). `stop` (a Ctrl-C flag) makes it save and return [`Error::Interrupted`].
 ///
 /// # Errors
 /// An invalid configuration (checked before anything is read or written), missing or malformed
@@ -71,9 +82,7 @@ pub fn run_train(cfg: &TrainConfig, reporter: &mut dyn Reporter, stop: Option<&A
     }
     run_dir.write_json(CONFIG_FILE, &cfg)?;
     let session = train::Session { run_dir: Some(&run_dir), resume: None, stop };
-    let outcome = train::train(&cfg, &train_set, &test_set, reporter, session)?;
-    checkpoint::save_model(&run_dir.file(checkpoint::MODEL_FILE), &outcome.net, &train_set.classes)?;
-    Ok(TrainRun { outcome, classes: train_set.classes, run_dir })
+    train_and_report(&cfg, (train_set, test_set), reporter, session, &run_dir)
 }
 
 /// `tch-cifar10 train --resume DIR`: continues the run in `dir` from its last saved state, with
@@ -111,9 +120,37 @@ pub fn resume_train(
     let ck = checkpoint::state::load(&run_dir.file(checkpoint::state::FILE), &expected)?;
     tracing::info!("resuming {} after epoch {}, step {}", dir.display(), ck.state.epoch, ck.state.step);
     let session = train::Session { run_dir: Some(&run_dir), resume: Some(ck), stop };
-    let outcome = train::train(&cfg, &train_set, &test_set, reporter, session)?;
+    train_and_report(&cfg, (train_set, test_set), reporter, session, &run_dir)
+}
+
+/// Trains with `metrics.jsonl` written alongside `reporter`, then saves `model.safetensors`,
+/// writes `summary.json` and draws `curves.png` in `run_dir`.
+fn train_and_report(
+    cfg: &TrainConfig,
+    (train_set, test_set): (data::Dataset, data::Dataset),
+    reporter: &mut dyn Reporter,
+    session: train::Session,
+    run_dir: &RunDir,
+) -> Result<TrainRun> {
+    let mut metrics = MetricsLog::new(run_dir.file(METRICS_FILE));
+    let outcome = train::train(cfg, &train_set, &test_set, &mut Fanout(vec![&mut metrics, reporter]), session)?;
     checkpoint::save_model(&run_dir.file(checkpoint::MODEL_FILE), &outcome.net, &train_set.classes)?;
-    Ok(TrainRun { outcome, classes: train_set.classes, run_dir })
+    let records = metrics.finish()?;
+    let device = device::device_name(outcome.device);
+    let summary = Summary::new(cfg, &records, &outcome.test, &train_set.classes, outcome.seconds, &device);
+    run_dir.write_json(SUMMARY_FILE, &summary)?;
+    let mut artifacts: Vec<_> =
+        [CONFIG_FILE, checkpoint::state::FILE, checkpoint::MODEL_FILE, METRICS_FILE, SUMMARY_FILE]
+            .map(|f| run_dir.file(f))
+            .into_iter()
+            .filter(|f| f.is_file())
+            .collect();
+    let label = run_dir.path().file_name().map_or_else(|| "run".to_string(), |n| n.to_string_lossy().into_owned());
+    match chart::curves_png(&run_dir.file(CURVES_FILE), &[RunCurves { label, records }]) {
+        Ok(()) => artifacts.push(run_dir.file(CURVES_FILE)),
+        Err(e) => tracing::warn!("no chart: {e}"),
+    }
+    Ok(TrainRun { outcome, classes: train_set.classes, run_dir: run_dir.clone(), summary, artifacts })
 }
 
 /// The configuration file inside a run directory.

@@ -5,6 +5,7 @@
 mod cli;
 
 use std::{
+    io::{IsTerminal, Write},
     process::ExitCode,
     sync::atomic::{AtomicBool, Ordering},
 };
@@ -12,7 +13,11 @@ use std::{
 use anyhow::Context;
 use clap::Parser;
 use cli::{Cli, Command};
-use tch_cifar10::{info, Error, LogReporter, TrainConfig};
+use tch_cifar10::{
+    info,
+    report::{self, chart, progress},
+    Error, LogReporter, ProgressReporter, Reporter, TrainConfig,
+};
 use tracing_subscriber::EnvFilter;
 
 fn main() -> ExitCode {
@@ -26,10 +31,11 @@ fn main() -> ExitCode {
     };
     tracing_subscriber::fmt()
         .with_env_filter(EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(level)))
-        .with_writer(std::io::stderr)
+        .with_writer(progress::LogWriter)
+        .with_ansi(std::io::stderr().is_terminal())
         .with_target(false)
         .init();
-    match run(cli.command) {
+    match run(cli.command, cli.quiet > 0) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) if matches!(e.downcast_ref::<Error>(), Some(Error::Interrupted { .. })) => {
             eprintln!("{e}");
@@ -51,49 +57,56 @@ fn install_ctrl_c() {
         if STOP.swap(true, Ordering::SeqCst) {
             std::process::exit(130);
         }
-        eprintln!("\ninterrupt: saving the training state after this step (Ctrl-C again to quit now)");
+        // Through the log writer, so that progress bars do not draw over it.
+        let _ = writeln!(progress::LogWriter, "\ninterrupt: saving the training state after this step (Ctrl-C again to quit now)");
     };
     if let Err(e) = ctrlc::set_handler(handler) {
         tracing::warn!("no Ctrl-C handler ({e}): an interrupt will lose the epoch in progress");
     }
 }
 
-fn run(command: Command) -> anyhow::Result<()> {
+fn run(command: Command, quiet: bool) -> anyhow::Result<()> {
     match command {
         Command::Train(args) => {
             install_ctrl_c();
+            // Bars on a terminal unless --quiet; plain log lines otherwise.
+            let mut reporter: Box<dyn Reporter> =
+                if progress::wanted(quiet) { Box::new(ProgressReporter::new()) } else { Box::new(LogReporter) };
             let run = match args.resume.clone() {
-                Some(dir) => tch_cifar10::resume_train(&dir, args.device, args.threads, &mut LogReporter, Some(&STOP)),
+                Some(dir) => tch_cifar10::resume_train(&dir, args.device, args.threads, reporter.as_mut(), Some(&STOP)),
                 None => {
-                    let download = args.download_options()?;
+                    let download = args.download_options(quiet)?;
                     let cfg = TrainConfig::from(args);
                     if let Some(opts) = download {
                         cfg.validate().context("training failed")?; // before fetching 162 MB
                         tch_cifar10::run_download(&opts).context("download failed")?;
                     }
-                    tch_cifar10::run_train(&cfg, &mut LogReporter, Some(&STOP))
+                    tch_cifar10::run_train(&cfg, reporter.as_mut(), Some(&STOP))
                 }
             };
             let run = run.map_err(|e| match e {
                 e @ Error::Interrupted { .. } => anyhow::Error::new(e),
                 e => anyhow::Error::new(e).context("training failed"),
             })?;
-            let t = &run.outcome.test;
-            // The reference program's closing lines.
-            println!("Accuracy of the network on the {} test images: {:.2} %", t.images, 100.0 * t.accuracy);
-            println!("Test loss: {:.4}", t.loss);
-            for (name, acc) in run.classes.iter().zip(&t.per_class_accuracy) {
-                println!("Accuracy for class: {name:5} is {:.1} %", 100.0 * acc);
+            print!("{}", report::result_table(&run.summary));
+            if !quiet {
+                print!("{}", report::run_table(&run.summary, run.run_dir.path(), &run.artifacts));
             }
-            println!("Total time: {:.1} s", run.outcome.seconds);
-            println!("Run directory: {}", run.run_dir.path().display());
+        }
+        Command::Plot(args) => {
+            let out = chart::plot_runs(&args.runs, args.out.as_deref()).context("plot failed")?;
+            println!("{}", out.display());
         }
         Command::Download(args) => {
-            let dir = tch_cifar10::run_download(&args.source.options(&args.data_dir)).context("download failed")?;
+            let dir = tch_cifar10::run_download(&args.source.options(&args.data_dir, quiet)).context("download failed")?;
             println!("CIFAR-10 is ready in {}", dir.display());
         }
         Command::Eval(args) => {
             let report = tch_cifar10::eval::run_eval(&(&args).into()).context("evaluation failed")?;
+            if let Some(png) = &args.confusion_png {
+                chart::confusion_matrix_png(png, &report.confusion.rows(), &report.classes).context("confusion matrix")?;
+                tracing::info!("confusion matrix drawn in {}", png.display());
+            }
             if args.json {
                 println!("{}", serde_json::to_string_pretty(&report)?);
             } else {

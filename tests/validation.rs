@@ -60,14 +60,14 @@ fn validation_is_reported_each_epoch_on_held_out_images() {
     let cfg = TrainConfig { val_size: 40, ..config(3) };
     let mut rep = MemoryReporter::default();
     train::train(&cfg, &tr, &te, &mut rep, Default::default()).unwrap();
-    assert_eq!(rep.vals.iter().map(|(e, m)| (*e, m.images)).collect::<Vec<_>>(), [(1, 40), (2, 40), (3, 40)]);
+    assert_eq!(rep.validations.iter().map(|(e, m)| (*e, m.images)).collect::<Vec<_>>(), [(1, 40), (2, 40), (3, 40)]);
     assert_eq!(rep.epochs[0].step_losses.len(), 8, "160 training images left / batch 20");
-    assert!(rep.vals[2].1.loss < rep.vals[0].1.loss);
+    assert!(rep.validations[2].1.loss < rep.validations[0].1.loss);
 
     // Without --val-size nothing is validated and all 200 images train.
     let mut rep = MemoryReporter::default();
     train::train(&config(1), &tr, &te, &mut rep, Default::default()).unwrap();
-    assert!(rep.vals.is_empty());
+    assert!(rep.validations.is_empty());
     assert_eq!(rep.epochs[0].step_losses.len(), 10);
 }
 
@@ -80,10 +80,10 @@ fn early_stopping_triggers_on_a_plateau_and_keeps_the_best_weights() {
     let mut rep = MemoryReporter::default();
     let out = train::train(&cfg, &tr, &te, &mut rep, Default::default()).unwrap();
 
-    let accs: Vec<f64> = rep.vals.iter().map(|(_, m)| m.accuracy).collect();
+    let accs: Vec<f64> = rep.validations.iter().map(|(_, m)| m.accuracy).collect();
     let stopped = rep.epochs.len();
     assert!(stopped < epochs, "no early stop in {epochs} epochs: {accs:?}");
-    assert_eq!(rep.vals.len(), stopped);
+    assert_eq!(rep.validations.len(), stopped);
     // The best epoch is the first to reach the highest accuracy, `patience` epochs before the stop.
     let top = accs.iter().cloned().fold(f64::MIN, f64::max);
     let best = accs.iter().position(|&a| a == top).unwrap() + 1;
@@ -93,8 +93,8 @@ fn early_stopping_triggers_on_a_plateau_and_keeps_the_best_weights() {
     // to the bit, not those of the last epoch trained.
     let (_, val) = split::holdout(&tr, 60, cfg.seed).unwrap();
     let again = train::evaluate(&out.net, &val, cfg.batch_size);
-    assert_eq!(again, rep.vals[best - 1].1);
-    assert_ne!(again.loss, rep.vals[stopped - 1].1.loss);
+    assert_eq!(again, rep.validations[best - 1].1);
+    assert_ne!(again.loss, rep.validations[stopped - 1].1.loss);
     // The final test evaluation is reported for the epoch the weights come from.
     assert_eq!(rep.evals.last().unwrap().0, best);
 }
@@ -152,7 +152,7 @@ fn early_stopping_resumes_exactly_and_a_stopped_run_stays_stopped() {
     let session = Session { run_dir: Some(&dir), resume: Some(checkpoint(&dir)), ..Default::default() };
     let resumed = train::train(&cfg, &tr, &te, &mut second, session).unwrap();
     assert_eq!(second.epochs.len(), 1, "one more epoch, then the same early stop");
-    assert_eq!([first.inner.vals, second.vals.clone()].concat(), full.vals);
+    assert_eq!([first.inner.validations, second.validations.clone()].concat(), full.validations);
     assert_eq!(resumed.test, full_out.test);
     assert_eq!(second.evals, full.evals);
 
@@ -160,7 +160,7 @@ fn early_stopping_resumes_exactly_and_a_stopped_run_stays_stopped() {
     let mut third = MemoryReporter::default();
     let session = Session { run_dir: Some(&full_dir), resume: Some(checkpoint(&full_dir)), ..Default::default() };
     let again = train::train(&cfg, &tr, &te, &mut third, session).unwrap();
-    assert!(third.epochs.is_empty() && third.vals.is_empty());
+    assert!(third.epochs.is_empty() && third.validations.is_empty());
     assert_eq!(again.test, full_out.test);
 }
 
@@ -185,4 +185,9 @@ fn the_binary_logs_validation_and_refuses_patience_without_a_split() {
     let err = String::from_utf8_lossy(&o.stderr);
     assert!(err.contains("held out 10 of 60 training images"), "{err}");
     assert!(err.contains("epoch   1  val loss") && err.contains("epoch   2  val loss"), "{err}");
+    // metrics.jsonl carries the validation figures of each epoch.
+    let metrics = std::fs::read_to_string(tmp.path().join("run").join("metrics.jsonl")).unwrap();
+    let lines: Vec<serde_json::Value> = metrics.lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    assert_eq!(lines.len(), 2);
+    assert!(lines.iter().all(|l| l["val_loss"].is_f64() && l["val_acc"].is_f64()), "{metrics}");
 }

@@ -133,7 +133,7 @@ pub struct DownloadOptions {
     /// Limit for connecting, and for each read of the response (so a stalled server fails
     /// instead of hanging; a slow but moving download never times out).
     pub timeout: Duration,
-    /// Draw a progress bar on stderr (only when stderr is a terminal).
+    /// Draw a progress bar on stderr (only ever when stderr is a terminal).
     pub progress: bool,
 }
 

@@ -42,7 +42,7 @@ use crate::{
     data::{normalize, Dataset},
     error::{Error, Result},
     model::Net,
-    report::{EpochMetrics, Reporter},
+    report::{EpochMetrics, Reporter, TrainStart},
     run_dir::RunDir,
 };
 
@@ -128,6 +128,14 @@ pub fn train(
         let ck = Checkpoint { state: state.clone(), weights, momentum: opt.momentum_buffers(), best };
         checkpoint::state::save(&dir.file(checkpoint::state::FILE), &ck)
     };
+    reporter.train_start(&TrainStart {
+        first_epoch: state.epoch + 1,
+        epochs: cfg.epochs,
+        steps_per_epoch: steps,
+        batch_size: cfg.batch_size,
+        train_images: n,
+        device: crate::device::device_name(device),
+    });
 
     // A run that stopped early (and is resumed) has nothing left to train.
     let first = if val.as_ref().is_some_and(validation::Validation::stopped) { cfg.epochs } else { state.epoch };
@@ -135,6 +143,7 @@ pub fn train(
     for (epoch, &seed) in (1..=cfg.epochs).zip(&seeds).skip(first) {
         let lr = schedule::step_lr(cfg, epoch);
         opt.set_lr(lr);
+        reporter.epoch_start(epoch, lr);
         let t0 = Instant::now();
         // A run stopped mid-epoch resumes after the steps it had done, with their figures.
         let skip = std::mem::take(&mut state.step);
@@ -164,6 +173,7 @@ pub fn train(
             opt.backward_step(&loss); // zero_grad(); loss.backward(); step()
             losses.get(step as i64).copy_(&loss.detach());
             correct += logits.argmax(-1, false).eq_tensor(&ys).sum(Kind::Int64);
+            reporter.step_end(step + 1, &losses); // reads nothing unless the reporter does, rarely
         }
         // The one read of the epoch: per-step losses and the correct count.
         step_losses.extend(Vec::<f32>::try_from(losses.narrow(0, skip as i64, (steps - skip) as i64))?);
@@ -200,6 +210,7 @@ pub fn train(
     let weights_epoch = val.as_ref().map_or(last, |v| v.finish(&vs, last));
     let test = evaluate(&net, &test_d, cfg.batch_size);
     reporter.evaluated(weights_epoch, &test);
+    reporter.train_end();
     let resumed_seconds = session.resume.as_ref().map_or(0.0, |ck| ck.state.seconds + ck.state.partial_seconds);
     Ok(TrainOutcome { vs, net, device, test, seconds: resumed_seconds + start.elapsed().as_secs_f64() })
 }

@@ -1,0 +1,402 @@
+//! The run directory's metric files, documented in the README ("Run directory and metrics"):
+//!
+//! * `metrics.jsonl`: one JSON object per line ([JSON Lines](https://jsonlines.org)), one line
+//!   per epoch, appended as each epoch ends (with its evaluations), so a run can be watched or
+//!   plotted while it trains. The PyTorch reference script writes the same fields, so runs of
+//!   both can be plotted together; readers ignore fields they do not know.
+//! * `summary.json`: the configuration, the final test figures, timings and versions, written
+//!   once at the end.
+//!
+//! [`MetricsLog`] is the [`Reporter`] that writes `metrics.jsonl`; [`read_metrics`] reads it back.
+
+use std::{
+    fs::{File, OpenOptions},
+    io::Write,
+    path::{Path, PathBuf},
+};
+
+use serde::{Deserialize, Serialize};
+
+use super::{EpochMetrics, Reporter, TrainStart};
+use crate::{
+    config::TrainConfig,
+    error::{Error, Result},
+    run_dir::write_atomic,
+    train::EvalMetrics,
+};
+
+/// The metrics file's name in a run directory.
+pub const METRICS_FILE: &str = "metrics.jsonl";
+/// The summary file's name in a run directory.
+pub const SUMMARY_FILE: &str = "summary.json";
+
+/// One line of `metrics.jsonl`: the figures of one epoch. Losses are mean cross-entropy,
+/// accuracies fractions in `[0, 1]`.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct EpochRecord {
+    /// 1-based epoch.
+    pub epoch: usize,
+    /// Learning rate used during the epoch.
+    pub lr: f64,
+    /// Mean over the epoch's steps of the batch-mean training loss.
+    pub train_loss: f64,
+    /// Fraction of training images classified right during the epoch (before each step's update).
+    pub train_acc: f64,
+    /// Validation loss after the epoch, when a validation split exists.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub val_loss: Option<f64>,
+    /// Validation accuracy after the epoch, when a validation split exists.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub val_acc: Option<f64>,
+    /// Test loss after the epoch, when the test set was evaluated then.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub test_loss: Option<f64>,
+    /// Test accuracy after the epoch, when the test set was evaluated then.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub test_acc: Option<f64>,
+    /// Wall-clock seconds of the epoch's training steps (evaluations not included).
+    pub seconds: f64,
+    /// Training images per second during the epoch.
+    pub images_per_sec: f64,
+    /// The device trained on, as PyTorch names it (`cpu`, `cuda:0`).
+    pub device: String,
+}
+
+impl EpochRecord {
+    /// The record of a finished training epoch, before any evaluation.
+    pub fn new(m: &EpochMetrics, device: &str) -> EpochRecord {
+        EpochRecord {
+            epoch: m.epoch,
+            lr: m.lr,
+            train_loss: m.train_loss,
+            train_acc: m.train_acc,
+            val_loss: None,
+            val_acc: None,
+            test_loss: None,
+            test_acc: None,
+            seconds: m.seconds,
+            images_per_sec: m.images_per_sec,
+            device: device.to_string(),
+        }
+    }
+}
+
+/// Versions of the software that produced a run.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Versions {
+    /// This crate's version.
+    pub tch_cifar10: String,
+    /// The libtorch version (`torch.__version__` of the build linked).
+    pub libtorch: String,
+    /// The CUDA runtime libtorch was built with (`major.minor`), `null` without its CUDA library.
+    pub cuda: Option<String>,
+    /// The cuDNN version, `null` without libtorch's CUDA library.
+    pub cudnn: Option<String>,
+}
+
+impl Versions {
+    /// The versions of this process.
+    pub fn current() -> Versions {
+        let info = crate::info::info();
+        Versions { tch_cifar10: info.version.to_string(), libtorch: info.libtorch.to_string(), cuda: info.cudart, cudnn: info.cudnn }
+    }
+}
+
+/// `summary.json`: what a finished run produced.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Summary {
+    /// The configuration the run used (as in `config.json`).
+    pub config: TrainConfig,
+    /// The device trained on (`cpu`, `cuda:0`).
+    pub device: String,
+    /// Epochs trained.
+    pub epochs: usize,
+    /// Final mean test loss.
+    pub test_loss: f64,
+    /// Final test accuracy, a fraction.
+    pub test_acc: f64,
+    /// Test images evaluated.
+    pub test_images: usize,
+    /// Class names, indexed by label.
+    pub classes: Vec<String>,
+    /// Final test accuracy of each class, indexed by label, as fractions.
+    pub per_class_accuracy: Vec<f64>,
+    /// Wall-clock seconds of the whole run (training and evaluations, not data loading).
+    pub total_seconds: f64,
+    /// Mean wall-clock seconds of an epoch's training steps.
+    pub seconds_per_epoch: f64,
+    /// Mean training images per second over the epochs.
+    pub images_per_sec: f64,
+    /// Versions of this crate, libtorch and CUDA.
+    pub versions: Versions,
+}
+
+impl Summary {
+    /// The summary of a run from its configuration, epoch records and final test figures.
+    pub fn new(
+        config: &TrainConfig,
+        records: &[EpochRecord],
+        test: &EvalMetrics,
+        classes: &[String],
+        total_seconds: f64,
+        device: &str,
+    ) -> Summary {
+        let epochs = records.len().max(1) as f64;
+        Summary {
+            config: config.clone(),
+            device: device.to_string(),
+            epochs: records.len(),
+            test_loss: test.loss,
+            test_acc: test.accuracy,
+            test_images: test.images,
+            classes: classes.to_vec(),
+            per_class_accuracy: test.per_class_accuracy.clone(),
+            total_seconds,
+            seconds_per_epoch: records.iter().map(|r| r.seconds).sum::<f64>() / epochs,
+            images_per_sec: records.iter().map(|r| r.images_per_sec).sum::<f64>() / epochs,
+            versions: Versions::current(),
+        }
+    }
+}
+
+/// Reads a `metrics.jsonl` (blank lines skipped; unknown fields ignored).
+///
+/// # Errors
+/// [`Error::Io`] when the file cannot be read; [`Error::BadMetrics`] naming the line that is
+/// not an epoch record, or when the file holds none.
+pub fn read_metrics(path: &Path) -> Result<Vec<EpochRecord>> {
+    let text = std::fs::read_to_string(path).map_err(Error::io(path))?;
+    let bad = |line: Option<usize>, reason: String| Error::BadMetrics { path: path.to_path_buf(), line, reason };
+    let records = text
+        .lines()
+        .enumerate()
+        .filter(|(_, l)| !l.trim().is_empty())
+        .map(|(i, l)| serde_json::from_str::<EpochRecord>(l).map_err(|e| bad(Some(i + 1), e.to_string())))
+        .collect::<Result<Vec<_>>>()?;
+    if records.is_empty() {
+        return Err(bad(None, "no epoch records".to_string()));
+    }
+    Ok(records)
+}
+
+/// Writes `metrics.jsonl` as a run goes: each epoch's line is appended once the epoch's
+/// evaluations are in (at the next epoch's start, or at the end of training).
+///
+/// Reporter methods cannot fail, so the first write error is logged at once and kept;
+/// [`MetricsLog::finish`] returns it.
+#[derive(Debug)]
+pub struct MetricsLog {
+    path: PathBuf,
+    file: Option<File>,
+    device: String,
+    pending: Option<EpochRecord>,
+    records: Vec<EpochRecord>,
+    error: Option<Error>,
+}
+
+impl MetricsLog {
+    /// A log writing to `path` (nothing is touched before training starts).
+    pub fn new(path: impl Into<PathBuf>) -> MetricsLog {
+        MetricsLog { path: path.into(), file: None, device: String::new(), pending: None, records: Vec::new(), error: None }
+    }
+
+    /// Every record written so far, in order (including those kept from a run resumed).
+    pub fn records(&self) -> &[EpochRecord] {
+        &self.records
+    }
+
+    /// Flushes the last epoch and returns every record, or the first write error.
+    ///
+    /// # Errors
+    /// [`Error::Io`] naming the metrics file.
+    pub fn finish(mut self) -> Result<Vec<EpochRecord>> {
+        self.flush_pending();
+        match self.error.take() {
+            Some(e) => Err(e),
+            None => Ok(std::mem::take(&mut self.records)),
+        }
+    }
+
+    fn fail(&mut self, e: Error) {
+        if self.error.is_none() {
+            tracing::error!("cannot write metrics: {e}");
+            self.error = Some(e);
+        }
+    }
+
+    /// Starts the file: keeps the records of epochs before `first_epoch` (a resumed run), drops
+    /// the rest (a fresh run in a reused directory starts empty), then opens it for appending.
+    fn open(&mut self, first_epoch: usize) -> Result<()> {
+        let kept: Vec<EpochRecord> = match read_metrics(&self.path) {
+            Ok(old) => old.into_iter().filter(|r| r.epoch < first_epoch).collect(),
+            Err(_) => Vec::new(),
+        };
+        let mut text = Vec::new();
+        for r in &kept {
+            text.extend(serde_json::to_vec(r).expect("epoch records serialise to JSON"));
+            text.push(b'\n');
+        }
+        write_atomic(&self.path, &text)?;
+        self.records = kept;
+        self.file = Some(OpenOptions::new().append(true).open(&self.path).map_err(Error::io(&self.path))?);
+        Ok(())
+    }
+
+    fn flush_pending(&mut self) {
+        let Some(record) = self.pending.take() else { return };
+        let mut line = serde_json::to_vec(&record).expect("epoch records serialise to JSON");
+        line.push(b'\n');
+        if let Some(file) = self.file.as_mut() {
+            if let Err(e) = file.write_all(&line).and_then(|()| file.flush()) {
+                let path = self.path.clone();
+                self.fail(Error::Io { path, source: e });
+            }
+        }
+        self.records.push(record);
+    }
+
+    fn pending_for(&mut self, epoch: usize) -> Option<&mut EpochRecord> {
+        self.pending.as_mut().filter(|r| r.epoch == epoch)
+    }
+}
+
+impl Drop for MetricsLog {
+    /// Writes the last epoch's line even when training stops with an error before its end.
+    fn drop(&mut self) {
+        self.flush_pending();
+    }
+}
+
+impl Reporter for MetricsLog {
+    fn train_start(&mut self, s: &TrainStart) {
+        self.device = s.device.clone();
+        if let Err(e) = self.open(s.first_epoch) {
+            self.fail(e);
+        }
+    }
+
+    fn epoch_start(&mut self, _epoch: usize, _lr: f64) {
+        self.flush_pending();
+    }
+
+    fn epoch_end(&mut self, m: &EpochMetrics) {
+        self.flush_pending();
+        self.pending = Some(EpochRecord::new(m, &self.device));
+    }
+
+    fn validated(&mut self, epoch: usize, m: &EvalMetrics) {
+        if let Some(r) = self.pending_for(epoch) {
+            (r.val_loss, r.val_acc) = (Some(m.loss), Some(m.accuracy));
+        }
+    }
+
+    fn evaluated(&mut self, epoch: usize, m: &EvalMetrics) {
+        if let Some(r) = self.pending_for(epoch) {
+            (r.test_loss, r.test_acc) = (Some(m.loss), Some(m.accuracy));
+        }
+    }
+
+    fn train_end(&mut self) {
+        self.flush_pending();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn epoch(epoch: usize) -> EpochMetrics {
+        EpochMetrics {
+            epoch,
+            lr: 0.1,
+            train_loss: 2.0 / epoch as f64,
+            train_acc: 0.25,
+            seconds: 1.5,
+            images_per_sec: 100.0,
+            step_losses: vec![],
+        }
+    }
+
+    fn start(first_epoch: usize) -> TrainStart {
+        TrainStart { first_epoch, epochs: 3, steps_per_epoch: 2, batch_size: 10, train_images: 20, device: "cpu".into() }
+    }
+
+    fn eval(loss: f64) -> EvalMetrics {
+        EvalMetrics { loss, accuracy: 0.5, per_class_accuracy: vec![0.5, 0.5], images: 4 }
+    }
+
+    #[test]
+    fn evaluations_join_their_epoch_line() -> Result<()> {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join(METRICS_FILE);
+        let mut log = MetricsLog::new(&path);
+        log.train_start(&start(1));
+        for e in 1..=3 {
+            log.epoch_start(e, 0.1);
+            log.epoch_end(&epoch(e));
+            if e >= 2 {
+                log.evaluated(e, &eval(e as f64));
+            }
+            if e == 2 {
+                // Not yet flushed: the line waits for the epoch's evaluations.
+                assert_eq!(read_metrics(&path)?.len(), 1);
+            }
+        }
+        log.evaluated(1, &eval(9.0)); // an epoch already written: ignored
+        log.train_end();
+        let records = log.finish()?;
+        assert_eq!(read_metrics(&path)?, records);
+        assert_eq!(records.iter().map(|r| r.test_loss).collect::<Vec<_>>(), [None, Some(2.0), Some(3.0)]);
+        assert!(records.iter().all(|r| r.val_loss.is_none() && r.device == "cpu"));
+        Ok(())
+    }
+
+    #[test]
+    fn a_resumed_run_keeps_earlier_epochs_and_a_fresh_one_starts_empty() -> Result<()> {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join(METRICS_FILE);
+        let run = |first: usize, last: usize| -> Result<Vec<EpochRecord>> {
+            let mut log = MetricsLog::new(&path);
+            log.train_start(&start(first));
+            for e in first..=last {
+                log.epoch_start(e, 0.1);
+                log.epoch_end(&epoch(e));
+            }
+            log.train_end();
+            log.finish()
+        };
+        run(1, 3)?;
+        let resumed = run(3, 4)?; // resumed from the checkpoint after epoch 2
+        assert_eq!(resumed.iter().map(|r| r.epoch).collect::<Vec<_>>(), [1, 2, 3, 4]);
+        assert_eq!(read_metrics(&path)?, resumed);
+        run(1, 1)?;
+        assert_eq!(read_metrics(&path)?.len(), 1);
+        Ok(())
+    }
+
+    #[test]
+    fn an_interrupted_run_keeps_its_last_epoch() -> Result<()> {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join(METRICS_FILE);
+        {
+            let mut log = MetricsLog::new(&path);
+            log.train_start(&start(1));
+            log.epoch_start(1, 0.1);
+            log.epoch_end(&epoch(1));
+            // The loop fails here (a non-finite loss): no train_end, no finish.
+        }
+        assert_eq!(read_metrics(&path)?.len(), 1);
+        Ok(())
+    }
+
+    #[test]
+    fn bad_lines_are_named() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join(METRICS_FILE);
+        std::fs::write(&path, "{\"epoch\": 1}\n").unwrap();
+        let err = read_metrics(&path).unwrap_err().to_string();
+        assert!(err.contains("metrics.jsonl") && err.contains("line 1") && err.contains("lr"), "{err}");
+        std::fs::write(&path, "\n").unwrap();
+        assert!(read_metrics(&path).unwrap_err().to_string().contains("no epoch records"));
+    }
+}

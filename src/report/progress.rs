@@ -1,0 +1,222 @@
+//! Progress bars on a terminal, with `indicatif`: one bar for the steps of the current epoch
+//! (step, running loss, images/s, ETA of the epoch) above one for the whole run (epochs done,
+//! elapsed time, ETA of the run). Bars are drawn only when stderr is a terminal and the user
+//! did not ask for `--quiet` ([`wanted`]); otherwise the binary uses [`LogReporter`]'s plain
+//! one-line-per-epoch logs, so CI logs and redirected output hold no control characters.
+//!
+//! Log lines and bars share stderr: [`LogWriter`] (the tracing subscriber's writer) hides the
+//! bars while it writes a line, then redraws them below it.
+//!
+//! The running loss needs a read from the device, which waits for every queued step; it is
+//! read once every [`LOSS_READ_EVERY`] steps, and only while a bar is drawn.
+
+use std::{
+    io::{IsTerminal, Write},
+    sync::LazyLock,
+};
+
+use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressState, ProgressStyle};
+use tch::{Kind, Tensor};
+
+use super::{EpochMetrics, LogReporter, Reporter, TrainStart};
+use crate::train::EvalMetrics;
+
+/// Steps between two reads of the running loss from the device.
+pub const LOSS_READ_EVERY: usize = 50;
+
+/// Every bar of the process, drawn on stderr (hidden when stderr is not a terminal).
+static BARS: LazyLock<MultiProgress> = LazyLock::new(|| MultiProgress::with_draw_target(ProgressDrawTarget::stderr()));
+
+/// Whether to draw progress bars: stderr is a terminal and `--quiet` was not given.
+pub fn wanted(quiet: bool) -> bool {
+    !quiet && std::io::stderr().is_terminal()
+}
+
+/// Whether the running loss is read after `step` (1-based): every [`LOSS_READ_EVERY`] steps,
+/// and never when no bar is drawn.
+fn reads_loss_after(step: usize, drawn: bool) -> bool {
+    drawn && step.is_multiple_of(LOSS_READ_EVERY)
+}
+
+/// The `tracing` subscriber's writer for stderr: writes each log line with the bars hidden.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct LogWriter;
+
+impl Write for LogWriter {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        BARS.suspend(|| std::io::stderr().write_all(buf))?;
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        std::io::stderr().flush()
+    }
+}
+
+impl<'a> tracing_subscriber::fmt::MakeWriter<'a> for LogWriter {
+    type Writer = LogWriter;
+
+    fn make_writer(&'a self) -> LogWriter {
+        LogWriter
+    }
+}
+
+/// A bar for a transfer of `total` bytes (a download), hidden unless `show`.
+pub fn bytes_bar(total: Option<u64>, message: &str, show: bool) -> ProgressBar {
+    if !show {
+        return ProgressBar::hidden();
+    }
+    let bar = match total {
+        Some(n) => ProgressBar::new(n).with_style(
+            ProgressStyle::with_template("{msg} [{bar:30.cyan/blue}] {bytes}/{total_bytes}  {bytes_per_sec}  ETA {eta}")
+                .expect("the download bar template is valid")
+                .progress_chars("=> "),
+        ),
+        None => ProgressBar::no_length().with_style(
+            ProgressStyle::with_template("{msg} {spinner} {bytes}  {bytes_per_sec}").expect("the download spinner template is valid"),
+        ),
+    };
+    BARS.add(bar.with_message(message.to_string()))
+}
+
+/// Progress bars for training, plus [`LogReporter`]'s epoch lines printed above them.
+#[derive(Debug)]
+pub struct ProgressReporter {
+    log: LogReporter,
+    steps: ProgressBar,
+    run: ProgressBar,
+    steps_per_epoch: u64,
+    first_epoch: u64,
+    drawn: bool,
+    /// The current epoch, and its first step in this process (later than 1 after a resume).
+    epoch: u64,
+    first_step: Option<usize>,
+}
+
+impl Default for ProgressReporter {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl ProgressReporter {
+    /// Bars on stderr; they appear at the start of training.
+    pub fn new() -> ProgressReporter {
+        ProgressReporter {
+            log: LogReporter,
+            steps: ProgressBar::hidden(),
+            run: ProgressBar::hidden(),
+            steps_per_epoch: 1,
+            first_epoch: 1,
+            drawn: false,
+            epoch: 1,
+            first_step: None,
+        }
+    }
+
+    fn clear(&mut self) {
+        for bar in [&self.steps, &self.run] {
+            bar.finish_and_clear();
+            BARS.remove(bar);
+        }
+    }
+}
+
+impl Reporter for ProgressReporter {
+    fn train_start(&mut self, s: &TrainStart) {
+        self.clear();
+        let batch_size = s.batch_size as f64;
+        let step_style = ProgressStyle::with_template(
+            "{prefix:>11} {wide_bar:.cyan/blue} {pos:>5}/{len} steps  loss {msg:6}  {ips:>11}  ETA {eta:>3}",
+        )
+        .expect("the step bar template is valid")
+        .with_key("ips", move |st: &ProgressState, w: &mut dyn std::fmt::Write| {
+            let _ = write!(w, "{:.0} img/s", st.per_sec() * batch_size);
+        })
+        .progress_chars("=> ");
+        let steps_per_epoch = s.steps_per_epoch.max(1) as u64;
+        let (first, last) = (s.first_epoch as u64, s.epochs as u64);
+        let run_style = ProgressStyle::with_template("{prefix:>11} {wide_bar:.green/white} {done:>11} epochs  {elapsed:>3} elapsed  ETA {eta:>3}")
+            .expect("the run bar template is valid")
+            .with_key("done", move |st: &ProgressState, w: &mut dyn std::fmt::Write| {
+                let _ = write!(w, "{}/{}", first - 1 + st.pos() / steps_per_epoch, last);
+            })
+            .progress_chars("=> ");
+        let epochs_left = (last + 1).saturating_sub(first);
+        (self.steps_per_epoch, self.first_epoch, self.drawn) = (steps_per_epoch, first, !BARS.is_hidden());
+        self.steps = BARS.add(ProgressBar::new(steps_per_epoch).with_style(step_style).with_message("-"));
+        self.run = BARS.add(ProgressBar::new(epochs_left * steps_per_epoch).with_style(run_style).with_prefix("run"));
+    }
+
+    fn epoch_start(&mut self, epoch: usize, _lr: f64) {
+        (self.epoch, self.first_step) = (epoch as u64, None);
+        self.steps.reset();
+        self.steps.set_message("-");
+        self.steps.set_prefix(format!("epoch {epoch}"));
+    }
+
+    fn step_end(&mut self, step: usize, losses: &Tensor) {
+        let first = *self.first_step.get_or_insert(step);
+        self.steps.set_position(step as u64);
+        self.run.set_position((self.epoch - self.first_epoch) * self.steps_per_epoch + step as u64);
+        if reads_loss_after(step, self.drawn) {
+            // The mean of this epoch's losses so far (those of this process, after a resume).
+            let done = losses.f_narrow(0, first as i64 - 1, (step + 1 - first) as i64);
+            let mean = done.and_then(|l| l.f_mean(Kind::Float)).and_then(|m| m.f_double_value(&[]));
+            if let Ok(loss) = mean {
+                self.steps.set_message(format!("{loss:.4}"));
+            }
+        }
+    }
+
+    fn epoch_end(&mut self, m: &EpochMetrics) {
+        self.log.epoch_end(m);
+        // Keeps the run bar exact whatever the steps told (a shorter last epoch, skipped calls).
+        self.run.set_position((m.epoch as u64 + 1).saturating_sub(self.first_epoch) * self.steps_per_epoch);
+    }
+
+    fn validated(&mut self, epoch: usize, m: &EvalMetrics) {
+        self.log.validated(epoch, m);
+    }
+
+    fn evaluated(&mut self, epoch: usize, m: &EvalMetrics) {
+        self.log.evaluated(epoch, m);
+    }
+
+    fn train_end(&mut self) {
+        self.clear();
+    }
+}
+
+impl Drop for ProgressReporter {
+    fn drop(&mut self) {
+        self.clear();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn loss_is_read_every_fifty_steps_and_only_when_drawn() {
+        let reads: Vec<usize> = (1..=200).filter(|&s| reads_loss_after(s, true)).collect();
+        assert_eq!(reads, [50, 100, 150, 200]);
+        assert!((1..=200).all(|s| !reads_loss_after(s, false)));
+    }
+
+    #[test]
+    fn the_running_loss_is_read_only_when_drawn() {
+        let mut r = ProgressReporter::new();
+        let start = TrainStart { first_epoch: 1, epochs: 2, steps_per_epoch: 100, batch_size: 10, train_images: 1000, device: "cpu".into() };
+        r.train_start(&start);
+        r.epoch_start(1, 0.1);
+        let losses = Tensor::zeros([100], (Kind::Float, tch::Device::Cpu));
+        for step in 1..=100 {
+            r.step_end(step, &losses);
+        }
+        // Unless the tests' stderr is a terminal, the bars are hidden and nothing was read.
+        assert_eq!(r.steps.message() == "-", BARS.is_hidden(), "{}", r.steps.message());
+        assert_eq!(r.steps.position(), 100);
+    }
+}
