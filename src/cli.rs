@@ -6,6 +6,7 @@ use std::path::{Path, PathBuf};
 
 use clap::{ArgAction, Args, Parser, Subcommand};
 use tch_cifar10::{
+    train::finetune::Freeze,
     data::download::{CIFAR10_URL, MD5_ENV, SHA256_ENV, URL_ENV},
     eval::EvalOptions,
     predict::{self, PredictOptions},
@@ -42,6 +43,9 @@ pub enum Command {
     Download(DownloadArgs),
     /// Draw loss and accuracy per epoch of one or more runs (their metrics.jsonl) into one PNG.
     Plot(PlotArgs),
+    /// Fine-tune a trained model on a dataset (usually `--dataset folder`): its weights, a new
+    /// fc3 for the dataset's classes, optionally frozen conv layers, then the same loop as train.
+    Finetune(FinetuneArgs),
     /// Show the libtorch version, CUDA support, visible GPUs and CPU threads.
     Info(InfoArgs),
     /// Evaluate a saved model on the CIFAR-10 test set: loss, accuracy, per-class accuracy,
@@ -126,6 +130,26 @@ pub struct TrainArgs {
     pub resume: Option<PathBuf>,
 }
 
+/// `finetune`'s flags: the trained weights, what to freeze, and every `train` flag.
+#[derive(Debug, Args)]
+pub struct FinetuneArgs {
+    /// Trained weights: a model file (`model.safetensors`, ours or a PyTorch state_dict saved
+    /// with safetensors) or a run directory.
+    #[arg(long, value_name = "CHECKPOINT")]
+    pub from: PathBuf,
+    /// Parameters to hold fixed: `features` freezes conv1 and conv2.
+    #[arg(long, value_enum, default_value_t = Freeze::None)]
+    pub freeze: Freeze,
+    #[command(flatten)]
+    pub train: TrainArgs,
+}
+
+impl From<FinetuneArgs> for TrainConfig {
+    fn from(a: FinetuneArgs) -> TrainConfig {
+        TrainConfig { init_from: Some(a.from), freeze: a.freeze, ..TrainConfig::from(a.train) }
+    }
+}
+
 impl From<TrainArgs> for TrainConfig {
     fn from(a: TrainArgs) -> TrainConfig {
         TrainConfig {
@@ -146,6 +170,8 @@ impl From<TrainArgs> for TrainConfig {
             val_size: a.val_size,
             early_stop_patience: a.early_stop_patience,
             out_dir: a.out,
+            init_from: None,
+            freeze: Default::default(),
         }
     }
 }

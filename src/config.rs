@@ -5,6 +5,8 @@ use std::path::PathBuf;
 
 use serde::{Deserialize, Serialize};
 
+use crate::train::finetune::Freeze;
+
 use crate::{
     data::{folder::ResizeFilter, DatasetKind},
     device::DeviceSpec,
@@ -57,6 +59,13 @@ pub struct TrainConfig {
     pub early_stop_patience: Option<usize>,
     /// Save the training state every N epochs (and after the last, and on Ctrl-C).
     pub checkpoint_every: usize,
+    /// Fine-tuning: start from these trained weights (a model file or a run directory) instead
+    /// of PyTorch's initialisation.
+    #[serde(default)]
+    pub init_from: Option<PathBuf>,
+    /// Fine-tuning: parameters held fixed.
+    #[serde(default)]
+    pub freeze: Freeze,
     /// The run directory (`config.json`, metrics, checkpoints); `None`: `runs/YYYYMMDD-HHMMSS`.
     pub out_dir: Option<PathBuf>,
 }
@@ -80,6 +89,8 @@ impl Default for TrainConfig {
             val_size: 0,
             early_stop_patience: None,
             checkpoint_every: 1,
+            init_from: None,
+            freeze: Freeze::None,
             out_dir: None,
         }
     }
@@ -118,6 +129,9 @@ impl TrainConfig {
         }
         if self.threads == Some(0) {
             return bad("threads", 0, "at least 1");
+        }
+        if self.freeze != Freeze::None && self.init_from.is_none() {
+            return bad("freeze", "features", "fine-tuning: --freeze needs trained weights (--from)");
         }
         if self.checkpoint_every == 0 {
             return bad("checkpoint-every", 0, "at least 1");

@@ -65,13 +65,35 @@ fn install_ctrl_c() {
     }
 }
 
+/// Bars on a terminal unless --quiet; plain log lines otherwise.
+fn reporter_for(quiet: bool) -> Box<dyn Reporter> {
+    if progress::wanted(quiet) { Box::new(ProgressReporter::new()) } else { Box::new(LogReporter) }
+}
+
+/// Prints a finished (or failed) `train`/`finetune` run: results on stdout.
+fn finish_train(run: tch_cifar10::Result<tch_cifar10::TrainRun>, quiet: bool) -> anyhow::Result<()> {
+    let run = run.map_err(|e| match e {
+        e @ Error::Interrupted { .. } => anyhow::Error::new(e),
+        e => anyhow::Error::new(e).context("training failed"),
+    })?;
+    print!("{}", report::result_table(&run.summary));
+    if !quiet {
+        print!("{}", report::run_table(&run.summary, run.run_dir.path(), &run.artifacts));
+    }
+    Ok(())
+}
+
 fn run(command: Command, quiet: bool) -> anyhow::Result<()> {
     match command {
+        Command::Finetune(args) => {
+            anyhow::ensure!(args.train.resume.is_none(), "finetune starts a run: continue one with `tch-cifar10 train --resume DIR`");
+            install_ctrl_c();
+            let cfg = TrainConfig::from(args);
+            finish_train(tch_cifar10::run_train(&cfg, reporter_for(quiet).as_mut(), Some(&STOP)), quiet)?;
+        }
         Command::Train(args) => {
             install_ctrl_c();
-            // Bars on a terminal unless --quiet; plain log lines otherwise.
-            let mut reporter: Box<dyn Reporter> =
-                if progress::wanted(quiet) { Box::new(ProgressReporter::new()) } else { Box::new(LogReporter) };
+            let mut reporter = reporter_for(quiet);
             let run = match args.resume.clone() {
                 Some(dir) => tch_cifar10::resume_train(&dir, args.device, args.threads, reporter.as_mut(), Some(&STOP)),
                 None => {
@@ -84,14 +106,7 @@ fn run(command: Command, quiet: bool) -> anyhow::Result<()> {
                     tch_cifar10::run_train(&cfg, reporter.as_mut(), Some(&STOP))
                 }
             };
-            let run = run.map_err(|e| match e {
-                e @ Error::Interrupted { .. } => anyhow::Error::new(e),
-                e => anyhow::Error::new(e).context("training failed"),
-            })?;
-            print!("{}", report::result_table(&run.summary));
-            if !quiet {
-                print!("{}", report::run_table(&run.summary, run.run_dir.path(), &run.artifacts));
-            }
+            finish_train(run, quiet)?;
         }
         Command::Plot(args) => {
             let out = chart::plot_runs(&args.runs, args.out.as_deref()).context("plot failed")?;

@@ -19,6 +19,7 @@
 
 pub mod early_stop;
 mod eval;
+pub mod finetune;
 pub mod schedule;
 pub mod sgd;
 mod validation;
@@ -104,6 +105,9 @@ pub fn train(
     net.init_pytorch();
     let seeds = schedule::shuffle_seeds(cfg);
     drop(rng);
+    if let (Some(from), None) = (&cfg.init_from, &session.resume) {
+        finetune::load_pretrained(&net, from, &train.classes)?;
+    }
     let mut state = TrainState::default();
     if let Some(ck) = &session.resume {
         tch::no_grad(|| {
@@ -114,6 +118,7 @@ pub fn train(
         state = ck.state.clone();
     }
     vs.set_device(device);
+    finetune::freeze(&net, cfg.freeze);
 
     let mut opt = Sgd::new(&vs, &net.parameters(), cfg.learning_rate, cfg.momentum)?;
     if let Some(ck) = &session.resume {
