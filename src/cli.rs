@@ -1,14 +1,16 @@
-//! The command line: `tch-cifar10 train`, `plot`, `info`, `eval` and `predict`. Argument structs
-//! convert into the library's one [`TrainConfig`]; their defaults are read from it, so they cannot
-//! drift.
+//! The command line: `tch-cifar10 train`, `download`, `plot`, `info`, `eval` and `predict`.
+//! Argument structs convert into the library's one [`TrainConfig`]; their defaults are read from
+//! it, so they cannot drift.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use clap::{ArgAction, Args, Parser, Subcommand};
 use tch_cifar10::{
+    train::finetune::Freeze,
+    data::download::{CIFAR10_URL, MD5_ENV, SHA256_ENV, URL_ENV},
     eval::EvalOptions,
     predict::{self, PredictOptions},
-    DeviceSpec, TrainConfig,
+    Checksum, DatasetKind, DeviceSpec, DownloadOptions, ResizeFilter, TrainConfig,
 };
 
 /// The classic PyTorch CIFAR-10 LeNet training program on libtorch, with the same numbers as PyTorch.
@@ -36,8 +38,14 @@ pub struct Cli {
 pub enum Command {
     /// Train the reference Net (50 epochs of SGD with momentum and StepLR by default), then test it.
     Train(TrainArgs),
+    /// Download the CIFAR-10 binary release, verify its checksum and unpack it (nothing is
+    /// fetched when a complete copy is already there).
+    Download(DownloadArgs),
     /// Draw loss and accuracy per epoch of one or more runs (their metrics.jsonl) into one PNG.
     Plot(PlotArgs),
+    /// Fine-tune a trained model on a dataset (usually `--dataset folder`): its weights, a new
+    /// fc3 for the dataset's classes, optionally frozen conv layers, then the same loop as train.
+    Finetune(FinetuneArgs),
     /// Show the libtorch version, CUDA support, visible GPUs and CPU threads.
     Info(InfoArgs),
     /// Evaluate a saved model on the CIFAR-10 test set: loss, accuracy, per-class accuracy,
@@ -50,9 +58,31 @@ pub enum Command {
 /// `train`'s flags; defaults are the reference program's.
 #[derive(Debug, Args)]
 pub struct TrainArgs {
-    /// Folder holding `cifar-10-batches-bin/` (or the `.bin` files themselves).
+    /// Folder holding `cifar-10-batches-bin/` (or the `.bin` files themselves); with `--dataset
+    /// folder`, holding `train/<class>/` and `test/<class>/`.
     #[arg(long, default_value_os_t = TrainConfig::default().data_dir)]
     pub data_dir: PathBuf,
+    /// cifar10: the official binary files; folder: PNG/JPEG image folders, classes from the
+    /// sorted subfolder names (the last layer gets that many outputs).
+    #[arg(long, value_enum, default_value_t = TrainConfig::default().dataset)]
+    pub dataset: DatasetKind,
+    /// Filter that resizes folder images that are not 32x32 (bilinear is antialiased, as
+    /// torchvision's Resize).
+    #[arg(long, value_enum, default_value_t = TrainConfig::default().resize_filter)]
+    pub resize_filter: ResizeFilter,
+    /// Download and verify CIFAR-10 into --data-dir first, unless a complete copy is there.
+    #[arg(long)]
+    pub download: bool,
+    #[command(flatten)]
+    pub source: SourceArgs,
+    /// Hold out N training images (a seeded random split, as torch's random_split) and report
+    /// validation loss and accuracy after each epoch. 0: none.
+    #[arg(long, value_name = "N", default_value_t = TrainConfig::default().val_size)]
+    pub val_size: usize,
+    /// Stop when validation accuracy has not improved for P epochs, keeping the best epoch's
+    /// weights (needs --val-size).
+    #[arg(long, value_name = "P")]
+    pub early_stop_patience: Option<usize>,
     /// Passes over the training set.
     #[arg(long, default_value_t = TrainConfig::default().epochs)]
     pub epochs: usize,
@@ -94,12 +124,33 @@ pub struct TrainArgs {
     /// and --threads may be given too). The result equals an uninterrupted run.
     #[arg(long, value_name = "DIR", conflicts_with_all = [
         "data_dir", "epochs", "batch_size", "lr", "momentum", "step_size", "gamma", "seed",
-        "eval_every", "checkpoint_every", "out", "steps_jsonl",
+        "eval_every", "checkpoint_every", "out", "dataset", "resize_filter", "download", "val_size",
+        "early_stop_patience", "steps_jsonl",
     ])]
     pub resume: Option<PathBuf>,
     /// Write every step's loss as JSON lines (for scripts/compare-pytorch).
     #[arg(long, value_name = "PATH", hide = true)]
     pub steps_jsonl: Option<PathBuf>,
+}
+
+/// `finetune`'s flags: the trained weights, what to freeze, and every `train` flag.
+#[derive(Debug, Args)]
+pub struct FinetuneArgs {
+    /// Trained weights: a model file (`model.safetensors`, ours or a PyTorch state_dict saved
+    /// with safetensors) or a run directory.
+    #[arg(long, value_name = "CHECKPOINT")]
+    pub from: PathBuf,
+    /// Parameters to hold fixed: `features` freezes conv1 and conv2.
+    #[arg(long, value_enum, default_value_t = Freeze::None)]
+    pub freeze: Freeze,
+    #[command(flatten)]
+    pub train: TrainArgs,
+}
+
+impl From<FinetuneArgs> for TrainConfig {
+    fn from(a: FinetuneArgs) -> TrainConfig {
+        TrainConfig { init_from: Some(a.from), freeze: a.freeze, ..TrainConfig::from(a.train) }
+    }
 }
 
 impl From<TrainArgs> for TrainConfig {
@@ -117,9 +168,65 @@ impl From<TrainArgs> for TrainConfig {
             threads: a.threads,
             eval_every: a.eval_every,
             checkpoint_every: a.checkpoint_every,
+            dataset: a.dataset,
+            resize_filter: a.resize_filter,
+            val_size: a.val_size,
+            early_stop_patience: a.early_stop_patience,
             out_dir: a.out,
+            init_from: None,
+            freeze: Default::default(),
         }
     }
+}
+
+impl TrainArgs {
+    /// What `--download` fetches (with a progress bar unless `quiet`), or `None` without it.
+    ///
+    /// # Errors
+    /// `--download` with `--dataset folder`.
+    pub fn download_options(&self, quiet: bool) -> anyhow::Result<Option<DownloadOptions>> {
+        if !self.download {
+            return Ok(None);
+        }
+        anyhow::ensure!(self.dataset == DatasetKind::Cifar10, "--download fetches CIFAR-10; it does not apply to --dataset folder");
+        Ok(Some(self.source.options(&self.data_dir, quiet)))
+    }
+}
+
+/// Where the archive comes from: the official URL and checksum unless told otherwise.
+#[derive(Debug, Args)]
+pub struct SourceArgs {
+    /// Archive to download (a mirror of cifar-10-binary.tar.gz).
+    #[arg(long, env = URL_ENV, default_value = CIFAR10_URL)]
+    pub url: String,
+    /// Expected SHA-256 of the archive, hex [default: the official archive's MD5].
+    #[arg(long, env = SHA256_ENV, value_parser = |s: &str| Checksum::sha256(s), conflicts_with = "md5")]
+    pub sha256: Option<Checksum>,
+    /// Expected MD5 of the archive, hex.
+    #[arg(long, env = MD5_ENV, value_parser = |s: &str| Checksum::md5(s))]
+    pub md5: Option<Checksum>,
+}
+
+impl SourceArgs {
+    /// Download options for `data_dir`; a progress bar on a terminal unless `quiet`.
+    pub fn options(&self, data_dir: &Path, quiet: bool) -> DownloadOptions {
+        DownloadOptions {
+            url: self.url.clone(),
+            progress: !quiet,
+            checksum: self.sha256.clone().or_else(|| self.md5.clone()).unwrap_or_else(Checksum::official),
+            ..DownloadOptions::new(data_dir)
+        }
+    }
+}
+
+/// `download`'s flags.
+#[derive(Debug, Args)]
+pub struct DownloadArgs {
+    /// Folder to put `cifar-10-batches-bin/` in (created when missing).
+    #[arg(long, default_value_os_t = TrainConfig::default().data_dir)]
+    pub data_dir: PathBuf,
+    #[command(flatten)]
+    pub source: SourceArgs,
 }
 
 /// `plot`'s arguments.
@@ -241,6 +348,36 @@ mod tests {
         let cli = Cli::try_parse_from(["tch-cifar10", "train"]).unwrap();
         let Command::Train(args) = cli.command else { panic!("expected train") };
         assert_eq!(TrainConfig::from(args), TrainConfig::default());
+    }
+
+    #[test]
+    fn data_flags_reach_the_config() {
+        let cli = Cli::try_parse_from([
+            "tch-cifar10", "train", "--dataset", "folder", "--resize-filter", "lanczos3", "--val-size", "500",
+            "--early-stop-patience", "3",
+        ])
+        .unwrap();
+        let Command::Train(args) = cli.command else { panic!("expected train") };
+        assert!(args.download_options(false).unwrap().is_none());
+        let cfg = TrainConfig::from(args);
+        assert_eq!((cfg.dataset, cfg.resize_filter), (DatasetKind::Folder, ResizeFilter::Lanczos3));
+        assert_eq!((cfg.val_size, cfg.early_stop_patience), (500, Some(3)));
+    }
+
+    #[test]
+    fn download_flags_give_the_checksum_and_refuse_folders() {
+        let sha = "ab".repeat(32);
+        let cli = Cli::try_parse_from(["tch-cifar10", "download", "--url", "http://m/x.tgz", "--sha256", &sha]).unwrap();
+        let Command::Download(args) = cli.command else { panic!("expected download") };
+        let opts = args.source.options(&args.data_dir, true);
+        assert!(!opts.progress);
+        assert_eq!((opts.url.as_str(), opts.checksum), ("http://m/x.tgz", Checksum::Sha256(sha.clone())));
+
+        let err = Cli::try_parse_from(["tch-cifar10", "download", "--md5", "xyz"]).unwrap_err().to_string();
+        assert!(err.contains("32 hex digits"), "{err}");
+        let cli = Cli::try_parse_from(["tch-cifar10", "train", "--download", "--dataset", "folder"]).unwrap();
+        let Command::Train(args) = cli.command else { panic!("expected train") };
+        assert!(args.download_options(false).is_err());
     }
 
     #[test]

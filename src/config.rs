@@ -5,7 +5,10 @@ use std::path::PathBuf;
 
 use serde::{Deserialize, Serialize};
 
+use crate::train::finetune::Freeze;
+
 use crate::{
+    data::{folder::ResizeFilter, DatasetKind},
     device::DeviceSpec,
     error::{Error, Result},
 };
@@ -40,8 +43,29 @@ pub struct TrainConfig {
     pub threads: Option<usize>,
     /// Evaluate on the test set every N epochs as well as at the end; `None`: only at the end.
     pub eval_every: Option<usize>,
+    /// The kind of dataset in `data_dir`.
+    #[serde(default)]
+    pub dataset: DatasetKind,
+    /// Filter for resizing image-folder images that are not 32x32.
+    #[serde(default)]
+    pub resize_filter: ResizeFilter,
+    /// Training images held out for validation each epoch (`random_split` seeded by `seed`);
+    /// 0: none, the reference.
+    #[serde(default)]
+    pub val_size: usize,
+    /// Stop when validation accuracy has not improved for this many epochs, keeping the best
+    /// epoch's weights; `None`: never (the reference). Needs `val_size`.
+    #[serde(default)]
+    pub early_stop_patience: Option<usize>,
     /// Save the training state every N epochs (and after the last, and on Ctrl-C).
     pub checkpoint_every: usize,
+    /// Fine-tuning: start from these trained weights (a model file or a run directory) instead
+    /// of PyTorch's initialisation.
+    #[serde(default)]
+    pub init_from: Option<PathBuf>,
+    /// Fine-tuning: parameters held fixed.
+    #[serde(default)]
+    pub freeze: Freeze,
     /// The run directory (`config.json`, metrics, checkpoints); `None`: `runs/YYYYMMDD-HHMMSS`.
     pub out_dir: Option<PathBuf>,
 }
@@ -60,7 +84,13 @@ impl Default for TrainConfig {
             device: DeviceSpec::Auto,
             threads: None,
             eval_every: None,
+            dataset: DatasetKind::Cifar10,
+            resize_filter: ResizeFilter::Bilinear,
+            val_size: 0,
+            early_stop_patience: None,
             checkpoint_every: 1,
+            init_from: None,
+            freeze: Freeze::None,
             out_dir: None,
         }
     }
@@ -100,11 +130,19 @@ impl TrainConfig {
         if self.threads == Some(0) {
             return bad("threads", 0, "at least 1");
         }
+        if self.freeze != Freeze::None && self.init_from.is_none() {
+            return bad("freeze", "features", "fine-tuning: --freeze needs trained weights (--from)");
+        }
         if self.checkpoint_every == 0 {
             return bad("checkpoint-every", 0, "at least 1");
         }
         if self.eval_every == Some(0) {
             return bad("eval-every", 0, "at least 1");
+        }
+        match self.early_stop_patience {
+            Some(0) => return bad("early-stop-patience", 0, "at least 1"),
+            Some(p) if self.val_size == 0 => return bad("early-stop-patience", p, "needs a validation split (--val-size N)"),
+            _ => {}
         }
         Ok(())
     }
@@ -130,7 +168,7 @@ mod tests {
 
     #[test]
     fn each_bad_value_is_named() {
-        let cases: [(&str, fn(&mut TrainConfig)); 10] = [
+        let cases: [(&str, fn(&mut TrainConfig)); 12] = [
             ("checkpoint-every", |c| c.checkpoint_every = 0),
             ("epochs", |c| c.epochs = 0),
             ("batch-size", |c| c.batch_size = 0),
@@ -141,6 +179,8 @@ mod tests {
             ("gamma", |c| c.gamma = 0.0),
             ("threads", |c| c.threads = Some(0)),
             ("eval-every", |c| c.eval_every = Some(0)),
+            ("early-stop-patience", |c| (c.val_size, c.early_stop_patience) = (100, Some(0))),
+            ("early-stop-patience", |c| c.early_stop_patience = Some(3)),
         ];
         for (field, set) in cases {
             let mut c = TrainConfig::default();
@@ -161,8 +201,27 @@ mod tests {
 
     #[test]
     fn round_trips_through_json() {
-        let c = TrainConfig { device: DeviceSpec::Cuda(1), threads: Some(2), ..TrainConfig::default() };
-        let back: TrainConfig = serde_json::from_str(&serde_json::to_string(&c).unwrap()).unwrap();
+        let c = TrainConfig {
+            device: DeviceSpec::Cuda(1),
+            threads: Some(2),
+            dataset: DatasetKind::Folder,
+            resize_filter: ResizeFilter::Lanczos3,
+            val_size: 5000,
+            early_stop_patience: Some(4),
+            ..TrainConfig::default()
+        };
+        let json = serde_json::to_string(&c).unwrap();
+        assert!(json.contains(r#""dataset":"folder""#) && json.contains(r#""resize_filter":"lanczos3""#), "{json}");
+        let back: TrainConfig = serde_json::from_str(&json).unwrap();
         assert_eq!(back, c);
+    }
+
+    #[test]
+    fn a_config_without_the_data_fields_reads_as_the_reference() {
+        let mut json = serde_json::to_value(TrainConfig::default()).unwrap();
+        for field in ["dataset", "resize_filter", "val_size", "early_stop_patience"] {
+            json.as_object_mut().unwrap().remove(field);
+        }
+        assert_eq!(serde_json::from_value::<TrainConfig>(json).unwrap(), TrainConfig::default());
     }
 }

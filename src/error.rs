@@ -15,6 +15,27 @@ pub enum Error {
     #[error("{}: {reason} (at byte offset {offset})", path.display())]
     BadDataFile { path: PathBuf, offset: u64, reason: String },
 
+    /// An image-folder dataset is laid out wrongly (a missing split, an empty class folder,
+    /// test classes that are not the training classes).
+    #[error("{}: {reason}", path.display())]
+    BadDataset { path: PathBuf, reason: String },
+
+    /// A download failed (HTTP status, timeout, connection cut), after any retries.
+    #[error("download of {url} failed: {reason}")]
+    Download { url: String, reason: String },
+
+    /// A downloaded file does not have the expected checksum.
+    #[error("{}: {algorithm} checksum mismatch: expected {expected}, got {actual} (the file was removed; check --url and --sha256/--md5)", path.display())]
+    Checksum { path: PathBuf, algorithm: &'static str, expected: String, actual: String },
+
+    /// A downloaded archive (its checksum verified) does not hold the expected files.
+    #[error("{}: {reason}", path.display())]
+    BadArchive { path: PathBuf, reason: String },
+
+    /// The download target exists but is not a complete dataset, so it is left alone.
+    #[error("{} exists but is not a complete copy ({reason}); move it away or delete it, then run again (nothing was downloaded)", path.display())]
+    IncompleteData { path: PathBuf, reason: String },
+
     /// An I/O error on a named file.
     #[error("{}: {source}", path.display())]
     Io { path: PathBuf, #[source] source: std::io::Error },
@@ -51,7 +72,7 @@ pub enum Error {
     #[error("{}: not a usable model file: {reason}", path.display())]
     BadModelFile { path: PathBuf, reason: String },
 
-    /// An image given to `predict` cannot be read or decoded.
+    /// An image (given to `predict`, or in an image-folder dataset) cannot be read or decoded.
     #[error("{}: cannot use this image: {reason}", path.display())]
     BadImage { path: PathBuf, reason: String },
 

@@ -2,7 +2,8 @@
 //! SGD with momentum, StepLR, 50 epochs) on libtorch through `tch`, computing the same numbers
 //! as PyTorch step for step.
 //!
-//! Modules, one a concern: [`data`] (CIFAR-10 binary files, normalisation), [`model`] (`Net`),
+//! Modules, one a concern: [`data`] (CIFAR-10 binary files, verified download,
+//! image folders, validation split, normalisation), [`model`] (`Net`),
 //! [`train`] (loop, schedule, evaluation), [`report`] (progress, metrics files, charts),
 //! [`config`], [`device`], [`info`], [`error`]; [`checkpoint`] (model file, training state),
 //! [`eval`] and [`predict`] (using a saved model), [`softmax`] (the classifier head's mathematics);
@@ -28,6 +29,11 @@ pub mod train;
 use std::{path::Path, sync::atomic::AtomicBool};
 
 pub use config::TrainConfig;
+pub use data::{
+    download::{Checksum, DownloadOptions},
+    folder::ResizeFilter,
+    DatasetKind,
+};
 pub use device::DeviceSpec;
 pub use error::{Error, Result};
 pub use report::{progress::ProgressReporter, EpochMetrics, EpochRecord, LogReporter, MemoryReporter, Reporter, Summary};
@@ -55,7 +61,7 @@ pub struct TrainRun {
     pub artifacts: Vec<std::path::PathBuf>,
 }
 
-/// `tch-cifar10 train`: validates `cfg`, loads CIFAR-10 from `cfg.data_dir`, creates the run
+/// `tch-cifar10 train`: validates `cfg`, loads the dataset from `cfg.data_dir`, creates the run
 /// directory with `config.json`, trains and tests, reporting each epoch through `reporter` and
 /// to `metrics.jsonl`, and saving the training state there; at the end saves the model as
 /// `model.safetensors`, writes `summary.json` and draws `curves.png` (a chart that cannot be
@@ -156,10 +162,19 @@ pub const CONFIG_FILE: &str = "config.json";
 
 fn load_data(cfg: &TrainConfig) -> Result<(data::Dataset, data::Dataset)> {
     let t0 = std::time::Instant::now();
-    let (train_set, test_set) = data::cifar::load(&cfg.data_dir)?;
+    let (train_set, test_set) = data::load(cfg.dataset, &cfg.data_dir, cfg.resize_filter, cfg.threads)?;
     tracing::info!(
         "loaded {} training and {} test images from {} in {:.2} s",
         train_set.len(), test_set.len(), cfg.data_dir.display(), t0.elapsed().as_secs_f64()
     );
     Ok((train_set, test_set))
+}
+
+/// `tch-cifar10 download` (and `train --download`): makes sure a complete, verified CIFAR-10 is
+/// in `opts.data_dir`, downloading it only when it is not. Returns the folder of `.bin` files.
+///
+/// # Errors
+/// See [`data::download::ensure`].
+pub fn run_download(opts: &DownloadOptions) -> Result<std::path::PathBuf> {
+    data::download::ensure(opts)
 }

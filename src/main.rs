@@ -70,33 +70,59 @@ fn install_ctrl_c() {
     }
 }
 
+/// Bars on a terminal unless --quiet; plain log lines otherwise.
+fn reporter_for(quiet: bool) -> Box<dyn Reporter> {
+    if progress::wanted(quiet) { Box::new(ProgressReporter::new()) } else { Box::new(LogReporter) }
+}
+
+/// Prints a finished (or failed) `train`/`finetune` run: results on stdout.
+fn finish_train(run: tch_cifar10::Result<tch_cifar10::TrainRun>, quiet: bool) -> anyhow::Result<()> {
+    let run = run.map_err(|e| match e {
+        e @ Error::Interrupted { .. } => anyhow::Error::new(e),
+        e => anyhow::Error::new(e).context("training failed"),
+    })?;
+    print!("{}", report::result_table(&run.summary));
+    if !quiet {
+        print!("{}", report::run_table(&run.summary, run.run_dir.path(), &run.artifacts));
+    }
+    Ok(())
+}
+
 fn run(command: Command, quiet: bool) -> anyhow::Result<()> {
     match command {
+        Command::Finetune(args) => {
+            anyhow::ensure!(args.train.resume.is_none(), "finetune starts a run: continue one with `tch-cifar10 train --resume DIR`");
+            install_ctrl_c();
+            let steps_jsonl = args.train.steps_jsonl.clone();
+            let cfg = TrainConfig::from(args);
+            let run = tch_cifar10::parity::run_train(&cfg, steps_jsonl.as_deref(), reporter_for(quiet).as_mut(), Some(&STOP));
+            finish_train(run, quiet)?;
+        }
         Command::Train(args) => {
             install_ctrl_c();
-            // Bars on a terminal unless --quiet; plain log lines otherwise.
-            let mut reporter: Box<dyn Reporter> =
-                if progress::wanted(quiet) { Box::new(ProgressReporter::new()) } else { Box::new(LogReporter) };
+            let mut reporter = reporter_for(quiet);
             let run = match args.resume.clone() {
                 Some(dir) => tch_cifar10::resume_train(&dir, args.device, args.threads, reporter.as_mut(), Some(&STOP)),
                 None => {
+                    let download = args.download_options(quiet)?;
                     let steps_jsonl = args.steps_jsonl.clone();
                     let cfg = TrainConfig::from(args);
+                    if let Some(opts) = download {
+                        cfg.validate().context("training failed")?; // before fetching 162 MB
+                        tch_cifar10::run_download(&opts).context("download failed")?;
+                    }
                     tch_cifar10::parity::run_train(&cfg, steps_jsonl.as_deref(), reporter.as_mut(), Some(&STOP))
                 }
             };
-            let run = run.map_err(|e| match e {
-                e @ Error::Interrupted { .. } => anyhow::Error::new(e),
-                e => anyhow::Error::new(e).context("training failed"),
-            })?;
-            print!("{}", report::result_table(&run.summary));
-            if !quiet {
-                print!("{}", report::run_table(&run.summary, run.run_dir.path(), &run.artifacts));
-            }
+            finish_train(run, quiet)?;
         }
         Command::Plot(args) => {
             let out = chart::plot_runs(&args.runs, args.out.as_deref()).context("plot failed")?;
             println!("{}", out.display());
+        }
+        Command::Download(args) => {
+            let dir = tch_cifar10::run_download(&args.source.options(&args.data_dir, quiet)).context("download failed")?;
+            println!("CIFAR-10 is ready in {}", dir.display());
         }
         Command::Eval(args) => {
             let report = tch_cifar10::eval::run_eval(&(&args).into()).context("evaluation failed")?;

@@ -40,7 +40,7 @@ pub fn locate(dir: &Path) -> Result<PathBuf> {
     looked.iter().find(|d| d.join(TRAIN_FILES[0]).is_file()).cloned().ok_or_else(|| Error::DataNotFound {
         wanted: TRAIN_FILES[0].to_string(),
         looked,
-        hint: "unpack the official cifar-10-binary.tar.gz there, or see the README's \"Data\" section".to_string(),
+        hint: "run `tch-cifar10 download --data-dir DIR` (or `train --download`), or unpack the official cifar-10-binary.tar.gz there".to_string(),
     })
 }
 

@@ -1,9 +1,20 @@
 //! Datasets held resident as one `uint8` image tensor per split, and the batch normalisation
 //! of the reference's `transforms.Compose([ToTensor(), Normalize((0.5,)*3, (0.5,)*3)])`.
+//!
+//! Sources: [`cifar`] (the official binary files), [`download`] (fetching them, verified),
+//! [`folder`] (image folders); [`split`] holds out a validation subset.
 
 pub mod cifar;
+pub mod download;
+pub mod folder;
+pub mod split;
 
+use std::path::Path;
+
+use serde::{Deserialize, Serialize};
 use tch::{Device, Kind, Tensor};
+
+use crate::error::Result;
 
 /// Image side length.
 pub const IMAGE_SIDE: i64 = 32;
@@ -40,6 +51,29 @@ impl Dataset {
             labels: self.labels.to_device(device),
             classes: self.classes.clone(),
         }
+    }
+}
+
+/// Where the images come from.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "kebab-case")]
+pub enum DatasetKind {
+    /// The CIFAR-10 binary release: `DIR/cifar-10-batches-bin/*.bin`.
+    #[default]
+    Cifar10,
+    /// Image folders: `DIR/train/<class>/*` and `DIR/test/<class>/*` (PNG, JPEG).
+    Folder,
+}
+
+/// Loads the training and test splits of a `kind` dataset from `dir`; image folders are decoded
+/// on `threads` threads with `filter` resizing images that are not 32x32.
+///
+/// # Errors
+/// Those of [`cifar::load`] and [`folder::load`].
+pub fn load(kind: DatasetKind, dir: &Path, filter: folder::ResizeFilter, threads: Option<usize>) -> Result<(Dataset, Dataset)> {
+    match kind {
+        DatasetKind::Cifar10 => cifar::load(dir),
+        DatasetKind::Folder => folder::load(dir, filter, threads),
     }
 }
 

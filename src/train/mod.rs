@@ -17,9 +17,12 @@
 //! normalised there. Per-step losses and correct counts stay on the device and are read once
 //! per epoch, so the host never waits on a step.
 
+pub mod early_stop;
 mod eval;
+pub mod finetune;
 pub mod schedule;
 pub mod sgd;
+mod validation;
 
 use std::{
     sync::atomic::{AtomicBool, Ordering},
@@ -89,6 +92,9 @@ pub fn train(
         tch::set_num_threads(n as i32);
     }
     let start = Instant::now();
+    // --val-size: the split seeds the global generator itself, so it comes before manual_seed.
+    let mut val = validation::Validation::new(cfg, train, device, session.resume.as_ref())?;
+    let train = val.as_ref().map_or(train, |v| &v.train);
 
     // torch.manual_seed(seed); net = Net(): drawn on the CPU in PyTorch's order, then moved.
     // A resumed run draws them too, so that the shuffle seeds drawn next are the same.
@@ -99,6 +105,9 @@ pub fn train(
     net.init_pytorch();
     let seeds = schedule::shuffle_seeds(cfg);
     drop(rng);
+    if let (Some(from), None) = (&cfg.init_from, &session.resume) {
+        finetune::load_pretrained(&net, from, &train.classes)?;
+    }
     let mut state = TrainState::default();
     if let Some(ck) = &session.resume {
         tch::no_grad(|| {
@@ -109,6 +118,7 @@ pub fn train(
         state = ck.state.clone();
     }
     vs.set_device(device);
+    finetune::freeze(&net, cfg.freeze);
 
     let mut opt = Sgd::new(&vs, &net.parameters(), cfg.learning_rate, cfg.momentum)?;
     if let Some(ck) = &session.resume {
@@ -117,10 +127,10 @@ pub fn train(
     let (train_d, test_d) = (train.to_device(device), test.to_device(device));
     let n = train_d.len();
     let steps = n.div_ceil(cfg.batch_size);
-    let save = |opt: &Sgd, state: &TrainState| -> Result<()> {
+    let save = |opt: &Sgd, state: &TrainState, best: Vec<(String, Tensor)>| -> Result<()> {
         let Some(dir) = session.run_dir else { return Ok(()) };
         let weights = net.parameters().iter().map(|(n, p)| (n.to_string(), p.shallow_clone())).collect();
-        let ck = Checkpoint { state: state.clone(), weights, momentum: opt.momentum_buffers(), best: vec![] };
+        let ck = Checkpoint { state: state.clone(), weights, momentum: opt.momentum_buffers(), best };
         checkpoint::state::save(&dir.file(checkpoint::state::FILE), &ck)
     };
     reporter.train_start(&TrainStart {
@@ -132,7 +142,10 @@ pub fn train(
         device: crate::device::device_name(device),
     });
 
-    for (epoch, &seed) in (1..=cfg.epochs).zip(&seeds).skip(state.epoch) {
+    // A run that stopped early (and is resumed) has nothing left to train.
+    let first = if val.as_ref().is_some_and(validation::Validation::stopped) { cfg.epochs } else { state.epoch };
+    let mut last = cfg.epochs;
+    for (epoch, &seed) in (1..=cfg.epochs).zip(&seeds).skip(first) {
         let lr = schedule::step_lr(cfg, epoch);
         opt.set_lr(lr);
         reporter.epoch_start(epoch, lr);
@@ -154,7 +167,7 @@ pub fn train(
                     partial_seconds: prefix_seconds + t0.elapsed().as_secs_f64(),
                     ..state
                 };
-                save(&opt, &stopped)?;
+                save(&opt, &stopped, validation::kept_weights(&val))?;
                 let run_dir = session.run_dir.map(|d| d.path().to_path_buf()).unwrap_or_default();
                 return Err(Error::Interrupted { epoch, step, run_dir });
             }
@@ -189,12 +202,19 @@ pub fn train(
         if cfg.evaluates_after(epoch) && epoch < cfg.epochs {
             reporter.evaluated(epoch, &evaluate(&net, &test_d, cfg.batch_size));
         }
-        if epoch % cfg.checkpoint_every == 0 || epoch == cfg.epochs {
-            save(&opt, &state)?;
+        // --val-size: validate; --early-stop-patience: keep the best weights, maybe stop.
+        let stop = val.as_mut().is_some_and(|v| v.after_epoch(epoch, &net, &vs, reporter, &mut state));
+        if stop || epoch % cfg.checkpoint_every == 0 || epoch == cfg.epochs {
+            save(&opt, &state, validation::kept_weights(&val))?;
+        }
+        if stop {
+            last = epoch;
+            break;
         }
     }
+    let weights_epoch = val.as_ref().map_or(last, |v| v.finish(&vs, last));
     let test = evaluate(&net, &test_d, cfg.batch_size);
-    reporter.evaluated(cfg.epochs, &test);
+    reporter.evaluated(weights_epoch, &test);
     reporter.train_end();
     let resumed_seconds = session.resume.as_ref().map_or(0.0, |ck| ck.state.seconds + ck.state.partial_seconds);
     Ok(TrainOutcome { vs, net, device, test, seconds: resumed_seconds + start.elapsed().as_secs_f64() })

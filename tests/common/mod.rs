@@ -3,6 +3,9 @@
 //! Nothing here reads real data or the network.
 #![allow(dead_code)]
 
+pub mod http;
+pub mod images;
+
 use std::path::{Path, PathBuf};
 
 /// Bytes of one record.

@@ -1,0 +1,273 @@
+//! The verified download against a real HTTP server on 127.0.0.1 serving archives built here:
+//! success, a second run without a request, a corrupted body, cut connections (retried and
+//! resumed with `Range`), HTTP errors, a stalled server, an archive missing a member, and an
+//! incomplete folder in the way. After every failure the target folder is as it was.
+
+mod common;
+
+use std::{fs, path::Path, time::Duration};
+
+use common::http::{cifar_archive, md5_hex, sha256_hex, Plan, Server};
+use tch_cifar10::{
+    data::{cifar, download},
+    Checksum, DownloadOptions, Error,
+};
+
+/// A synthetic `cifar-10-batches-bin/` (60 training, 20 test records) and its archive.
+fn dataset_and_archive(skip: &[&str]) -> (tempfile::TempDir, Vec<u8>) {
+    let src = common::synthetic_cifar(60, 20, 3);
+    let archive = cifar_archive(src.path(), skip);
+    (src, archive)
+}
+
+fn options(data_dir: &Path, url: &str, archive: &[u8]) -> DownloadOptions {
+    DownloadOptions {
+        url: url.to_string(),
+        checksum: Checksum::sha256(&sha256_hex(archive)).unwrap(),
+        attempts: 3,
+        retry_delay: Duration::from_millis(10),
+        timeout: Duration::from_secs(5),
+        progress: false,
+        ..DownloadOptions::new(data_dir)
+    }
+}
+
+/// Names in `dir`, sorted.
+fn listing(dir: &Path) -> Vec<String> {
+    let mut names: Vec<String> = fs::read_dir(dir).unwrap().map(|e| e.unwrap().file_name().into_string().unwrap()).collect();
+    names.sort();
+    names
+}
+
+fn assert_same_files(got: &Path, want: &Path) {
+    for name in common::http::MEMBERS {
+        assert_eq!(fs::read(got.join(name)).unwrap(), fs::read(want.join(name)).unwrap(), "{name}");
+    }
+}
+
+#[test]
+fn downloads_verifies_and_unpacks_then_a_second_run_makes_no_request() {
+    let (src, archive) = dataset_and_archive(&[]);
+    let server = Server::start(archive.clone(), vec![], Plan::Serve);
+    let data = tempfile::tempdir().unwrap();
+    let dir = data.path().join("data"); // created on the way
+    let mut opts = options(&dir, &server.url, &archive);
+
+    let got = download::ensure(&opts).unwrap();
+    assert_eq!(got, dir.join(cifar::SUBDIR));
+    assert_same_files(&got, &src.path().join(cifar::SUBDIR));
+    assert!(got.join("readme.html").is_file());
+    // Nothing else left behind: no .part file, no temporary folder.
+    assert_eq!(listing(&dir), [cifar::SUBDIR]);
+    assert_eq!(server.requests(), 1);
+    assert_eq!(server.ranges(), [None]);
+    let (train, test) = cifar::load(&dir).unwrap();
+    assert_eq!((train.len(), test.len()), (60, 20));
+
+    // Already complete: no request, even to a server that would fail, and with an MD5.
+    opts.checksum = Checksum::md5(&md5_hex(&archive)).unwrap();
+    assert_eq!(download::ensure(&opts).unwrap(), got);
+    opts.url = Server::start(vec![], vec![], Plan::Status(500)).url;
+    download::ensure(&opts).unwrap();
+    assert_eq!(server.requests(), 1);
+}
+
+#[test]
+fn a_corrupted_body_is_a_checksum_error_and_leaves_the_folder_as_it_was() {
+    let (_src, archive) = dataset_and_archive(&[]);
+    let mut corrupt = archive.clone();
+    let mid = corrupt.len() / 2;
+    corrupt[mid] ^= 0xff;
+    let server = Server::start(corrupt.clone(), vec![], Plan::Serve);
+    let data = tempfile::tempdir().unwrap();
+    fs::write(data.path().join("notes.txt"), "mine").unwrap();
+
+    let err = download::ensure(&options(data.path(), &server.url, &archive)).unwrap_err();
+    match &err {
+        Error::Checksum { algorithm, expected, actual, .. } => {
+            assert_eq!((*algorithm, expected.as_str(), actual.as_str()), ("sha256", sha256_hex(&archive).as_str(), sha256_hex(&corrupt).as_str()));
+        }
+        other => panic!("expected a checksum error, got {other}"),
+    }
+    let msg = err.to_string();
+    assert!(msg.contains("expected") && msg.contains(&sha256_hex(&corrupt)), "{msg}");
+    assert_eq!(listing(data.path()), ["notes.txt"]);
+    assert_eq!(server.requests(), 1, "a checksum mismatch of a fresh download is not retried");
+}
+
+#[test]
+fn a_cut_connection_is_retried_and_resumed_with_range() {
+    let (src, archive) = dataset_and_archive(&[]);
+    let server = Server::start(archive.clone(), vec![Plan::CutAfter(1000), Plan::CutAfter(500)], Plan::Serve);
+    let data = tempfile::tempdir().unwrap();
+    let got = download::ensure(&options(data.path(), &server.url, &archive)).unwrap();
+    assert_same_files(&got, &src.path().join(cifar::SUBDIR));
+    assert_eq!(server.ranges(), [None, Some("bytes=1000-".to_string()), Some("bytes=1500-".to_string())]);
+    assert_eq!(listing(data.path()), [cifar::SUBDIR]);
+}
+
+#[test]
+fn a_connection_cut_every_time_fails_naming_the_cause_and_the_next_run_resumes() {
+    let (src, archive) = dataset_and_archive(&[]);
+    let cutting = Server::start(archive.clone(), vec![], Plan::CutAfter(700));
+    let data = tempfile::tempdir().unwrap();
+    let mut opts = options(data.path(), &cutting.url, &archive);
+
+    let err = download::ensure(&opts).unwrap_err();
+    let msg = err.to_string();
+    assert!(matches!(err, Error::Download { .. }), "{msg}");
+    assert!(msg.contains(&cutting.url) && msg.contains(&format!("of {} bytes", archive.len())), "{msg}");
+    assert!(msg.contains("gave up after 3 tries") && msg.contains("next run resumes"), "{msg}");
+    assert_eq!(cutting.requests(), 3);
+    assert!(!data.path().join(cifar::SUBDIR).exists());
+    // The bytes received are kept as the .part file, and nothing else.
+    let part = data.path().join(format!("{}.part", download::ARCHIVE_NAME));
+    assert_eq!(fs::read(&part).unwrap(), archive[..2100]);
+    assert_eq!(listing(data.path()).len(), 1);
+
+    // A server that ignores Range: the kept bytes are replaced, not spliced.
+    let whole = Server::start(archive.clone(), vec![], Plan::IgnoreRange);
+    opts.url = whole.url.clone();
+    let got = download::ensure(&opts).unwrap();
+    assert_eq!(whole.ranges(), [Some("bytes=2100-".to_string())]);
+    assert_same_files(&got, &src.path().join(cifar::SUBDIR));
+    assert!(!part.exists());
+}
+
+#[test]
+fn a_kept_part_of_another_file_is_downloaded_again_from_the_start() {
+    let (src, archive) = dataset_and_archive(&[]);
+    let server = Server::start(archive.clone(), vec![], Plan::Serve);
+    let data = tempfile::tempdir().unwrap();
+    fs::write(data.path().join(format!("{}.part", download::ARCHIVE_NAME)), vec![7u8; 300]).unwrap();
+    let got = download::ensure(&options(data.path(), &server.url, &archive)).unwrap();
+    assert_same_files(&got, &src.path().join(cifar::SUBDIR));
+    assert_eq!(server.ranges(), [Some("bytes=300-".to_string()), None]);
+}
+
+#[test]
+fn http_errors_name_the_status_and_only_server_errors_are_retried() {
+    let (_src, archive) = dataset_and_archive(&[]);
+    let data = tempfile::tempdir().unwrap();
+
+    let missing = Server::start(archive.clone(), vec![], Plan::Status(404));
+    let err = download::ensure(&options(data.path(), &missing.url, &archive)).unwrap_err().to_string();
+    assert!(err.contains("HTTP status 404") && err.contains(&missing.url), "{err}");
+    assert_eq!(missing.requests(), 1, "404 is not retried");
+    assert!(listing(data.path()).is_empty());
+
+    let flaky = Server::start(archive.clone(), vec![Plan::Status(503), Plan::Status(429)], Plan::Serve);
+    download::ensure(&options(data.path(), &flaky.url, &archive)).unwrap();
+    assert_eq!(flaky.requests(), 3);
+}
+
+#[test]
+fn a_stalled_server_times_out() {
+    let (_src, archive) = dataset_and_archive(&[]);
+    let server = Server::start(archive.clone(), vec![], Plan::Stall(Duration::from_secs(3)));
+    let data = tempfile::tempdir().unwrap();
+    let opts = DownloadOptions { attempts: 1, timeout: Duration::from_millis(200), ..options(data.path(), &server.url, &archive) };
+    let t0 = std::time::Instant::now();
+    let err = download::ensure(&opts).unwrap_err().to_string();
+    assert!(t0.elapsed() < Duration::from_secs(2), "took {:?}", t0.elapsed());
+    assert!(err.to_lowercase().contains("timeout") || err.contains("timed out"), "{err}");
+    assert!(listing(data.path()).is_empty());
+}
+
+#[test]
+fn an_archive_missing_a_member_is_refused_and_nothing_is_installed() {
+    let (_src, archive) = dataset_and_archive(&["test_batch.bin"]);
+    let server = Server::start(archive.clone(), vec![], Plan::Serve);
+    let data = tempfile::tempdir().unwrap();
+    let err = download::ensure(&options(data.path(), &server.url, &archive)).unwrap_err();
+    let msg = err.to_string();
+    assert!(matches!(err, Error::BadArchive { .. }), "{msg}");
+    assert!(msg.contains("cifar-10-batches-bin/test_batch.bin is missing"), "{msg}");
+    assert!(listing(data.path()).is_empty(), "no target, temporary folder or .part: {:?}", listing(data.path()));
+}
+
+#[test]
+fn with_the_official_checksum_every_batch_must_have_the_official_size() {
+    // A complete-looking folder of the wrong size is not taken for the official dataset...
+    let src = common::synthetic_cifar(60, 20, 3);
+    let server = Server::start(vec![], vec![], Plan::Status(404));
+    let opts = DownloadOptions { url: server.url.clone(), attempts: 1, progress: false, ..DownloadOptions::new(src.path()) };
+    let err = download::ensure(&opts).unwrap_err();
+    let msg = err.to_string();
+    assert!(matches!(err, Error::IncompleteData { .. }), "{msg}");
+    assert!(msg.contains("data_batch_1.bin is 36876 bytes, expected 30730000"), "{msg}");
+    assert_eq!(server.requests(), 0);
+}
+
+#[test]
+fn an_incomplete_folder_in_the_way_is_left_alone() {
+    let (src, archive) = dataset_and_archive(&[]);
+    let server = Server::start(archive.clone(), vec![], Plan::Serve);
+    let data = tempfile::tempdir().unwrap();
+    let target = data.path().join(cifar::SUBDIR);
+    fs::create_dir(&target).unwrap();
+    fs::copy(src.path().join(cifar::SUBDIR).join("data_batch_1.bin"), target.join("data_batch_1.bin")).unwrap();
+    let err = download::ensure(&options(data.path(), &server.url, &archive)).unwrap_err().to_string();
+    assert!(err.contains("data_batch_2.bin is missing") && err.contains("move it away"), "{err}");
+    assert_eq!(listing(&target), ["data_batch_1.bin"]);
+    assert_eq!(server.requests(), 0);
+
+    // An empty folder is filled.
+    fs::remove_file(target.join("data_batch_1.bin")).unwrap();
+    download::ensure(&options(data.path(), &server.url, &archive)).unwrap();
+    assert_same_files(&target, &src.path().join(cifar::SUBDIR));
+}
+
+/// The binary: `download` with a mirror given by flags or by environment variables, then
+/// `train --download` training on what is there without a request.
+#[test]
+fn the_download_command_and_train_download() {
+    use std::process::Command;
+    let (_src, archive) = dataset_and_archive(&[]);
+    let server = Server::start(archive.clone(), vec![], Plan::Serve);
+    let data = tempfile::tempdir().unwrap();
+    let bin = || {
+        let mut c = Command::new(env!("CARGO_BIN_EXE_tch-cifar10"));
+        for var in [download::URL_ENV, download::SHA256_ENV, download::MD5_ENV] {
+            c.env_remove(var);
+        }
+        c
+    };
+    let dir = data.path().join("by-flags");
+    let o = bin()
+        .args(["download", "--data-dir", dir.to_str().unwrap(), "--url", &server.url, "--sha256", &sha256_hex(&archive)])
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let stdout = String::from_utf8_lossy(&o.stdout);
+    assert!(stdout.contains(&format!("CIFAR-10 is ready in {}", dir.join(cifar::SUBDIR).display())), "{stdout}");
+
+    let dir = data.path().join("by-env");
+    let o = bin()
+        .args(["download", "--data-dir", dir.to_str().unwrap()])
+        .env(download::URL_ENV, &server.url)
+        .env(download::MD5_ENV, md5_hex(&archive))
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    assert_eq!(server.requests(), 2);
+
+    // A wrong checksum: exit status 1, the message names both digests.
+    let o = bin()
+        .args(["download", "--data-dir", data.path().join("bad").to_str().unwrap(), "--url", &server.url, "--md5", &"0".repeat(32)])
+        .output()
+        .unwrap();
+    assert_eq!(o.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(err.contains("download failed") && err.contains(&md5_hex(&archive)) && err.contains(&"0".repeat(32)), "{err}");
+
+    // train --download: the data is there, so no request is made, and it trains.
+    let o = bin()
+        .args(["train", "--download", "--data-dir", dir.to_str().unwrap(), "--epochs", "1", "--batch-size", "20", "--device", "cpu"])
+        .args(["--out", data.path().join("run").to_str().unwrap(), "--url", &server.url, "--md5", &md5_hex(&archive)])
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    assert!(String::from_utf8_lossy(&o.stdout).contains("Accuracy of the network on the 20 test images"));
+    assert_eq!(server.requests(), 3);
+}

@@ -1,0 +1,151 @@
+//! Image-folder datasets: PNG pixels arrive exactly (CHW), classes are the sorted subfolders,
+//! greyscale/RGBA become RGB, other sizes are resized, JPEG decodes; errors name the file or
+//! folder; training on folders gives the model as many outputs as there are classes.
+
+mod common;
+
+use std::{fs, path::Path};
+
+use common::images::{record_image, synthetic_folder, write_split};
+use tch_cifar10::{
+    data::{self, folder},
+    train, DatasetKind, DeviceSpec, Error, MemoryReporter, ResizeFilter, TrainConfig,
+};
+
+fn names(v: &[&str]) -> Vec<String> {
+    v.iter().map(|s| s.to_string()).collect()
+}
+
+fn load(dir: &Path) -> tch_cifar10::Result<(data::Dataset, data::Dataset)> {
+    folder::load(dir, ResizeFilter::Bilinear, Some(2))
+}
+
+#[test]
+fn png_folders_load_exactly_in_imagefolder_order() {
+    let tmp = tempfile::tempdir().unwrap();
+    // Class names given out of order: labels follow the sorted names.
+    let classes = names(&["cat", "ant", "bee"]);
+    let train = common::learnable_records(12, 3, 3);
+    let test = common::learnable_records(6, 3, 4);
+    write_split(tmp.path(), "train", &train, &classes, "png");
+    write_split(tmp.path(), "test", &test, &classes, "png");
+    fs::write(tmp.path().join("train/ant/README.txt"), "not an image").unwrap();
+
+    let (tr, te) = load(tmp.path()).unwrap();
+    assert_eq!(tr.classes, ["ant", "bee", "cat"]);
+    assert_eq!((tr.len(), te.len()), (12, 6));
+    assert_eq!(tr.images.size(), [12, 3, 32, 32]);
+    // ImageFolder order: class by class (sorted names), files sorted within each.
+    let sorted_label = |k: u8| ["ant", "bee", "cat"].iter().position(|c| *c == classes[k as usize]).unwrap() as i64;
+    let mut want: Vec<(i64, usize)> = train.iter().enumerate().map(|(i, r)| (sorted_label(r[0]), i)).collect();
+    want.sort();
+    let labels = Vec::<i64>::try_from(&tr.labels).unwrap();
+    let pixels = Vec::<u8>::try_from(tr.images.flatten(0, -1)).unwrap();
+    for (j, &(label, i)) in want.iter().enumerate() {
+        assert_eq!(labels[j], label);
+        assert_eq!(&pixels[j * 3072..(j + 1) * 3072], &train[i][1..], "image {i}");
+    }
+}
+
+#[test]
+fn grey_rgba_other_sizes_and_jpeg_become_32x32_rgb() {
+    let tmp = tempfile::tempdir().unwrap();
+    for split in ["train", "test"] {
+        let a = tmp.path().join(split).join("a");
+        let b = tmp.path().join(split).join("b");
+        fs::create_dir_all(&a).unwrap();
+        fs::create_dir_all(&b).unwrap();
+        image::GrayImage::from_fn(32, 32, |x, y| image::Luma([(x * 8 + y) as u8])).save(a.join("0-grey.png")).unwrap();
+        image::RgbaImage::from_pixel(32, 32, image::Rgba([10, 20, 30, 0])).save(a.join("1-rgba.png")).unwrap();
+        image::RgbImage::from_pixel(40, 24, image::Rgb([200, 100, 50])).save(b.join("2-big.png")).unwrap();
+        image::RgbImage::from_pixel(32, 32, image::Rgb([60, 120, 180])).save(b.join("3.JPG")).unwrap();
+    }
+    let (tr, _) = load(tmp.path()).unwrap();
+    assert_eq!(Vec::<i64>::try_from(&tr.labels).unwrap(), [0, 0, 1, 1]);
+    let img = |i: i64| Vec::<u8>::try_from(tr.images.get(i).flatten(0, -1)).unwrap();
+    let grey = img(0);
+    for c in 0..3 {
+        assert_eq!(grey[c * 1024 + 32 + 5], 5 * 8 + 1, "channel {c} of the grey image (x=5, y=1)");
+    }
+    // Alpha is dropped, as PIL's convert("RGB").
+    assert_eq!([img(1)[0], img(1)[1024], img(1)[2048]], [10, 20, 30]);
+    // 40x24 resized to 32x32: a uniform colour stays itself.
+    assert!(img(2).chunks(1024).zip([200, 100, 50]).all(|(plane, v)| plane.iter().all(|&p| p == v)));
+    // JPEG is lossy: within a few levels of the colour saved.
+    let jpeg = img(3);
+    for (c, v) in [60i32, 120, 180].into_iter().enumerate() {
+        assert!(jpeg[c * 1024..(c + 1) * 1024].iter().all(|&p| (p as i32 - v).abs() <= 4), "channel {c}");
+    }
+}
+
+#[test]
+fn errors_name_the_file_or_folder() {
+    let make = || synthetic_folder(8, 4, &names(&["a", "b"]), "png");
+    // An undecodable image.
+    let tmp = make();
+    let bad = tmp.path().join("train/b/zz-broken.png");
+    fs::write(&bad, b"\x89PNG\r\n\x1a\n truncated").unwrap();
+    let err = load(tmp.path()).unwrap_err();
+    assert!(matches!(&err, Error::BadImage { path, .. } if *path == bad), "{err}");
+    assert!(err.to_string().starts_with(&bad.display().to_string()), "{err}");
+
+    // An empty class folder.
+    let tmp = make();
+    let empty = tmp.path().join("test/c");
+    fs::create_dir(&empty).unwrap();
+    fs::create_dir(tmp.path().join("train/c")).unwrap();
+    record_image(&common::learnable_records(1, 2, 0)[0]).save(tmp.path().join("train/c/x.png")).unwrap();
+    let err = load(tmp.path()).unwrap_err().to_string();
+    assert!(err.contains(&empty.display().to_string()) && err.contains("holds no image"), "{err}");
+
+    // Test classes that are not the training classes.
+    let tmp = make();
+    fs::rename(tmp.path().join("test/b"), tmp.path().join("test/bee")).unwrap();
+    let err = load(tmp.path()).unwrap_err().to_string();
+    assert!(err.contains(r#"missing ["b"]"#) && err.contains(r#"["bee"]"#), "{err}");
+
+    // A missing split, and a single class.
+    let tmp = make();
+    fs::remove_dir_all(tmp.path().join("test")).unwrap();
+    let err = load(tmp.path()).unwrap_err().to_string();
+    assert!(err.contains(&tmp.path().join("test").display().to_string()) && err.contains("no such folder"), "{err}");
+    let tmp = make();
+    fs::remove_dir_all(tmp.path().join("train/b")).unwrap();
+    let err = load(tmp.path()).unwrap_err().to_string();
+    assert!(err.contains("need at least 2"), "{err}");
+}
+
+#[test]
+fn trains_on_folders_with_one_output_per_class() {
+    let tmp = synthetic_folder(150, 60, &names(&["x", "y", "z"]), "png");
+    let (tr, te) = data::load(DatasetKind::Folder, tmp.path(), ResizeFilter::Bilinear, None).unwrap();
+    let cfg = TrainConfig {
+        epochs: 4,
+        batch_size: 15,
+        learning_rate: 0.01,
+        seed: 1,
+        device: DeviceSpec::Cpu,
+        dataset: DatasetKind::Folder,
+        ..TrainConfig::default()
+    };
+    let out = train::train(&cfg, &tr, &te, &mut MemoryReporter::default(), Default::default()).unwrap();
+    assert_eq!(out.vs.variables()["fc3.weight"].size(), [3, 84]);
+    assert_eq!(out.test.per_class_accuracy.len(), 3);
+    assert!(out.test.accuracy >= 0.9, "test accuracy {}", out.test.accuracy);
+}
+
+#[test]
+fn the_binary_trains_from_jpeg_folders() {
+    let tmp = synthetic_folder(40, 20, &names(&["dog", "cat"]), "jpg");
+    let o = std::process::Command::new(env!("CARGO_BIN_EXE_tch-cifar10"))
+        .args(["train", "--dataset", "folder", "--data-dir", tmp.path().to_str().unwrap(), "--epochs", "1"])
+        .args(["--batch-size", "10", "--device", "cpu", "--out", tmp.path().join("run").to_str().unwrap()])
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let stdout = String::from_utf8_lossy(&o.stdout);
+    assert!(stdout.contains("on the 20 test images"), "{stdout}");
+    // The per-class table has one row per folder class, in sorted order.
+    let rows: Vec<&str> = stdout.lines().filter_map(|l| l.split_whitespace().next()).filter(|w| ["cat", "dog", "plane"].contains(w)).collect();
+    assert_eq!(rows, ["cat", "dog"], "{stdout}");
+}
