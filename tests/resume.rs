@@ -7,11 +7,11 @@ mod common;
 use std::{
     path::Path,
     process::Command,
-    sync::atomic::{AtomicBool, Ordering},
+    sync::atomic::AtomicBool,
 };
 
 use tch_cifar10::{
-    checkpoint::state, data::cifar, train, DeviceSpec, EpochMetrics, Error, EvalMetrics, MemoryReporter, Reporter,
+    checkpoint::state, data::cifar, train, DeviceSpec, Error, MemoryReporter,
     RunDir, TrainConfig,
 };
 
@@ -44,25 +44,6 @@ fn same(a: &[(String, tch::Tensor)], b: &[(String, tch::Tensor)]) -> bool {
     a.len() == b.len() && a.iter().zip(b).all(|((n, x), (m, y))| n == m && x.equal(y))
 }
 
-/// Records everything and raises the stop flag after epoch `stop_after`.
-struct StopAfter<'a> {
-    inner: MemoryReporter,
-    stop_after: usize,
-    flag: &'a AtomicBool,
-}
-
-impl Reporter for StopAfter<'_> {
-    fn epoch_end(&mut self, m: &EpochMetrics) {
-        self.inner.epoch_end(m);
-        if m.epoch == self.stop_after {
-            self.flag.store(true, Ordering::SeqCst);
-        }
-    }
-    fn evaluated(&mut self, epoch: usize, m: &EvalMetrics) {
-        self.inner.evaluated(epoch, m);
-    }
-}
-
 #[test]
 fn stopped_and_resumed_equals_uninterrupted() {
     let data = common::synthetic_cifar(60, 20, 3);
@@ -76,7 +57,7 @@ fn stopped_and_resumed_equals_uninterrupted() {
 
     let dir = RunDir::create(data.path().join("stopped")).unwrap();
     let flag = AtomicBool::new(false);
-    let mut first = StopAfter { inner: MemoryReporter::default(), stop_after: 1, flag: &flag };
+    let mut first = common::StopAfter { inner: MemoryReporter::default(), stop_after: 1, flag: &flag };
     let session = train::Session { run_dir: Some(&dir), stop: Some(&flag), ..Default::default() };
     match train::train(&cfg, &tr, &te, &mut first, session) {
         Err(Error::Interrupted { epoch: 2, step: 0, run_dir }) => assert_eq!(run_dir, dir.path()),

@@ -4,14 +4,14 @@
 
 mod common;
 
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::AtomicBool;
 
 use tch::{Kind, Tensor};
 use tch_cifar10::{
     checkpoint::state,
     data::{cifar, split, Dataset},
     train::{self, Session},
-    DeviceSpec, EpochMetrics, Error, EvalMetrics, MemoryReporter, Reporter, RunDir, TrainConfig,
+    DeviceSpec, Error, MemoryReporter, RunDir, TrainConfig,
 };
 
 /// `n` blank images labelled 0..n, so labels identify images.
@@ -99,28 +99,6 @@ fn early_stopping_triggers_on_a_plateau_and_keeps_the_best_weights() {
     assert_eq!(rep.evals.last().unwrap().0, best);
 }
 
-/// Records everything and raises the stop flag (as Ctrl-C does) after epoch `stop_after`.
-struct StopAfter<'a> {
-    inner: MemoryReporter,
-    stop_after: usize,
-    flag: &'a AtomicBool,
-}
-
-impl Reporter for StopAfter<'_> {
-    fn epoch_end(&mut self, m: &EpochMetrics) {
-        self.inner.epoch_end(m);
-        if m.epoch == self.stop_after {
-            self.flag.store(true, Ordering::SeqCst);
-        }
-    }
-    fn evaluated(&mut self, epoch: usize, m: &EvalMetrics) {
-        self.inner.evaluated(epoch, m);
-    }
-    fn validated(&mut self, epoch: usize, m: &EvalMetrics) {
-        self.inner.validated(epoch, m);
-    }
-}
-
 fn checkpoint(dir: &RunDir) -> state::Checkpoint {
     let vs = tch::nn::VarStore::new(tch::Device::Cpu);
     let net = tch_cifar10::model::Net::new(&vs.root(), 4);
@@ -145,7 +123,7 @@ fn early_stopping_resumes_exactly_and_a_stopped_run_stays_stopped() {
     // Interrupted after the epoch before the stop, while waiting for an improvement, then resumed.
     let dir = RunDir::create(data.path().join("interrupted")).unwrap();
     let flag = AtomicBool::new(false);
-    let mut first = StopAfter { inner: MemoryReporter::default(), stop_after: stopped - 1, flag: &flag };
+    let mut first = common::StopAfter { inner: MemoryReporter::default(), stop_after: stopped - 1, flag: &flag };
     let session = Session { run_dir: Some(&dir), stop: Some(&flag), ..Default::default() };
     assert!(matches!(train::train(&cfg, &tr, &te, &mut first, session), Err(Error::Interrupted { .. })));
     let mut second = MemoryReporter::default();

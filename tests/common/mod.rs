@@ -6,7 +6,12 @@
 pub mod http;
 pub mod images;
 
-use std::path::{Path, PathBuf};
+use std::{
+    path::{Path, PathBuf},
+    sync::atomic::{AtomicBool, Ordering},
+};
+
+use tch_cifar10::{EpochMetrics, EvalMetrics, MemoryReporter, Reporter};
 
 /// Bytes of one record.
 pub const RECORD: usize = 3073;
@@ -87,4 +92,26 @@ pub fn synthetic_cifar(train: usize, test: usize, classes: u8) -> tempfile::Temp
         &class_names(classes),
     );
     tmp
+}
+
+/// Records everything and raises the stop flag (as Ctrl-C does) after epoch `stop_after`.
+pub struct StopAfter<'a> {
+    pub inner: MemoryReporter,
+    pub stop_after: usize,
+    pub flag: &'a AtomicBool,
+}
+
+impl Reporter for StopAfter<'_> {
+    fn epoch_end(&mut self, m: &EpochMetrics) {
+        self.inner.epoch_end(m);
+        if m.epoch == self.stop_after {
+            self.flag.store(true, Ordering::SeqCst);
+        }
+    }
+    fn evaluated(&mut self, epoch: usize, m: &EvalMetrics) {
+        self.inner.evaluated(epoch, m);
+    }
+    fn validated(&mut self, epoch: usize, m: &EvalMetrics) {
+        self.inner.validated(epoch, m);
+    }
 }
