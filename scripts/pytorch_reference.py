@@ -127,6 +127,16 @@ def write_jsonl(f, records):
         f.flush()
 
 
+def finish(net, save_params, *outputs):
+    """Saves the final parameters (--save-params, safetensors) and closes the JSON-lines files."""
+    if save_params:
+        from safetensors.torch import save_file
+        save_file({k: v.detach().cpu().contiguous() for k, v in net.state_dict().items()}, save_params)
+    for f in outputs:
+        if f not in (None, sys.stdout):
+            f.close()
+
+
 def parse_args(argv=None):
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--data-dir", default="./data", help="torchvision root: holds cifar-10-batches-py/ [./data]")
@@ -207,12 +217,7 @@ def main(argv=None):
     for classname, accuracy in per_class.items():
         say(f"Accuracy for class: {classname:5s} is {100 * accuracy:.1f} %")
     say(f"Total time: {time.perf_counter() - start:.1f} s")
-    if args.save_params:
-        from safetensors.torch import save_file
-        save_file({k: v.detach().cpu().contiguous() for k, v in net.state_dict().items()}, args.save_params)
-    for f in (metrics_out, steps_out):
-        if f not in (None, sys.stdout):
-            f.close()
+    finish(net, args.save_params, metrics_out, steps_out)
 
 
 if __name__ == "__main__":

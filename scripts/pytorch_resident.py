@@ -10,7 +10,6 @@ seed), so with the same seed it computes the reference's numbers; on the CPU the
 bit for bit. Same flags and JSON lines as scripts/pytorch_reference.py.
 """
 
-import json
 import os
 import sys
 import time
@@ -20,7 +19,7 @@ import torch.nn as nn
 import torch.optim as optim
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from pytorch_reference import CIFAR10, Net, open_jsonl, parse_args, write_jsonl  # noqa: E402
+from pytorch_reference import CIFAR10, Net, finish, open_jsonl, parse_args, write_jsonl  # noqa: E402
 
 
 def resident(dataset, device):
@@ -125,12 +124,7 @@ def main(argv=None):
     say(f"Accuracy of the network on the {len(test_y)} test images: {100 * test_acc:.2f} %")
     say(f"Test loss: {test_loss:.4f}")
     say(f"Total time: {time.perf_counter() - start:.1f} s")
-    if args.save_params:
-        from safetensors.torch import save_file
-        save_file({k: v.detach().cpu().contiguous() for k, v in net.state_dict().items()}, args.save_params)
-    for f in (metrics_out, steps_out):
-        if f not in (None, sys.stdout):
-            f.close()
+    finish(net, args.save_params, metrics_out, steps_out)
 
 
 if __name__ == "__main__":
