@@ -9,17 +9,18 @@
 
 use std::{
     fmt,
-    io::Cursor,
     path::{Path, PathBuf},
 };
 
-use image::{imageops::FilterType, ImageFormat, ImageReader};
 use serde::Serialize;
 use tch::{nn::Module, Device, Kind, Tensor};
 
 use crate::{
     checkpoint::load_model_with_classes,
-    data::{normalize, CHANNELS, IMAGE_SIDE},
+    data::{
+        folder::{self, ResizeFilter},
+        normalize, CHANNELS, IMAGE_SIDE,
+    },
     device::DeviceSpec,
     error::{Error, Result},
     eval::model_path,
@@ -29,7 +30,6 @@ use crate::{
 /// The resize filter, as named in `--help`: bilinear (the `image` crate's triangle filter, its
 /// support widened when shrinking, so it averages like PIL's antialiased bilinear resize).
 pub const RESIZE_FILTER: &str = "bilinear (triangle, antialiased)";
-const FILTER: FilterType = FilterType::Triangle;
 
 /// Images per forward pass: bounds memory for long lists.
 const CHUNK: usize = 256;
@@ -122,22 +122,7 @@ pub fn run_predict(opts: &PredictOptions) -> Result<Vec<Prediction>> {
 /// [`Error::Io`] when the file cannot be opened; [`Error::BadImage`] naming it when it is not a
 /// PNG or JPEG, or does not decode.
 pub fn load_image(path: &Path) -> Result<Tensor> {
-    let bad = |reason: String| Error::BadImage { path: path.to_path_buf(), reason };
-    let bytes = std::fs::read(path).map_err(Error::io(path))?;
-    let format = match image::guess_format(&bytes) {
-        Ok(f @ (ImageFormat::Png | ImageFormat::Jpeg)) => f,
-        Ok(other) => return Err(bad(format!("{other:?} images are not supported; use PNG or JPEG"))),
-        Err(_) => return Err(bad("not a PNG or JPEG file (unrecognised content)".into())),
-    };
-    // The reader applies the `image` crate's default limits (no decompression bombs).
-    let img = ImageReader::with_format(Cursor::new(&bytes), format)
-        .decode()
-        .map_err(|e| bad(format!("cannot decode: {e}")))?;
-    let side = IMAGE_SIDE as u32;
-    let mut rgb = img.to_rgb8();
-    if rgb.dimensions() != (side, side) {
-        rgb = image::imageops::resize(&rgb, side, side, FILTER);
-    }
+    let rgb = folder::read_rgb32(path, ResizeFilter::Bilinear)?;
     // HWC bytes -> CHW, as ToTensor() lays them out.
     Ok(Tensor::from_slice(rgb.as_raw()).view([IMAGE_SIDE, IMAGE_SIDE, CHANNELS]).permute([2, 0, 1]).contiguous())
 }

@@ -164,20 +164,37 @@ fn decode_all(files: &[(PathBuf, i64)], filter: ResizeFilter, classes: &[String]
     Ok(Dataset { images, labels: Tensor::from_slice(&labels), classes: classes.to_vec() })
 }
 
-/// Decodes one image (format from its content) into `out` as 32x32 RGB, CHW.
-fn decode(path: &Path, filter: ResizeFilter, out: &mut [u8]) -> Result<()> {
+/// Reads a PNG or JPEG (the format is sniffed from the content, not the extension) as 32x32
+/// 8-bit RGB: greyscale replicated, alpha dropped, resized with `filter` when it is not 32x32
+/// (the aspect ratio is not kept). The one image reader of training folders and `predict`.
+///
+/// # Errors
+/// [`Error::Io`] when the file cannot be read; [`Error::BadImage`] naming it when it is not a
+/// PNG or JPEG, does not decode, or is empty.
+pub(crate) fn read_rgb32(path: &Path, filter: ResizeFilter) -> Result<image::RgbImage> {
     let bad = |reason: String| Error::BadImage { path: path.to_path_buf(), reason };
-    let reader = image::ImageReader::open(path).map_err(Error::io(path))?.with_guessed_format().map_err(Error::io(path))?;
-    let img = reader.decode().map_err(|e| bad(e.to_string()))?;
+    let bytes = fs::read(path).map_err(Error::io(path))?;
+    let format = match image::guess_format(&bytes) {
+        Ok(f @ (image::ImageFormat::Png | image::ImageFormat::Jpeg)) => f,
+        Ok(other) => return Err(bad(format!("{other:?} images are not supported; use PNG or JPEG"))),
+        Err(_) => return Err(bad("not a PNG or JPEG file (unrecognised content)".into())),
+    };
+    // The reader applies the `image` crate's default limits (no decompression bombs).
+    let img = image::ImageReader::with_format(std::io::Cursor::new(&bytes), format)
+        .decode()
+        .map_err(|e| bad(format!("cannot decode: {e}")))?;
     if img.width() == 0 || img.height() == 0 {
         return Err(bad("the image is empty".to_string()));
     }
-    let mut rgb = img.to_rgb8();
     let side = IMAGE_SIDE as u32;
-    if rgb.dimensions() != (side, side) {
-        rgb = image::imageops::resize(&rgb, side, side, filter.into());
-    }
-    let plane = (side * side) as usize;
+    let rgb = img.to_rgb8();
+    Ok(if rgb.dimensions() == (side, side) { rgb } else { image::imageops::resize(&rgb, side, side, filter.into()) })
+}
+
+/// Decodes one image into `out` as 32x32 RGB, CHW (as `ToTensor()` lays it out).
+fn decode(path: &Path, filter: ResizeFilter, out: &mut [u8]) -> Result<()> {
+    let rgb = read_rgb32(path, filter)?;
+    let plane = (IMAGE_SIDE * IMAGE_SIDE) as usize;
     for (i, px) in rgb.pixels().enumerate() {
         for c in 0..CHANNELS as usize {
             out[c * plane + i] = px[c];
