@@ -23,6 +23,7 @@ pub mod parity;
 pub mod predict;
 pub mod report;
 pub mod run_dir;
+pub mod safe_fs;
 pub mod softmax;
 pub mod train;
 
