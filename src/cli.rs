@@ -6,11 +6,11 @@ use std::path::{Path, PathBuf};
 
 use clap::{ArgAction, Args, Parser, Subcommand};
 use tch_cifar10::{
-    train::finetune::Freeze,
+    config::Freeze,
     data::download::{CIFAR10_URL, MD5_ENV, SHA256_ENV, URL_ENV},
     eval::EvalOptions,
     predict::{self, PredictOptions},
-    Checksum, DatasetKind, DeviceSpec, DownloadOptions, ResizeFilter, TrainConfig,
+    Checksum, DatasetKind, DeviceSpec, DownloadOptions, ResizeFilter, RunExtras, TrainConfig,
 };
 
 /// The classic PyTorch CIFAR-10 LeNet training program on libtorch, with the same numbers as PyTorch.
@@ -180,16 +180,19 @@ impl From<TrainArgs> for TrainConfig {
 }
 
 impl TrainArgs {
-    /// What `--download` fetches (with a progress bar unless `quiet`), or `None` without it.
+    /// What the run does besides training: `--download` (with a progress bar unless `quiet`)
+    /// and `--steps-jsonl`.
     ///
     /// # Errors
     /// `--download` with `--dataset folder`.
-    pub fn download_options(&self, quiet: bool) -> anyhow::Result<Option<DownloadOptions>> {
-        if !self.download {
-            return Ok(None);
-        }
-        anyhow::ensure!(self.dataset == DatasetKind::Cifar10, "--download fetches CIFAR-10; it does not apply to --dataset folder");
-        Ok(Some(self.source.options(&self.data_dir, quiet)))
+    pub fn extras(&self, quiet: bool) -> anyhow::Result<RunExtras> {
+        let download = if self.download {
+            anyhow::ensure!(self.dataset == DatasetKind::Cifar10, "--download fetches CIFAR-10; it does not apply to --dataset folder");
+            Some(self.source.options(&self.data_dir, quiet))
+        } else {
+            None
+        };
+        Ok(RunExtras { download, steps_jsonl: self.steps_jsonl.clone() })
     }
 }
 
@@ -358,7 +361,7 @@ mod tests {
         ])
         .unwrap();
         let Command::Train(args) = cli.command else { panic!("expected train") };
-        assert!(args.download_options(false).unwrap().is_none());
+        assert!(args.extras(false).unwrap().download.is_none());
         let cfg = TrainConfig::from(args);
         assert_eq!((cfg.dataset, cfg.resize_filter), (DatasetKind::Folder, ResizeFilter::Lanczos3));
         assert_eq!((cfg.val_size, cfg.early_stop_patience), (500, Some(3)));
@@ -377,7 +380,7 @@ mod tests {
         assert!(err.contains("32 hex digits"), "{err}");
         let cli = Cli::try_parse_from(["tch-cifar10", "train", "--download", "--dataset", "folder"]).unwrap();
         let Command::Train(args) = cli.command else { panic!("expected train") };
-        assert!(args.download_options(false).is_err());
+        assert!(args.extras(false).is_err());
     }
 
     #[test]

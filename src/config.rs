@@ -5,8 +5,6 @@ use std::path::PathBuf;
 
 use serde::{Deserialize, Serialize};
 
-use crate::train::finetune::Freeze;
-
 use crate::{
     data::{folder::ResizeFilter, DatasetKind},
     device::DeviceSpec,
@@ -16,6 +14,17 @@ use crate::{
 /// PyTorch's default CPU generator seed (`torch.initial_seed()` in a fresh process): the
 /// reference program never calls `torch.manual_seed`, so this seed reproduces it unmodified.
 pub const PYTORCH_DEFAULT_SEED: i64 = 67_280_421_310_721;
+
+/// Which parameters `--freeze` holds fixed.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum Freeze {
+    /// Train every layer.
+    #[default]
+    None,
+    /// Hold the convolutional feature extractor (`conv1`, `conv2`) fixed; train `fc1`..`fc3`.
+    Features,
+}
 
 /// Everything that decides a training run.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]

@@ -64,9 +64,13 @@ pub enum Error {
     #[error("checkpoint {}: {reason}", path.display())]
     BadCheckpoint { path: PathBuf, reason: String },
 
-    /// Training was interrupted (Ctrl-C) and its state saved.
-    #[error("interrupted at epoch {epoch}, step {step}; the state is saved: resume with `tch-cifar10 train --resume {}`", run_dir.display())]
-    Interrupted { epoch: usize, step: usize, run_dir: PathBuf },
+    /// Training was interrupted (Ctrl-C or a stop flag); with a run directory, its state was
+    /// saved there.
+    #[error("interrupted at epoch {epoch}, step {step}; {}", match run_dir {
+        Some(dir) => format!("the state is saved: resume with `tch-cifar10 train --resume {}`", dir.display()),
+        None => "nothing was saved (no run directory)".to_string(),
+    })]
+    Interrupted { epoch: usize, step: usize, run_dir: Option<PathBuf> },
 
     /// A model file (safetensors) is unreadable, corrupt, or does not hold the `Net` parameters.
     #[error("{}: not a usable model file: {reason}", path.display())]

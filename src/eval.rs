@@ -3,19 +3,16 @@
 //! accuracy, accuracy per class, and the confusion matrix (rows: true class, columns: predicted),
 //! as a text table or JSON.
 
-use std::{
-    fmt,
-    path::{Path, PathBuf},
-};
+use std::{fmt, path::PathBuf};
 
 use serde::Serialize;
 
 use crate::{
-    checkpoint::{model_file::MODEL_FILE, load_model_with_classes, ClassSource},
+    checkpoint::{load_model_with_classes, model_path, ClassSource},
     data,
     device::{device_name, DeviceSpec},
     error::{Error, Result},
-    train::{evaluate_with_confusion, ConfusionMatrix},
+    train::evaluate::{evaluate_with_confusion, ConfusionMatrix},
 };
 
 /// What `eval` evaluates, and where.
@@ -65,15 +62,6 @@ pub struct EvalReport {
     pub classes: Vec<String>,
     /// `confusion[label][predicted]`: test images of class `label` predicted as `predicted`.
     pub confusion: ConfusionMatrix,
-}
-
-/// The model file `checkpoint` names: itself, or `model.safetensors` inside a run directory.
-pub fn model_path(checkpoint: &Path) -> PathBuf {
-    if checkpoint.is_dir() {
-        checkpoint.join(MODEL_FILE)
-    } else {
-        checkpoint.to_path_buf()
-    }
 }
 
 /// Runs `eval`: loads the model and the test split, evaluates, and reports.

@@ -79,6 +79,9 @@ fn reporter_for(quiet: bool) -> Box<dyn Reporter> {
 fn finish_train(run: tch_cifar10::Result<tch_cifar10::TrainRun>, quiet: bool) -> anyhow::Result<()> {
     let run = run.map_err(|e| match e {
         e @ Error::Interrupted { .. } => anyhow::Error::new(e),
+        e @ (Error::Download { .. } | Error::Checksum { .. } | Error::BadArchive { .. } | Error::IncompleteData { .. }) => {
+            anyhow::Error::new(e).context("download failed")
+        }
         e => anyhow::Error::new(e).context("training failed"),
     })?;
     print!("{}", report::result_table(&run.summary));
@@ -93,9 +96,8 @@ fn run(command: Command, quiet: bool) -> anyhow::Result<()> {
         Command::Finetune(args) => {
             anyhow::ensure!(args.train.resume.is_none(), "finetune starts a run: continue one with `tch-cifar10 train --resume DIR`");
             install_ctrl_c();
-            let steps_jsonl = args.train.steps_jsonl.clone();
-            let cfg = TrainConfig::from(args);
-            let run = tch_cifar10::parity::run_train(&cfg, steps_jsonl.as_deref(), reporter_for(quiet).as_mut(), Some(&STOP));
+            let extras = args.train.extras(quiet)?;
+            let run = tch_cifar10::run_train(&TrainConfig::from(args), &extras, reporter_for(quiet).as_mut(), Some(&STOP));
             finish_train(run, quiet)?;
         }
         Command::Train(args) => {
@@ -104,14 +106,8 @@ fn run(command: Command, quiet: bool) -> anyhow::Result<()> {
             let run = match args.resume.clone() {
                 Some(dir) => tch_cifar10::resume_train(&dir, args.device, args.threads, reporter.as_mut(), Some(&STOP)),
                 None => {
-                    let download = args.download_options(quiet)?;
-                    let steps_jsonl = args.steps_jsonl.clone();
-                    let cfg = TrainConfig::from(args);
-                    if let Some(opts) = download {
-                        cfg.validate().context("training failed")?; // before fetching 162 MB
-                        tch_cifar10::run_download(&opts).context("download failed")?;
-                    }
-                    tch_cifar10::parity::run_train(&cfg, steps_jsonl.as_deref(), reporter.as_mut(), Some(&STOP))
+                    let extras = args.extras(quiet)?;
+                    tch_cifar10::run_train(&TrainConfig::from(args), &extras, reporter.as_mut(), Some(&STOP))
                 }
             };
             finish_train(run, quiet)?;

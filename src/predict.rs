@@ -16,14 +16,13 @@ use serde::Serialize;
 use tch::{nn::Module, Device, Kind, Tensor};
 
 use crate::{
-    checkpoint::load_model_with_classes,
+    checkpoint::{load_model_with_classes, model_path},
     data::{
         folder::{self, ResizeFilter},
         normalize, CHANNELS, IMAGE_SIDE,
     },
     device::DeviceSpec,
     error::{Error, Result},
-    eval::model_path,
     softmax::softmax,
 };
 

@@ -27,7 +27,7 @@ fn trained(classes: u8) -> (tempfile::TempDir, tempfile::TempDir, tch_cifar10::T
         out_dir: Some(out.path().join("run")),
         ..TrainConfig::default()
     };
-    let run = tch_cifar10::run_train(&cfg, &mut MemoryReporter::default(), None).unwrap();
+    let run = tch_cifar10::run_train(&cfg, &Default::default(), &mut MemoryReporter::default(), None).unwrap();
     (data, out, run)
 }
 

@@ -7,7 +7,7 @@ use std::process::Command;
 
 use tch::Tensor;
 use tch_cifar10::{
-    checkpoint::model_file, data::cifar, train, train::finetune::Freeze, DeviceSpec, MemoryReporter, TrainConfig,
+    checkpoint::model_file, data::cifar, train, config::Freeze, DeviceSpec, MemoryReporter, TrainConfig,
 };
 
 fn cfg(epochs: usize) -> TrainConfig {

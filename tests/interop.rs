@@ -17,7 +17,6 @@ use tch::{nn, nn::Module, Device, Kind, Tensor};
 use tch_cifar10::{
     checkpoint::{load_model, model_file::CIFAR10_CLASS_NAMES, save_model, ClassSource},
     model::Net,
-    train::schedule,
 };
 
 type TestResult = Result<(), Box<dyn std::error::Error>>;
@@ -86,7 +85,7 @@ fn weights_cross_both_ways_with_the_same_logits() -> TestResult {
             return Ok(());
         }
     };
-    let _rng = schedule::lock_global_rng(); // this test seeds and draws from the global generator
+    let _rng = tch_cifar10::rng::lock_global_rng(); // this test seeds and draws from the global generator
     let dir = tempfile::tempdir()?;
     let path = |name: &str| dir.path().join(name);
 

@@ -7,7 +7,7 @@ use tch_cifar10::{model::Net, train::schedule, TrainConfig};
 /// A fresh `Net` drawn after `manual_seed(seed)`; returns the held generator lock too, so the
 /// caller can keep drawing in PyTorch's order while tests run in parallel.
 fn fresh_locked(seed: i64) -> (nn::VarStore, Net, std::sync::MutexGuard<'static, ()>) {
-    let rng = schedule::lock_global_rng();
+    let rng = tch_cifar10::rng::lock_global_rng();
     tch::manual_seed(seed);
     let vs = nn::VarStore::new(Device::Cpu);
     let net = Net::new(&vs.root(), 10);
@@ -90,6 +90,6 @@ fn initial_weights_equal_pytorchs_for_the_same_seed() {
     let seeds = schedule::shuffle_seeds(&TrainConfig { epochs: 1, ..TrainConfig::default() });
     assert_eq!(seeds, [3_445_894_052_793_101_174]);
     drop(rng);
-    let perm = Vec::<i64>::try_from(schedule::epoch_permutation(seeds[0], 10)).unwrap();
+    let perm = Vec::<i64>::try_from(tch_cifar10::rng::epoch_permutation(seeds[0], 10)).unwrap();
     assert_eq!(perm, [4, 3, 2, 1, 5, 8, 6, 0, 7, 9]);
 }

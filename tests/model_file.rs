@@ -14,7 +14,6 @@ use tch_cifar10::{
         save_model, ClassSource, MODEL_FILE,
     },
     model::Net,
-    train::schedule,
     DeviceSpec, Error, MemoryReporter, TrainConfig,
 };
 
@@ -26,7 +25,7 @@ const NAMES: [&str; 10] = [
 ];
 
 fn seeded_net(seed: i64, classes: i64) -> (nn::VarStore, Net) {
-    let _rng = schedule::lock_global_rng();
+    let _rng = tch_cifar10::rng::lock_global_rng();
     tch::manual_seed(seed);
     let vs = nn::VarStore::new(Device::Cpu);
     let net = Net::new(&vs.root(), classes);
@@ -261,7 +260,7 @@ fn train_saves_the_final_model_in_the_run_directory() -> TestResult {
         out_dir: Some(out.path().join("run")),
         ..TrainConfig::default()
     };
-    let run = tch_cifar10::run_train(&cfg, &mut MemoryReporter::default(), None)?;
+    let run = tch_cifar10::run_train(&cfg, &Default::default(), &mut MemoryReporter::default(), None)?;
     let loaded = load_model(&run.run_dir.file(MODEL_FILE), Device::Cpu)?;
     assert_eq!(loaded.classes, common::class_names(3));
     for ((_, a), (_, b)) in run.outcome.net.parameters().iter().zip(loaded.net.parameters()) {

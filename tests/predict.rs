@@ -14,7 +14,6 @@ use tch_cifar10::{
     model::Net,
     predict::{load_image, run_predict, PredictOptions},
     softmax::softmax,
-    train::schedule,
     DeviceSpec, Error,
 };
 
@@ -31,7 +30,7 @@ fn record_image(record: &[u8]) -> RgbImage {
 
 /// A seeded 4-class model saved under `dir`.
 fn model(dir: &Path) -> (PathBuf, nn::VarStore, Net) {
-    let _rng = schedule::lock_global_rng();
+    let _rng = tch_cifar10::rng::lock_global_rng();
     tch::manual_seed(21);
     let vs = nn::VarStore::new(Device::Cpu);
     let net = Net::new(&vs.root(), 4);

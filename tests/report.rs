@@ -60,7 +60,7 @@ fn metrics_and_summary_hold_the_documented_fields() -> TestResult {
     let run_path = out.path().join("run");
     let cfg = tiny_config(data.path(), &run_path);
     let mut memory = MemoryReporter::default();
-    let run = tch_cifar10::run_train(&cfg, &mut memory, None)?;
+    let run = tch_cifar10::run_train(&cfg, &Default::default(), &mut memory, None)?;
 
     // Every line: exactly the documented fields, test figures only after evaluated epochs (2: --eval-every 2; 3: the end).
     let text = std::fs::read_to_string(run_path.join("metrics.jsonl"))?;
@@ -122,9 +122,9 @@ fn a_resumed_run_has_every_epoch_once_in_its_metrics() -> TestResult {
     let data = common::synthetic_cifar(60, 20, 10);
     let out = tempfile::tempdir()?;
     let (whole, stopped) = (out.path().join("whole"), out.path().join("stopped"));
-    tch_cifar10::run_train(&tiny_config(data.path(), &whole), &mut MemoryReporter::default(), None)?;
+    tch_cifar10::run_train(&tiny_config(data.path(), &whole), &Default::default(), &mut MemoryReporter::default(), None)?;
     let stop = AtomicBool::new(false);
-    let err = tch_cifar10::run_train(&tiny_config(data.path(), &stopped), &mut StopAfter(2, &stop), Some(&stop)).unwrap_err();
+    let err = tch_cifar10::run_train(&tiny_config(data.path(), &stopped), &Default::default(), &mut StopAfter(2, &stop), Some(&stop)).unwrap_err();
     assert!(matches!(err, tch_cifar10::Error::Interrupted { epoch: 3, .. }), "{err}");
     assert_eq!(read_metrics(&stopped.join("metrics.jsonl"))?.len(), 2, "the epochs done before the stop");
     tch_cifar10::resume_train(&stopped, None, None, &mut MemoryReporter::default(), None)?;
@@ -322,7 +322,7 @@ fn eval_draws_the_confusion_matrix() -> TestResult {
     let out = tempfile::tempdir()?;
     let run = out.path().join("run");
     let cfg = TrainConfig { epochs: 1, eval_every: None, ..tiny_config(data.path(), &run) };
-    tch_cifar10::run_train(&cfg, &mut MemoryReporter::default(), None)?;
+    tch_cifar10::run_train(&cfg, &Default::default(), &mut MemoryReporter::default(), None)?;
     let png = out.path().join("confusion.png");
     let (run_s, data_s, png_s) = (run.to_str().unwrap(), data.path().to_str().unwrap(), png.to_str().unwrap());
     let o = tch_cifar10(&["eval", "--checkpoint", run_s, "--data-dir", data_s, "--device", "cpu", "--confusion-png", png_s, "--json"])?;

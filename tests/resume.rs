@@ -60,7 +60,7 @@ fn stopped_and_resumed_equals_uninterrupted() {
     let mut first = common::StopAfter { inner: MemoryReporter::default(), stop_after: 1, flag: &flag };
     let session = train::Session { run_dir: Some(&dir), stop: Some(&flag), ..Default::default() };
     match train::train(&cfg, &tr, &te, &mut first, session) {
-        Err(Error::Interrupted { epoch: 2, step: 0, run_dir }) => assert_eq!(run_dir, dir.path()),
+        Err(Error::Interrupted { epoch: 2, step: 0, run_dir }) => assert_eq!(run_dir.as_deref(), Some(dir.path())),
         other => panic!("expected an interruption at epoch 2, step 0: {other:?}"),
     }
     let ck = state::load(&dir.file(state::FILE), &expected_params()).unwrap();

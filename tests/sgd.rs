@@ -2,10 +2,10 @@
 //! restore a run exactly.
 
 use tch::{nn, nn::Module, nn::OptimizerConfig, Device, Kind, Tensor};
-use tch_cifar10::{model::Net, train::{schedule, Sgd}};
+use tch_cifar10::{model::Net, train::Sgd};
 
 fn net(seed: i64) -> (nn::VarStore, Net) {
-    let _rng = schedule::lock_global_rng();
+    let _rng = tch_cifar10::rng::lock_global_rng();
     tch::manual_seed(seed);
     let vs = nn::VarStore::new(Device::Cpu);
     let net = Net::new(&vs.root(), 10);
@@ -15,7 +15,7 @@ fn net(seed: i64) -> (nn::VarStore, Net) {
 
 /// Fixed batches: normal inputs and labels drawn from a seeded generator.
 fn batches(n: usize) -> Vec<(Tensor, Tensor)> {
-    let _rng = schedule::lock_global_rng();
+    let _rng = tch_cifar10::rng::lock_global_rng();
     tch::manual_seed(99);
     (0..n)
         .map(|_| (Tensor::randn([8, 3, 32, 32], (Kind::Float, Device::Cpu)), Tensor::randint(10, [8], (Kind::Int64, Device::Cpu))))

@@ -4,7 +4,6 @@
 use tch::{Device, Kind, Tensor};
 use tch_cifar10::{
     softmax::{cross_entropy, log_softmax, softmax},
-    train::schedule,
 };
 
 type TestResult = Result<(), Box<dyn std::error::Error>>;
@@ -19,13 +18,13 @@ fn max_abs_diff(a: &Tensor, b: &Tensor) -> f64 {
 
 /// Seeded logits `[n, k]`, standard normal times `scale`.
 fn logits(seed: i64, n: i64, k: i64, scale: f64, kind: Kind) -> Tensor {
-    let _rng = schedule::lock_global_rng();
+    let _rng = tch_cifar10::rng::lock_global_rng();
     tch::manual_seed(seed);
     Tensor::randn([n, k], (kind, Device::Cpu)) * scale
 }
 
 fn labels(seed: i64, n: i64, k: i64) -> Tensor {
-    let _rng = schedule::lock_global_rng();
+    let _rng = tch_cifar10::rng::lock_global_rng();
     tch::manual_seed(seed);
     Tensor::randint(k, [n], (Kind::Int64, Device::Cpu))
 }

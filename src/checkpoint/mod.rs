@@ -7,4 +7,4 @@
 pub mod model_file;
 pub mod state;
 
-pub use model_file::{load_model, load_model_with_classes, save_model, ClassSource, LoadedModel, MODEL_FILE};
+pub use model_file::{load_model, load_model_with_classes, model_path, save_model, ClassSource, LoadedModel, MODEL_FILE};

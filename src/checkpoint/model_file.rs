@@ -38,6 +38,12 @@ pub const MODEL_FILE: &str = "model.safetensors";
 pub const CIFAR10_CLASS_NAMES: [&str; 10] =
     ["airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck"];
 
+/// The model file that `path` names: itself, or [`MODEL_FILE`] inside a run directory (what
+/// `eval --checkpoint`, `predict --checkpoint` and `finetune --from` take).
+pub fn model_path(path: &Path) -> std::path::PathBuf {
+    if path.is_dir() { path.join(MODEL_FILE) } else { path.to_path_buf() }
+}
+
 /// Inputs of `fc3` (the width of `fc2`).
 const FC3_INPUTS: usize = 84;
 

@@ -30,7 +30,7 @@ pub fn holdout(data: &Dataset, val_size: usize, seed: i64) -> Result<(Dataset, D
             expected: format!("between 1 and {} (below the {n} training images)", n.saturating_sub(1)),
         });
     }
-    let rng = crate::train::schedule::lock_global_rng();
+    let rng = crate::rng::lock_global_rng();
     tch::manual_seed(seed);
     let perm = Tensor::randperm(n as i64, (Kind::Int64, tch::Device::Cpu)).to_device(data.images.device());
     drop(rng);

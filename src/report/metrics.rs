@@ -17,12 +17,11 @@ use std::{
 
 use serde::{Deserialize, Serialize};
 
-use super::{EpochMetrics, Reporter, TrainStart};
+use super::{EpochMetrics, EvalMetrics, Reporter, TrainStart};
 use crate::{
     config::TrainConfig,
     error::{Error, Result},
     run_dir::write_atomic,
-    train::EvalMetrics,
 };
 
 /// The metrics file's name in a run directory.

@@ -7,6 +7,7 @@
 pub mod chart;
 pub mod metrics;
 pub mod progress;
+pub mod steps;
 mod text;
 
 use std::{fmt::Write, path::PathBuf};
@@ -15,8 +16,6 @@ use serde::{Deserialize, Serialize};
 use tch::Tensor;
 
 pub use metrics::{EpochRecord, Summary};
-
-use crate::train::EvalMetrics;
 
 /// Figures of one training epoch.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -36,6 +35,19 @@ pub struct EpochMetrics {
     /// Every step's loss, in order (kept for parity checks; not logged).
     #[serde(skip)]
     pub step_losses: Vec<f32>,
+}
+
+/// Loss and accuracy on one split.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct EvalMetrics {
+    /// Mean over batches of the batch-mean cross-entropy.
+    pub loss: f64,
+    /// Fraction of images whose argmax logit is the label.
+    pub accuracy: f64,
+    /// Accuracy of each class, indexed by label (NaN-free: a class with no image gets 0).
+    pub per_class_accuracy: Vec<f64>,
+    /// Images evaluated.
+    pub images: usize,
 }
 
 /// What a run is about to do, told to reporters once before the first epoch.

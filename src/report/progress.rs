@@ -18,8 +18,7 @@ use std::{
 use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressState, ProgressStyle};
 use tch::{Kind, Tensor};
 
-use super::{EpochMetrics, LogReporter, Reporter, TrainStart};
-use crate::train::EvalMetrics;
+use super::{EpochMetrics, EvalMetrics, LogReporter, Reporter, TrainStart};
 
 /// Steps between two reads of the running loss from the device.
 pub const LOSS_READ_EVERY: usize = 50;

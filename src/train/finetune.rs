@@ -12,25 +12,12 @@
 
 use std::path::Path;
 
-use serde::{Deserialize, Serialize};
-
-use crate::{checkpoint::model_file, error::Result, model::Net};
-
-/// Which parameters `--freeze` holds fixed.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
-#[serde(rename_all = "lowercase")]
-pub enum Freeze {
-    /// Train every layer.
-    #[default]
-    None,
-    /// Hold the convolutional feature extractor (`conv1`, `conv2`) fixed; train `fc1`..`fc3`.
-    Features,
-}
-
-/// The model file behind `--from`: a `.safetensors` file, or a run directory's `model.safetensors`.
-pub fn model_path(from: &Path) -> std::path::PathBuf {
-    if from.is_dir() { from.join(model_file::MODEL_FILE) } else { from.to_path_buf() }
-}
+use crate::{
+    checkpoint::model_file::{self, model_path},
+    config::Freeze,
+    error::Result,
+    model::Net,
+};
 
 /// Copies the weights saved at `from` into `net` (fresh, on the CPU), all but `fc3` when the
 /// saved classes are not `classes`.

@@ -13,39 +13,42 @@
 //!     scheduler.step()
 //! ```
 //!
-//! The data stay resident on the device as `uint8`; each batch is gathered by index and
-//! normalised there. Per-step losses and correct counts stay on the device and are read once
-//! per epoch, so the host never waits on a step.
+//! One loop ([`train`]) for every way of computing a step: the start in PyTorch's RNG order
+//! ([`init`]), one epoch ([`epoch`]), the step itself behind the [`step::Step`] seam, checkpoint
+//! decisions as a pure function ([`checkpointing`]), validation and early stopping
+//! ([`validation`]). The data stay resident on the device as `uint8`; each batch is gathered by
+//! index and normalised there. Per-step losses and correct counts stay on the device and are
+//! read once per epoch, so the host never waits on a step.
 
+mod checkpointing;
 pub mod early_stop;
-mod eval;
+mod epoch;
+pub mod evaluate;
 pub mod finetune;
+mod init;
 pub mod schedule;
 pub mod sgd;
+pub(crate) mod step;
 mod validation;
 
-use std::{
-    sync::atomic::{AtomicBool, Ordering},
-    time::Instant,
-};
+use std::{sync::atomic::AtomicBool, time::Instant};
 
-use tch::{nn, nn::Module, Device, Kind, Tensor};
+use tch::{nn, Device};
 
-pub use eval::{evaluate, evaluate_with_confusion, ConfusionMatrix, EvalMetrics};
+pub use evaluate::{evaluate, evaluate_with_confusion, ConfusionMatrix};
 pub use sgd::Sgd;
 
 use crate::{
-    checkpoint::{
-        self,
-        state::{Checkpoint, TrainState},
-    },
+    checkpoint::state::{Checkpoint, TrainState},
     config::TrainConfig,
-    data::{normalize, Dataset},
+    data::Dataset,
     error::{Error, Result},
     model::Net,
-    report::{EpochMetrics, Reporter, TrainStart},
+    report::{EvalMetrics, Reporter, TrainStart},
     run_dir::RunDir,
 };
+use epoch::EpochEnd;
+use step::Step;
 
 /// What a finished run returns.
 #[derive(Debug)]
@@ -68,146 +71,92 @@ pub struct TrainOutcome {
 pub struct Session<'a> {
     /// Saves `checkpoint.safetensors` there every `cfg.checkpoint_every` epochs and on a stop.
     pub run_dir: Option<&'a RunDir>,
-    /// Continue from this checkpoint instead of the first epoch.
+    /// Continue from this training state instead of the first epoch.
     pub resume: Option<Checkpoint>,
-    /// When set, the loop saves its state after the current step and returns [`Error::Interrupted`].
+    /// When set, the loop stops after the current step (saving its state when there is a run
+    /// directory) and returns [`Error::Interrupted`].
     pub stop: Option<&'a AtomicBool>,
 }
 
-/// Trains the reference `Net` on `train` and evaluates it on `test`, reporting each epoch.
+/// Trains `Net` on `train` and evaluates it on `test`, reporting each epoch. `cfg` must have
+/// passed [`TrainConfig::validate`] (the run boundary, [`crate::run::run_train`], checks it once).
 ///
 /// # Errors
-/// An invalid configuration, an unavailable device, a non-finite loss, a checkpoint that does
-/// not fit, a stop request ([`Error::Interrupted`], after saving), or a libtorch error.
-pub fn train(
-    cfg: &TrainConfig,
-    train: &Dataset,
-    test: &Dataset,
-    reporter: &mut dyn Reporter,
-    session: Session,
-) -> Result<TrainOutcome> {
-    cfg.validate()?;
+/// An unavailable device, a non-finite loss, a checkpoint that does not fit, a stop request
+/// ([`Error::Interrupted`], after saving), or a libtorch error.
+pub fn train(cfg: &TrainConfig, train: &Dataset, test: &Dataset, reporter: &mut dyn Reporter, session: Session) -> Result<TrainOutcome> {
     let device = cfg.device.resolve()?;
     if let Some(n) = cfg.threads {
         tch::set_num_threads(n as i32);
     }
-    let start = Instant::now();
-    // --val-size: the split seeds the global generator itself, so it comes before manual_seed.
-    let mut val = validation::Validation::new(cfg, train, device, session.resume.as_ref())?;
+    let start = init::start(cfg, train, device, &session)?;
+    let mut step = step::build(cfg, &start.vs, &start.net, device)?;
+    if let Some(ck) = &session.resume {
+        step.restore_momentum(&ck.momentum, schedule::step_lr(cfg, start.state.epoch + 1))?;
+    }
+    fit(cfg, start, step.as_mut(), (train, test), reporter, &session)
+}
+
+/// The loop itself, over any [`Step`].
+fn fit(
+    cfg: &TrainConfig,
+    init::Start { vs, net, seeds, mut state, mut val }: init::Start,
+    step: &mut dyn Step,
+    (train, test): (&Dataset, &Dataset),
+    reporter: &mut dyn Reporter,
+    session: &Session,
+) -> Result<TrainOutcome> {
+    let t0 = Instant::now();
+    let device = vs.device();
     let train = val.as_ref().map_or(train, |v| &v.train);
-
-    // torch.manual_seed(seed); net = Net(): drawn on the CPU in PyTorch's order, then moved.
-    // A resumed run draws them too, so that the shuffle seeds drawn next are the same.
-    let rng = schedule::lock_global_rng();
-    tch::manual_seed(cfg.seed);
-    let mut vs = nn::VarStore::new(Device::Cpu);
-    let net = Net::new(&vs.root(), train.classes.len() as i64);
-    net.init_pytorch();
-    let seeds = schedule::shuffle_seeds(cfg);
-    drop(rng);
-    if let (Some(from), None) = (&cfg.init_from, &session.resume) {
-        finetune::load_pretrained(&net, from, &train.classes)?;
-    }
-    let mut state = TrainState::default();
-    if let Some(ck) = &session.resume {
-        tch::no_grad(|| {
-            for ((_, p), (_, w)) in net.parameters().iter().zip(&ck.weights) {
-                p.shallow_clone().copy_(w);
-            }
-        });
-        state = ck.state.clone();
-    }
-    vs.set_device(device);
-    finetune::freeze(&net, cfg.freeze);
-
-    let mut opt = Sgd::new(&vs, &net.parameters(), cfg.learning_rate, cfg.momentum)?;
-    if let Some(ck) = &session.resume {
-        opt.restore_momentum(&ck.momentum, schedule::step_lr(cfg, state.epoch + 1))?;
-    }
     let (train_d, test_d) = (train.to_device(device), test.to_device(device));
-    let n = train_d.len();
-    let steps = n.div_ceil(cfg.batch_size);
-    let save = |opt: &Sgd, state: &TrainState, best: Vec<(String, Tensor)>| -> Result<()> {
-        let Some(dir) = session.run_dir else { return Ok(()) };
-        let weights = net.parameters().iter().map(|(n, p)| (n.to_string(), p.shallow_clone())).collect();
-        let ck = Checkpoint { state: state.clone(), weights, momentum: opt.momentum_buffers(), best };
-        checkpoint::state::save(&dir.file(checkpoint::state::FILE), &ck)
+    let save = |step: &dyn Step, state: &TrainState, val: &Option<validation::Validation>| match session.run_dir {
+        Some(dir) => checkpointing::save(dir, &net, step, state, validation::kept_weights(val)),
+        None => Ok(()),
     };
     reporter.train_start(&TrainStart {
         first_epoch: state.epoch + 1,
         epochs: cfg.epochs,
-        steps_per_epoch: steps,
+        steps_per_epoch: train_d.len().div_ceil(cfg.batch_size),
         batch_size: cfg.batch_size,
-        train_images: n,
+        train_images: train_d.len(),
         device: crate::device::device_name(device),
     });
+    tracing::debug!("{} steps", step.name());
 
     // A run that stopped early (and is resumed) has nothing left to train.
     let first = if val.as_ref().is_some_and(validation::Validation::stopped) { cfg.epochs } else { state.epoch };
     let mut last = cfg.epochs;
     for (epoch, &seed) in (1..=cfg.epochs).zip(&seeds).skip(first) {
         let lr = schedule::step_lr(cfg, epoch);
-        opt.set_lr(lr);
+        step.begin_epoch(epoch, lr)?;
         reporter.epoch_start(epoch, lr);
-        let t0 = Instant::now();
-        // A run stopped mid-epoch resumes after the steps it had done, with their figures.
-        let skip = std::mem::take(&mut state.step);
-        let mut step_losses = std::mem::take(&mut state.partial_losses);
-        let (prefix_correct, prefix_seconds) = (state.partial_correct, state.partial_seconds);
-        let perm = schedule::epoch_permutation(seed, n).to_device(device);
-        let losses = Tensor::zeros([steps as i64], (Kind::Float, device));
-        let mut correct = Tensor::zeros([], (Kind::Int64, device));
-        for (step, idx) in perm.split(cfg.batch_size as i64, 0).iter().enumerate().skip(skip) {
-            if session.stop.is_some_and(|s| s.load(Ordering::Relaxed)) && session.run_dir.is_some() {
-                step_losses.extend(Vec::<f32>::try_from(losses.narrow(0, skip as i64, (step - skip) as i64))?);
-                let stopped = TrainState {
-                    step,
-                    partial_losses: step_losses,
-                    partial_correct: prefix_correct + correct.int64_value(&[]),
-                    partial_seconds: prefix_seconds + t0.elapsed().as_secs_f64(),
-                    ..state
-                };
-                save(&opt, &stopped, validation::kept_weights(&val))?;
-                let run_dir = session.run_dir.map(|d| d.path().to_path_buf()).unwrap_or_default();
-                return Err(Error::Interrupted { epoch, step, run_dir });
+        let m = match epoch::run((epoch, seed, lr, cfg.batch_size), &state, step, &net, &train_d, reporter, session.stop)? {
+            EpochEnd::Done(m) => m,
+            EpochEnd::Stopped(stopped) => {
+                save(step, &stopped, &val)?;
+                let run_dir = session.run_dir.map(|d| d.path().to_path_buf());
+                return Err(Error::Interrupted { epoch, step: stopped.step, run_dir });
             }
-            let xs = normalize(&train_d.images.index_select(0, idx));
-            let ys = train_d.labels.index_select(0, idx);
-            let logits = net.forward(&xs);
-            let loss = logits.cross_entropy_for_logits(&ys);
-            opt.backward_step(&loss); // zero_grad(); loss.backward(); step()
-            losses.get(step as i64).copy_(&loss.detach());
-            correct += logits.argmax(-1, false).eq_tensor(&ys).sum(Kind::Int64);
-            reporter.step_end(step + 1, &losses); // reads nothing unless the reporter does, rarely
-        }
-        // The one read of the epoch: per-step losses and the correct count.
-        step_losses.extend(Vec::<f32>::try_from(losses.narrow(0, skip as i64, (steps - skip) as i64))?);
-        let correct = prefix_correct + correct.int64_value(&[]);
-        if let Some(step) = step_losses.iter().position(|l| !l.is_finite()) {
-            return Err(Error::NonFiniteLoss { epoch, step: step + 1 });
-        }
-        // running_loss += loss.item(): a sequential float64 sum, as Python's.
-        let train_loss = step_losses.iter().fold(0f64, |s, &l| s + f64::from(l)) / steps as f64;
-        let seconds = prefix_seconds + t0.elapsed().as_secs_f64();
-        state = TrainState { epoch, seconds: state.seconds + seconds, ..TrainState::default() };
-        reporter.epoch_end(&EpochMetrics {
-            epoch,
-            lr,
-            train_loss,
-            train_acc: correct as f64 / n as f64,
-            seconds,
-            images_per_sec: n as f64 / seconds,
-            step_losses,
-        });
+        };
+        state = TrainState { epoch, seconds: state.seconds + m.seconds, ..TrainState::default() };
+        reporter.epoch_end(&m);
         if cfg.evaluates_after(epoch) && epoch < cfg.epochs {
             reporter.evaluated(epoch, &evaluate(&net, &test_d, cfg.batch_size));
         }
         // --val-size: validate; --early-stop-patience: keep the best weights, maybe stop.
-        let stop = val.as_mut().is_some_and(|v| v.after_epoch(epoch, &net, &vs, reporter, &mut state));
-        if stop || epoch % cfg.checkpoint_every == 0 || epoch == cfg.epochs {
-            save(&opt, &state, validation::kept_weights(&val))?;
+        let early_stop = match val.as_mut() {
+            Some(v) => {
+                let (m, stop) = v.after_epoch(epoch, &net, &vs, &mut state);
+                reporter.validated(epoch, &m);
+                stop
+            }
+            None => false,
+        };
+        if checkpointing::due(epoch, cfg.epochs, cfg.checkpoint_every, early_stop) {
+            save(step, &state, &val)?;
         }
-        if stop {
+        if early_stop {
             last = epoch;
             break;
         }
@@ -217,5 +166,113 @@ pub fn train(
     reporter.evaluated(weights_epoch, &test);
     reporter.train_end();
     let resumed_seconds = session.resume.as_ref().map_or(0.0, |ck| ck.state.seconds + ck.state.partial_seconds);
-    Ok(TrainOutcome { vs, net, device, test, seconds: resumed_seconds + start.elapsed().as_secs_f64() })
+    Ok(TrainOutcome { vs, net, device, test, seconds: resumed_seconds + t0.elapsed().as_secs_f64() })
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::atomic::AtomicBool;
+
+    use tch::{Kind, Tensor};
+
+    use super::{
+        step::{Batch, Step, Tally},
+        *,
+    };
+    use crate::{config::TrainConfig, device::DeviceSpec, report::MemoryReporter, rng};
+
+    /// A step that trains nothing and records the indices of every batch it is given.
+    #[derive(Default)]
+    struct Probe {
+        batches: Vec<Vec<i64>>,
+        epochs: Vec<(usize, f64)>,
+    }
+
+    impl Step for Probe {
+        fn name(&self) -> &'static str {
+            "probe"
+        }
+        fn begin_epoch(&mut self, epoch: usize, lr: f64) -> Result<()> {
+            self.epochs.push((epoch, lr));
+            Ok(())
+        }
+        fn step(&mut self, _net: &Net, b: &Batch<'_>, _tally: &mut Tally) -> Result<()> {
+            self.batches.push(Vec::<i64>::try_from(b.index).unwrap());
+            Ok(())
+        }
+        fn momentum_buffers(&self) -> Vec<(String, tch::Tensor)> {
+            Vec::new()
+        }
+        fn restore_momentum(&mut self, _: &[(String, tch::Tensor)], _: f64) -> Result<()> {
+            Ok(())
+        }
+    }
+
+    fn data(n: i64) -> Dataset {
+        Dataset {
+            images: Tensor::zeros([n, 3, 32, 32], (Kind::Uint8, Device::Cpu)),
+            labels: Tensor::arange(n, (Kind::Int64, Device::Cpu)).remainder(3),
+            classes: vec!["a".into(), "b".into(), "c".into()],
+        }
+    }
+
+    fn config() -> TrainConfig {
+        TrainConfig { epochs: 2, batch_size: 4, step_size: 1, seed: 11, device: DeviceSpec::Cpu, ..TrainConfig::default() }
+    }
+
+    /// The batches of each epoch as the reference's DataLoader gives them: `randperm(n)` from
+    /// that epoch's seed, cut into `batch_size` pieces.
+    fn reference_batches(seeds: &[i64], n: usize, batch_size: usize) -> Vec<Vec<i64>> {
+        seeds
+            .iter()
+            .flat_map(|&s| {
+                let perm = Vec::<i64>::try_from(rng::epoch_permutation(s, n)).unwrap();
+                perm.chunks(batch_size).map(<[i64]>::to_vec).collect::<Vec<_>>()
+            })
+            .collect()
+    }
+
+    #[test]
+    fn the_loop_feeds_the_epoch_permutations_in_order() {
+        let (cfg, train, test) = (config(), data(10), data(3));
+        let start = init::start(&cfg, &train, Device::Cpu, &Session::default()).unwrap();
+        let want = reference_batches(&start.seeds, 10, 4);
+        let mut probe = Probe::default();
+        fit(&cfg, start, &mut probe, (&train, &test), &mut MemoryReporter::default(), &Session::default()).unwrap();
+        assert_eq!(probe.batches.len(), 6); // 2 epochs of 3 batches (4, 4, 2)
+        assert_eq!(probe.batches, want);
+        assert_eq!(probe.epochs, [(1, 1e-3), (2, 1e-4)]); // StepLR(step_size=1, gamma=0.1)
+    }
+
+    #[test]
+    fn a_resume_at_step_k_skips_exactly_k_batches() {
+        let (cfg, train, test) = (config(), data(10), data(3));
+        for k in 0..3 {
+            let fresh = init::start(&cfg, &train, Device::Cpu, &Session::default()).unwrap();
+            let weights = fresh.net.parameters().iter().map(|(n, p)| (n.to_string(), p.copy())).collect();
+            let want = reference_batches(&fresh.seeds, 10, 4);
+            let state = TrainState { step: k, partial_losses: vec![0.5; k], ..TrainState::default() };
+            let session = Session { resume: Some(Checkpoint { state, weights, momentum: vec![], best: vec![] }), ..Default::default() };
+            let start = init::start(&cfg, &train, Device::Cpu, &session).unwrap();
+            let mut probe = Probe::default();
+            let mut memory = MemoryReporter::default();
+            fit(&cfg, start, &mut probe, (&train, &test), &mut memory, &session).unwrap();
+            assert_eq!(probe.batches, want[k..], "resumed at step {k}");
+            // The skipped steps' losses are kept: epoch 1 still has 3 step losses.
+            assert_eq!(memory.epochs[0].step_losses.len(), 3);
+        }
+    }
+
+    #[test]
+    fn a_stop_without_a_run_directory_stops_and_says_nothing_was_saved() {
+        let (cfg, train, test) = (config(), data(10), data(3));
+        let stop = AtomicBool::new(true);
+        let session = Session { stop: Some(&stop), ..Default::default() };
+        let start = init::start(&cfg, &train, Device::Cpu, &session).unwrap();
+        let mut probe = Probe::default();
+        let err = fit(&cfg, start, &mut probe, (&train, &test), &mut MemoryReporter::default(), &session).unwrap_err();
+        assert!(matches!(err, Error::Interrupted { epoch: 1, step: 0, run_dir: None }), "{err}");
+        assert!(err.to_string().contains("nothing was saved"), "{err}");
+        assert!(probe.batches.is_empty());
+    }
 }

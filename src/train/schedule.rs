@@ -1,19 +1,8 @@
 //! The pure schedule pieces of the reference loop: `StepLR` as a function of the epoch, and the
-//! per-epoch shuffle seeds that `DataLoader(shuffle=True)` draws from the global generator.
+//! per-epoch shuffle seeds that `DataLoader(shuffle=True)` draws from the global generator
+//! (through [`crate::rng`]).
 
-use std::sync::{Mutex, MutexGuard};
-
-use tch::{Kind, Tensor};
-
-use crate::config::TrainConfig;
-
-static GLOBAL_RNG: Mutex<()> = Mutex::new(());
-
-/// Holds libtorch's global generator for a sequence of seed-and-draw operations, so that runs on
-/// several threads of one process (tests, library users) cannot interleave their draws.
-pub fn lock_global_rng() -> MutexGuard<'static, ()> {
-    GLOBAL_RNG.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
-}
+use crate::{config::TrainConfig, rng::draw_i64};
 
 /// The learning rate used during `epoch` (1-based) under
 /// `StepLR(optimizer, step_size, gamma)` stepped once after each epoch.
@@ -23,11 +12,6 @@ pub fn lock_global_rng() -> MutexGuard<'static, ()> {
 pub fn step_lr(cfg: &TrainConfig, epoch: usize) -> f64 {
     let decays = (epoch.max(1) - 1) / cfg.step_size;
     (0..decays).fold(cfg.learning_rate, |lr, _| lr * cfg.gamma)
-}
-
-/// One draw of `torch.empty((), dtype=torch.int64).random_()` from the global generator.
-fn draw_i64() -> i64 {
-    Tensor::empty([], (Kind::Int64, tch::Device::Cpu)).random_().int64_value(&[])
 }
 
 /// The seed of each epoch's `randperm`, drawn from the global generator exactly as the reference
@@ -48,17 +32,11 @@ pub fn shuffle_seeds(cfg: &TrainConfig) -> Vec<i64> {
         .collect()
 }
 
-/// The reference's batch order for one epoch: `randperm(n)` from a generator seeded with `seed`.
-/// Reseeds the global generator, which is safe once [`shuffle_seeds`] has drawn everything.
-pub fn epoch_permutation(seed: i64, n: usize) -> Tensor {
-    let _rng = lock_global_rng();
-    tch::manual_seed(seed);
-    Tensor::randperm(n as i64, (Kind::Int64, tch::Device::Cpu))
-}
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::rng::{epoch_permutation, lock_global_rng};
 
     #[test]
     fn step_lr_is_the_reference_schedule() {

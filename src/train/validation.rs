@@ -9,7 +9,7 @@ use tch::{nn, Device, Tensor};
 
 use super::{
     early_stop::{EarlyStopping, Verdict},
-    evaluate,
+    evaluate::evaluate,
 };
 use crate::{
     checkpoint::state::{Checkpoint, TrainState},
@@ -17,7 +17,7 @@ use crate::{
     data::{split, Dataset},
     error::Result,
     model::Net,
-    report::Reporter,
+    report::EvalMetrics,
 };
 
 /// The split and the per-epoch validation state of one run.
@@ -53,19 +53,18 @@ impl Validation {
         }))
     }
 
-    /// Evaluates the validation split after `epoch` and reports it; records the early-stopping
-    /// state in `state` (for the checkpoint); returns whether to stop.
+    /// Evaluates the validation split after `epoch`; records the early-stopping state in
+    /// `state` (for the checkpoint). Returns the figures (for the loop to report) and whether to
+    /// stop.
     pub(crate) fn after_epoch(
         &mut self,
         epoch: usize,
         net: &Net,
         vs: &nn::VarStore,
-        reporter: &mut dyn Reporter,
         state: &mut TrainState,
-    ) -> bool {
+    ) -> (EvalMetrics, bool) {
         let m = evaluate(net, &self.val, self.batch_size);
-        reporter.validated(epoch, &m);
-        let Some(stopper) = self.stopper.as_mut() else { return false };
+        let Some(stopper) = self.stopper.as_mut() else { return (m, false) };
         let verdict = stopper.observe(epoch, m.accuracy);
         (state.best, state.epochs_without_improvement) = (stopper.best(), stopper.stale());
         match verdict {
@@ -74,10 +73,10 @@ impl Validation {
             Verdict::Stop => {
                 let p = stopper.patience();
                 tracing::info!("early stop after epoch {epoch}: no better validation accuracy for {p} epoch{}", if p == 1 { "" } else { "s" });
-                return true;
+                return (m, true);
             }
         }
-        false
+        (m, false)
     }
 
     /// After the last epoch trained (`last`): with early stopping, restores the best epoch's

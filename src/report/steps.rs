@@ -1,4 +1,4 @@
-//! Every step's loss, for checking a run against the PyTorch reference
+//! Every step's loss as a [`Reporter`], for checking a run against the PyTorch reference
 //! (`scripts/pytorch_reference.py --steps-jsonl`, compared by `scripts/compare-pytorch`): the
 //! binary's hidden `train --steps-jsonl PATH`. The epoch figures and final weights to compare are
 //! the run directory's own `metrics.jsonl` and `model.safetensors`.
@@ -11,17 +11,12 @@ use std::{
     fs::File,
     io::{BufWriter, Write},
     path::{Path, PathBuf},
-    sync::atomic::AtomicBool,
 };
 
 use serde_json::json;
 
-use crate::{
-    config::TrainConfig,
-    error::{Error, Result},
-    report::{EpochMetrics, Fanout, Reporter},
-    TrainRun,
-};
+use super::{EpochMetrics, Reporter};
+use crate::error::{Error, Result};
 
 /// A [`Reporter`] writing every step's loss as JSON lines (see the module doc).
 pub struct StepsJsonl {
@@ -67,22 +62,4 @@ impl Reporter for StepsJsonl {
             .and_then(|()| self.out.flush());
         self.error = written.err();
     }
-}
-
-/// [`crate::run_train`], also writing every step's loss to `steps_jsonl` when given.
-///
-/// # Errors
-/// As [`crate::run_train`], and [`Error::Io`] when `steps_jsonl` cannot be written.
-pub fn run_train(
-    cfg: &TrainConfig,
-    steps_jsonl: Option<&Path>,
-    reporter: &mut dyn Reporter,
-    stop: Option<&AtomicBool>,
-) -> Result<TrainRun> {
-    let Some(path) = steps_jsonl else { return crate::run_train(cfg, reporter, stop) };
-    cfg.validate()?;
-    let mut steps = StepsJsonl::create(path)?;
-    let run = crate::run_train(cfg, &mut Fanout(vec![reporter, &mut steps]), stop);
-    steps.finish()?;
-    run
 }

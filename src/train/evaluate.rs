@@ -2,23 +2,13 @@
 //! `DataLoader`: mean of the per-batch mean losses, accuracy, accuracy per class, and (for
 //! `tch-cifar10 eval`) the confusion matrix.
 
-use serde::{Deserialize, Serialize};
+use serde::Serialize;
 use tch::{nn::Module, Kind, Tensor};
 
-use crate::data::{normalize, Dataset};
-
-/// Loss and accuracy on one split.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-pub struct EvalMetrics {
-    /// Mean over batches of the batch-mean cross-entropy.
-    pub loss: f64,
-    /// Fraction of images whose argmax logit is the label.
-    pub accuracy: f64,
-    /// Accuracy of each class, indexed by label (NaN-free: a class with no image gets 0).
-    pub per_class_accuracy: Vec<f64>,
-    /// Images evaluated.
-    pub images: usize,
-}
+use crate::{
+    data::{normalize, Dataset},
+    report::EvalMetrics,
+};
 
 /// Evaluates `model` on `data` (already on the model's device) in batches of `batch_size`.
 pub fn evaluate(model: &impl Module, data: &Dataset, batch_size: usize) -> EvalMetrics {

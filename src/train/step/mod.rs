@@ -1,0 +1,83 @@
+//! The step seam: how one SGD step is computed (`optimizer.zero_grad()`, forward, cross-entropy,
+//! `loss.backward()`, `optimizer.step()`), apart from everything around it. Batch order,
+//! mid-epoch resume, stop, checkpoints, validation and reporting belong to the one loop in
+//! [`super::train`]; a [`Step`] owns its optimizer (and whatever buffers it keeps) and only
+//! computes.
+//!
+//! Kinds: [`reference::Reference`] (bit for bit the PyTorch program on the CPU). [`build`] is
+//! the one place that reads the configuration to choose one.
+
+pub(crate) mod reference;
+
+use tch::{nn, Device, Kind, Tensor};
+
+use crate::{config::TrainConfig, error::Result, model::Net};
+
+/// One batch of a shuffled epoch: the resident training data and the indices of this step's
+/// images.
+pub(crate) struct Batch<'a> {
+    /// `uint8 [N, 3, 32, 32]`, on the training device.
+    pub images: &'a Tensor,
+    /// `int64 [N]`, on the training device.
+    pub labels: &'a Tensor,
+    /// `int64 [B]`: this step's rows of `images` (a slice of the epoch's `randperm`), on the device.
+    pub index: &'a Tensor,
+    /// 0-based step within the epoch.
+    pub step: usize,
+}
+
+/// The epoch's figures as they accumulate on the device, read by the loop once per epoch.
+pub(crate) struct Tally {
+    /// `float32 [steps]`: each step's batch-mean loss.
+    pub losses: Tensor,
+    /// `int64 []`: training images classified right so far (before each step's update).
+    pub correct: Tensor,
+}
+
+impl Tally {
+    /// Zeros for an epoch of `steps` steps.
+    pub(crate) fn new(steps: usize, device: Device) -> Tally {
+        Tally {
+            losses: Tensor::zeros([steps as i64], (Kind::Float, device)),
+            correct: Tensor::zeros([], (Kind::Int64, device)),
+        }
+    }
+
+    /// Records step `step` (0-based): its loss, and how many of `logits`' argmaxes are `ys`.
+    pub(crate) fn record(&mut self, step: usize, loss: &Tensor, logits: &Tensor, ys: &Tensor) {
+        self.losses.get(step as i64).copy_(&loss.detach());
+        self.correct += logits.argmax(-1, false).eq_tensor(ys).sum(Kind::Int64);
+    }
+}
+
+/// How one SGD step is computed. Implementations own the optimizer.
+pub(crate) trait Step {
+    /// The name recorded in logs (`reference`, ...).
+    fn name(&self) -> &'static str;
+    /// Called before each epoch's first step with the epoch's learning rate (`StepLR`).
+    ///
+    /// # Errors
+    /// A libtorch error (a step that prepares kernels for the rate).
+    fn begin_epoch(&mut self, epoch: usize, lr: f64) -> Result<()>;
+    /// One SGD step on `batch`, recorded in `tally`.
+    ///
+    /// # Errors
+    /// A libtorch error.
+    fn step(&mut self, net: &Net, batch: &Batch<'_>, tally: &mut Tally) -> Result<()>;
+    /// The momentum buffers by parameter name (none before the first step), for the checkpoint.
+    fn momentum_buffers(&self) -> Vec<(String, Tensor)>;
+    /// Installs saved momentum buffers, leaving the parameters unchanged; `lr` is the rate of
+    /// the epoch that continues.
+    ///
+    /// # Errors
+    /// A libtorch error (a buffer of the wrong shape).
+    fn restore_momentum(&mut self, buffers: &[(String, Tensor)], lr: f64) -> Result<()>;
+}
+
+/// The step the configuration asks for, over the trainable variables of `vs` (`net`'s).
+///
+/// # Errors
+/// A libtorch error creating the optimizer.
+pub(crate) fn build(cfg: &TrainConfig, vs: &nn::VarStore, net: &Net, _device: Device) -> Result<Box<dyn Step>> {
+    Ok(Box::new(reference::Reference::new(cfg, vs, net)?))
+}
