@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 
 use clap::{ArgAction, Args, Parser, Subcommand};
 use tch_cifar10::{
-    config::Freeze,
+    config::{Freeze, Kernels},
     data::download::{CIFAR10_URL, MD5_ENV, SHA256_ENV, URL_ENV},
     eval::EvalOptions,
     predict::{self, PredictOptions},
@@ -120,6 +120,12 @@ pub struct TrainArgs {
     /// Run directory for config.json, metrics and checkpoints [default: runs/YYYYMMDD-HHMMSS].
     #[arg(long, value_name = "DIR")]
     pub out: Option<PathBuf>,
+    /// How each step is computed: reference (PyTorch's ops, bit for bit its numbers on the CPU)
+    /// or fast (the same mathematics with faster kernels: channels-last layout, ReLU after
+    /// pooling; the rounding differs) [default: reference; with --resume: the run's, and another
+    /// value is refused].
+    #[arg(long, value_enum)]
+    pub kernels: Option<Kernels>,
     /// Continue the run in DIR from its last saved state, with its saved settings (only --device
     /// and --threads may be given too). The result equals an uninterrupted run.
     #[arg(long, value_name = "DIR", conflicts_with_all = [
@@ -175,6 +181,7 @@ impl From<TrainArgs> for TrainConfig {
             out_dir: a.out,
             init_from: None,
             freeze: Default::default(),
+            kernels: a.kernels.unwrap_or_default(),
         }
     }
 }

@@ -26,6 +26,18 @@ pub enum Freeze {
     Features,
 }
 
+/// How each training step is computed (`--kernels`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum Kernels {
+    /// The PyTorch program's ops in its order and layout: bit for bit its numbers on the CPU.
+    #[default]
+    Reference,
+    /// The same mathematics with faster kernels (channels-last layout, ReLU after pooling, a
+    /// two-op normalisation): the rounding differs from the reference, nothing else.
+    Fast,
+}
+
 /// Everything that decides a training run.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -75,6 +87,9 @@ pub struct TrainConfig {
     /// Fine-tuning: parameters held fixed.
     #[serde(default)]
     pub freeze: Freeze,
+    /// How each step is computed; only `reference` is PyTorch's numbers to the bit.
+    #[serde(default)]
+    pub kernels: Kernels,
     /// The run directory (`config.json`, metrics, checkpoints); `None`: `runs/YYYYMMDD-HHMMSS`.
     pub out_dir: Option<PathBuf>,
 }
@@ -100,6 +115,7 @@ impl Default for TrainConfig {
             checkpoint_every: 1,
             init_from: None,
             freeze: Freeze::None,
+            kernels: Kernels::Reference,
             out_dir: None,
         }
     }

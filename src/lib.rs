@@ -45,7 +45,7 @@ pub use error::{Error, Result};
 pub use report::{
     progress::ProgressReporter, EpochMetrics, EpochRecord, EvalMetrics, LogReporter, MemoryReporter, Reporter, Summary,
 };
-pub use run::{resume_train, run_download, run_train, RunExtras, TrainRun, CONFIG_FILE};
+pub use run::{resume_train, run_download, run_train, ResumeOptions, RunExtras, TrainRun, CONFIG_FILE};
 pub use run_dir::RunDir;
 pub use train::TrainOutcome;
 

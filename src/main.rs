@@ -104,7 +104,10 @@ fn run(command: Command, quiet: bool) -> anyhow::Result<()> {
             install_ctrl_c();
             let mut reporter = reporter_for(quiet);
             let run = match args.resume.clone() {
-                Some(dir) => tch_cifar10::resume_train(&dir, args.device, args.threads, reporter.as_mut(), Some(&STOP)),
+                Some(dir) => {
+                    let opts = tch_cifar10::ResumeOptions { device: args.device, threads: args.threads, kernels: args.kernels };
+                    tch_cifar10::resume_train(&dir, &opts, reporter.as_mut(), Some(&STOP))
+                }
                 None => {
                     let extras = args.extras(quiet)?;
                     tch_cifar10::run_train(&TrainConfig::from(args), &extras, reporter.as_mut(), Some(&STOP))

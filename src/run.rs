@@ -10,7 +10,7 @@ use std::{
 
 use crate::{
     checkpoint,
-    config::TrainConfig,
+    config::{Kernels, TrainConfig},
     data::{self, download::DownloadOptions},
     device::{self, DeviceSpec},
     error::{Error, Result},
@@ -91,20 +91,26 @@ pub fn run_train(cfg: &TrainConfig, extras: &RunExtras, reporter: &mut dyn Repor
     run
 }
 
+/// What `train --resume` may say besides the run folder: the device and the thread count may
+/// change (the numbers do not depend on them on the CPU); any other setting must be the run's.
+#[derive(Clone, Debug, Default)]
+pub struct ResumeOptions {
+    /// Train on this device instead of the run's.
+    pub device: Option<DeviceSpec>,
+    /// Use this many libtorch threads instead of the run's setting.
+    pub threads: Option<usize>,
+    /// `--kernels`: refused when it is not the run's.
+    pub kernels: Option<Kernels>,
+}
+
 /// `tch-cifar10 train --resume DIR`: continues the run in `dir` from its last saved state, with
-/// its saved configuration (only the device and thread count may change: the numbers do not
-/// depend on them on the CPU). Ends with exactly the weights of an uninterrupted run.
+/// its saved configuration (see [`ResumeOptions`]). Ends with exactly the weights of an
+/// uninterrupted run.
 ///
 /// # Errors
-/// A missing or unreadable `config.json` or checkpoint (nothing is overwritten then), and
-/// everything [`run_train`] can return.
-pub fn resume_train(
-    dir: &Path,
-    device: Option<DeviceSpec>,
-    threads: Option<usize>,
-    reporter: &mut dyn Reporter,
-    stop: Option<&AtomicBool>,
-) -> Result<TrainRun> {
+/// A missing or unreadable `config.json` or checkpoint (nothing is overwritten then), a setting
+/// that differs from the run's, and everything [`run_train`] can return.
+pub fn resume_train(dir: &Path, opts: &ResumeOptions, reporter: &mut dyn Reporter, stop: Option<&AtomicBool>) -> Result<TrainRun> {
     let run_dir = RunDir::open(dir)?;
     let config_path = run_dir.file(CONFIG_FILE);
     let text = safe_fs::read_text(&config_path, safe_fs::MAX_TEXT_FILE_BYTES)?;
@@ -112,8 +118,15 @@ pub fn resume_train(
         path: config_path.clone(),
         reason: format!("not a tch-cifar10 run configuration ({e})"),
     })?;
-    cfg.device = device.unwrap_or(cfg.device);
-    cfg.threads = threads.or(cfg.threads);
+    if let Some(k) = opts.kernels.filter(|&k| k != cfg.kernels) {
+        return Err(Error::InvalidConfig {
+            field: "kernels",
+            value: format!("{k:?}").to_lowercase(),
+            expected: format!("the run's own setting, {:?}, on --resume (a run resumes exactly only with the kernels it began with)", cfg.kernels).to_lowercase(),
+        });
+    }
+    cfg.device = opts.device.unwrap_or(cfg.device);
+    cfg.threads = opts.threads.or(cfg.threads);
     cfg.out_dir = Some(dir.to_path_buf());
     cfg.validate()?;
     cfg.device.resolve()?;

@@ -127,7 +127,7 @@ fn a_resumed_run_has_every_epoch_once_in_its_metrics() -> TestResult {
     let err = tch_cifar10::run_train(&tiny_config(data.path(), &stopped), &Default::default(), &mut StopAfter(2, &stop), Some(&stop)).unwrap_err();
     assert!(matches!(err, tch_cifar10::Error::Interrupted { epoch: 3, .. }), "{err}");
     assert_eq!(read_metrics(&stopped.join("metrics.jsonl"))?.len(), 2, "the epochs done before the stop");
-    tch_cifar10::resume_train(&stopped, None, None, &mut MemoryReporter::default(), None)?;
+    tch_cifar10::resume_train(&stopped, &Default::default(), &mut MemoryReporter::default(), None)?;
     // Same epochs and figures as the uninterrupted run (on the CPU, bit for bit), timings aside.
     let strip = |rs: Vec<EpochRecord>| -> Vec<_> { rs.into_iter().map(|r| (r.epoch, r.lr, r.train_loss, r.train_acc, r.test_loss)).collect() };
     assert_eq!(strip(read_metrics(&stopped.join("metrics.jsonl"))?), strip(read_metrics(&whole.join("metrics.jsonl"))?));

@@ -4,14 +4,20 @@
 //! [`super::train`]; a [`Step`] owns its optimizer (and whatever buffers it keeps) and only
 //! computes.
 //!
-//! Kinds: [`reference::Reference`] (bit for bit the PyTorch program on the CPU). [`build`] is
-//! the one place that reads the configuration to choose one.
+//! Kinds: [`reference::Reference`] (bit for bit the PyTorch program on the CPU) and
+//! [`fast::Fast`] (`--kernels fast`: the same mathematics, faster kernels, other rounding).
+//! [`build`] is the one place that reads the configuration to choose one.
 
+pub(crate) mod fast;
 pub(crate) mod reference;
 
 use tch::{nn, Device, Kind, Tensor};
 
-use crate::{config::TrainConfig, error::Result, model::Net};
+use crate::{
+    config::{Kernels, TrainConfig},
+    error::Result,
+    model::Net,
+};
 
 /// One batch of a shuffled epoch: the resident training data and the indices of this step's
 /// images.
@@ -79,5 +85,8 @@ pub(crate) trait Step {
 /// # Errors
 /// A libtorch error creating the optimizer.
 pub(crate) fn build(cfg: &TrainConfig, vs: &nn::VarStore, net: &Net, _device: Device) -> Result<Box<dyn Step>> {
-    Ok(Box::new(reference::Reference::new(cfg, vs, net)?))
+    Ok(match cfg.kernels {
+        Kernels::Reference => Box::new(reference::Reference::new(cfg, vs, net)?),
+        Kernels::Fast => Box::new(fast::Fast::new(cfg, vs, net)?),
+    })
 }
