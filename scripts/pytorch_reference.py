@@ -137,8 +137,11 @@ def finish(net, save_params, *outputs):
             f.close()
 
 
-def parse_args(argv=None):
+def parse_args(argv=None, extra=None):
+    """The flags; `extra(parser)` may add a script's own."""
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter)
+    if extra:
+        extra(p)
     p.add_argument("--data-dir", default="./data", help="torchvision root: holds cifar-10-batches-py/ [./data]")
     p.add_argument("--epochs", type=int, default=50, help="passes over the training set [50]")
     p.add_argument("--seed", type=int, default=None, help="torch.manual_seed(SEED) before Net() [no call: PyTorch's default seed]")

@@ -7,7 +7,10 @@ device and read once per epoch (no per-step `.item()`).
 It draws from the global generator exactly as the reference's DataLoaders do (each training
 epoch: the iterator's base seed, then the sampler's seed for `randperm`; each test pass: a base
 seed), so with the same seed it computes the reference's numbers; on the CPU they are identical
-bit for bit. Same flags and JSON lines as scripts/pytorch_reference.py.
+bit for bit. Same flags and JSON lines as scripts/pytorch_reference.py, plus `--channels-last`:
+the model's weights and each batch in `torch.channels_last` memory format, the usual PyTorch CPU
+speed-up (the same mathematics, other rounding), the PyTorch counterpart of
+`tch-cifar10 train --kernels fast` in scripts/bench.
 """
 
 import os
@@ -54,7 +57,9 @@ def evaluate(net, images, labels, criterion, batch_size):
 
 
 def main(argv=None):
-    args = parse_args(argv)
+    args = parse_args(argv, lambda p: p.add_argument(
+        "--channels-last", action="store_true", help="weights and batches in torch.channels_last memory format"))
+    fmt = torch.channels_last if args.channels_last else torch.contiguous_format
     metrics_out, steps_out = open_jsonl(args.metrics_jsonl), open_jsonl(args.steps_jsonl)
     say = (lambda *a: print(*a, file=sys.stderr)) if sys.stdout in (metrics_out, steps_out) else print
     if args.threads is not None:
@@ -78,7 +83,7 @@ def main(argv=None):
 
     if args.seed is not None:
         torch.manual_seed(args.seed)
-    net = Net(len(trainset.classes)).to(device)
+    net = Net(len(trainset.classes)).to(device, memory_format=fmt)
     criterion = nn.CrossEntropyLoss()
     optimizer = optim.SGD(net.parameters(), lr=0.001, momentum=0.9)
     scheduler = optim.lr_scheduler.StepLR(optimizer, step_size=20, gamma=0.1)
@@ -95,7 +100,7 @@ def main(argv=None):
         correct = torch.zeros((), dtype=torch.int64, device=device)
         net.train()
         for step, idx in enumerate(perm.split(batch_size)):
-            xs, ys = normalize(train_x.index_select(0, idx)), train_y.index_select(0, idx)
+            xs, ys = normalize(train_x.index_select(0, idx)).contiguous(memory_format=fmt), train_y.index_select(0, idx)
             optimizer.zero_grad()
             outputs = net(xs)
             loss = criterion(outputs, ys)
