@@ -26,6 +26,16 @@ pub enum Freeze {
     Features,
 }
 
+/// Most epochs a run may ask for: every epoch's shuffle seed is drawn at the start, as the
+/// reference's DataLoaders draw them (100,000 epochs: 2.4 MB of seeds, under a second).
+pub const MAX_EPOCHS: usize = 100_000;
+/// Largest batch: a batch is one tensor of `batch * 3 * 32 * 32` floats (1,000,000: 12 GB).
+pub const MAX_BATCH_SIZE: usize = 1_000_000;
+/// Most libtorch threads (`--threads`).
+pub const MAX_THREADS: usize = 1024;
+/// Most images a split may have (`--val-size`): `i32` indexing in libtorch kernels stays safe.
+pub const MAX_IMAGES: usize = 100_000_000;
+
 /// How each training step is computed (`--kernels`).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
 #[serde(rename_all = "lowercase")]
@@ -130,30 +140,34 @@ impl TrainConfig {
         fn bad(field: &'static str, value: impl ToString, expected: &str) -> Result<()> {
             Err(Error::InvalidConfig { field, value: value.to_string(), expected: expected.to_string() })
         }
-        let finite_pos = |x: f64| x.is_finite() && x > 0.0;
-        if self.epochs == 0 {
-            return bad("epochs", self.epochs, "at least 1");
+        // Rates are applied to float32 tensors: beyond float32's range they are infinite or zero.
+        let float32_pos = |x: f64| x.is_finite() && x >= f64::from(f32::MIN_POSITIVE) && x <= f64::from(f32::MAX);
+        if !(1..=MAX_EPOCHS).contains(&self.epochs) {
+            return bad("epochs", self.epochs, &format!("1 to {MAX_EPOCHS}"));
         }
-        if self.batch_size == 0 {
-            return bad("batch-size", self.batch_size, "at least 1");
+        if !(1..=MAX_BATCH_SIZE).contains(&self.batch_size) {
+            return bad("batch-size", self.batch_size, &format!("1 to {MAX_BATCH_SIZE}"));
         }
-        if !finite_pos(self.learning_rate) {
-            return bad("lr", self.learning_rate, "a finite number above 0");
+        if !float32_pos(self.learning_rate) {
+            return bad("lr", format!("{:?}", self.learning_rate), "a number above 0 that float32 can hold (1.2e-38 to 3.4e38)");
         }
         if !(self.momentum.is_finite() && (0.0..1.0).contains(&self.momentum)) {
-            return bad("momentum", self.momentum, "a number in [0, 1)");
+            return bad("momentum", format!("{:?}", self.momentum), "a number in [0, 1)");
         }
         if self.step_size == 0 {
             return bad("step-size", self.step_size, "at least 1");
         }
-        if !(finite_pos(self.gamma) && self.gamma <= 1.0) {
-            return bad("gamma", self.gamma, "a number in (0, 1]");
+        if !(float32_pos(self.gamma) && self.gamma <= 1.0) {
+            return bad("gamma", format!("{:?}", self.gamma), "a number in (0, 1] that float32 can hold (at least 1.2e-38)");
         }
         if self.seed < 0 {
             return bad("seed", self.seed, "a non-negative integer");
         }
-        if self.threads == Some(0) {
-            return bad("threads", 0, "at least 1");
+        if let Some(t) = self.threads.filter(|t| !(1..=MAX_THREADS).contains(t)) {
+            return bad("threads", t, &format!("1 to {MAX_THREADS}"));
+        }
+        if self.val_size > MAX_IMAGES {
+            return bad("val-size", self.val_size, &format!("at most {MAX_IMAGES}"));
         }
         if self.freeze != Freeze::None && self.init_from.is_none() {
             return bad("freeze", "features", "fine-tuning: --freeze needs trained weights (--from)");
@@ -193,7 +207,7 @@ mod tests {
 
     #[test]
     fn each_bad_value_is_named() {
-        let cases: [(&str, fn(&mut TrainConfig)); 12] = [
+        let cases: [(&str, fn(&mut TrainConfig)); 19] = [
             ("checkpoint-every", |c| c.checkpoint_every = 0),
             ("epochs", |c| c.epochs = 0),
             ("batch-size", |c| c.batch_size = 0),
@@ -206,6 +220,14 @@ mod tests {
             ("eval-every", |c| c.eval_every = Some(0)),
             ("early-stop-patience", |c| (c.val_size, c.early_stop_patience) = (100, Some(0))),
             ("early-stop-patience", |c| c.early_stop_patience = Some(3)),
+            // Issue 13: values that panicked or ran away before.
+            ("batch-size", |c| c.batch_size = 1 << 63),
+            ("epochs", |c| c.epochs = 1_000_000_000_000),
+            ("lr", |c| c.learning_rate = 1e308),
+            ("lr", |c| c.learning_rate = 1e-300),
+            ("gamma", |c| c.gamma = 1e-300),
+            ("threads", |c| c.threads = Some(2_147_483_648)),
+            ("val-size", |c| c.val_size = usize::MAX),
         ];
         for (field, set) in cases {
             let mut c = TrainConfig::default();

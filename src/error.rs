@@ -40,6 +40,13 @@ pub enum Error {
     #[error("{}: {source}", path.display())]
     Io { path: PathBuf, #[source] source: std::io::Error },
 
+    /// Another process holds the run folder's lock.
+    #[error("{} is in use by {}: wait for that run to end, or pick another --out", path.display(), match pid {
+        Some(pid) => format!("process {pid}"),
+        None => "another process".to_string(),
+    })]
+    RunInUse { path: PathBuf, pid: Option<u32> },
+
     /// A configuration value is out of range.
     #[error("invalid {field} = {value}: {expected}")]
     InvalidConfig { field: &'static str, value: String, expected: String },
@@ -59,6 +66,11 @@ pub enum Error {
     /// Training diverged.
     #[error("non-finite training loss at epoch {epoch}, step {step} (1-based); lower --lr or check the data")]
     NonFiniteLoss { epoch: usize, step: usize },
+
+    /// The weights or the test figures of a run became NaN or infinite; nothing non-finite was
+    /// saved (the last good checkpoint stays).
+    #[error("{what} after epoch {epoch} is not finite (NaN or infinite); nothing was saved from this epoch on (the last good checkpoint stays); lower --lr or check the data")]
+    NonFinite { epoch: usize, what: String },
 
     /// A checkpoint that cannot be used: unreadable, or not this model's.
     #[error("checkpoint {}: {reason}", path.display())]

@@ -9,6 +9,7 @@ use serde::Serialize;
 
 use crate::{
     checkpoint::{load_model_with_classes, model_path, ClassSource},
+    config::MAX_BATCH_SIZE,
     data,
     device::{device_name, DeviceSpec},
     error::{Error, Result},
@@ -70,8 +71,12 @@ pub struct EvalReport {
 /// An invalid batch size or device, a missing or bad model file, missing or malformed data, or a
 /// model whose number of outputs differs from the data's number of classes.
 pub fn run_eval(opts: &EvalOptions) -> Result<EvalReport> {
-    if opts.batch_size == 0 {
-        return Err(Error::InvalidConfig { field: "batch-size", value: "0".into(), expected: "at least 1".into() });
+    if !(1..=MAX_BATCH_SIZE).contains(&opts.batch_size) {
+        return Err(Error::InvalidConfig {
+            field: "batch-size",
+            value: opts.batch_size.to_string(),
+            expected: format!("1 to {MAX_BATCH_SIZE}"),
+        });
     }
     let device = opts.device.resolve()?;
     let path = model_path(&opts.checkpoint);

@@ -91,6 +91,13 @@ impl Net {
 }
 
 impl Net {
+    /// The name of the first parameter holding a NaN or an infinity, if any (one read of 62,006
+    /// values from the device).
+    pub fn first_non_finite(&self) -> Option<&'static str> {
+        let flags: Vec<bool> = self.parameters().iter().map(|(_, p)| p.isfinite().all().int64_value(&[]) != 0).collect();
+        self.parameters().iter().zip(flags).find(|(_, ok)| !ok).map(|((n, _), _)| *n)
+    }
+
     /// The same function as [`Module::forward`] with ReLU applied after each max-pool instead of
     /// before: `maxpool(relu(x)) == relu(maxpool(x))` exactly, value and gradient, since ReLU is
     /// monotonic (the pooled maximum is the same element either way, and ReLU passes or zeroes

@@ -9,7 +9,7 @@ use std::{
 };
 
 use crate::{
-    checkpoint,
+    checkpoint::{self, state::TrainState},
     config::{Kernels, TrainConfig},
     data::{self, download::DownloadOptions},
     device::{self, DeviceSpec},
@@ -72,13 +72,19 @@ pub fn run_train(cfg: &TrainConfig, extras: &RunExtras, reporter: &mut dyn Repor
     // The run directory is made only once the data is known good.
     let mut cfg = cfg.clone();
     let run_dir = RunDir::create(cfg.out_dir.get_or_insert_with(RunDir::default_path).clone())?;
-    if run_dir.file(checkpoint::state::FILE).exists() {
+    let _lock = run_dir.lock()?;
+    let held = run_dir.run_files();
+    if !held.is_empty() {
         return Err(Error::InvalidConfig {
             field: "out",
             value: run_dir.path().display().to_string(),
-            expected: "a new run directory: this one holds a run (continue it with --resume, or pick another --out)".into(),
+            expected: format!(
+                "a new run directory: this one holds a run ({}; continue it with --resume, or pick another --out)",
+                held.join(", ")
+            ),
         });
     }
+    run_dir.remove_stale_temporaries();
     run_dir.write_json(CONFIG_FILE, &cfg)?;
     let mut steps = extras.steps_jsonl.as_deref().map(StepsJsonl::create).transpose()?;
     let mut reporters: Vec<&mut dyn Reporter> = vec![reporter];
@@ -112,6 +118,8 @@ pub struct ResumeOptions {
 /// that differs from the run's, and everything [`run_train`] can return.
 pub fn resume_train(dir: &Path, opts: &ResumeOptions, reporter: &mut dyn Reporter, stop: Option<&AtomicBool>) -> Result<TrainRun> {
     let run_dir = RunDir::open(dir)?;
+    let _lock = run_dir.lock()?;
+    run_dir.remove_stale_temporaries();
     let config_path = run_dir.file(CONFIG_FILE);
     let text = safe_fs::read_text(&config_path, safe_fs::MAX_TEXT_FILE_BYTES)?;
     let mut cfg: TrainConfig = serde_json::from_str(&text).map_err(|e| Error::BadCheckpoint {
@@ -136,10 +144,50 @@ pub fn resume_train(dir: &Path, opts: &ResumeOptions, reporter: &mut dyn Reporte
         let net = model::Net::new(&vs.root(), train_set.classes.len() as i64);
         net.parameters().iter().map(|(n, p)| (*n, p.size())).collect()
     };
-    let ck = checkpoint::state::load(&run_dir.file(checkpoint::state::FILE), &expected)?;
+    let ck_path = run_dir.file(checkpoint::state::FILE);
+    let ck = checkpoint::state::load(&ck_path, &expected)?;
+    check_resumable(&cfg, &ck.state, train_set.len(), &ck_path)?;
     tracing::info!("resuming {} after epoch {}, step {}", dir.display(), ck.state.epoch, ck.state.step);
     let session = train::Session { run_dir: Some(&run_dir), resume: Some(ck), stop };
     train_and_report(&cfg, (train_set, test_set), reporter, session, &run_dir)
+}
+
+/// Checks that the training state at `path` continues the run that `cfg` (from `config.json`,
+/// with the device and thread count of this session) describes, on `train_images` images: the
+/// same settings as when it was saved, and a position inside the run.
+///
+/// # Errors
+/// [`Error::BadCheckpoint`] naming the first setting that differs (an edited `config.json`) or
+/// the inconsistency.
+fn check_resumable(cfg: &TrainConfig, state: &TrainState, train_images: usize, path: &Path) -> Result<()> {
+    let bad = |reason: String| Err(Error::BadCheckpoint { path: path.to_path_buf(), reason });
+    if let Some(saved) = &state.config {
+        // Only the device, the thread count and the folder's own path may change.
+        let comparable = |c: &TrainConfig| {
+            let mut v = serde_json::to_value(TrainConfig { device: DeviceSpec::Auto, threads: None, out_dir: None, ..c.clone() })
+                .expect("configurations serialise to JSON");
+            std::mem::take(v.as_object_mut().expect("a configuration is a JSON object"))
+        };
+        let (now, then) = (comparable(cfg), comparable(saved));
+        if let Some((key, value)) = now.iter().find(|(k, v)| then.get(*k) != Some(*v)) {
+            let was = then.get(key).map_or_else(|| "absent".to_string(), ToString::to_string);
+            return bad(format!(
+                "{CONFIG_FILE} says {key} = {value}, but the run was trained with {was}; a resumed run keeps its settings \
+                 (only --device and --threads may change): restore {CONFIG_FILE}, or start a new run"
+            ));
+        }
+    }
+    let steps = train_images.saturating_sub(cfg.val_size).div_ceil(cfg.batch_size);
+    if state.epoch > cfg.epochs || state.step >= steps.max(1) || state.partial_losses.len() != state.step {
+        return bad(format!(
+            "it stands at epoch {} step {} ({} step losses), which is not a point of this run ({} epochs of {steps} steps)",
+            state.epoch,
+            state.step,
+            state.partial_losses.len(),
+            cfg.epochs
+        ));
+    }
+    Ok(())
 }
 
 /// Trains with `metrics.jsonl` written alongside `reporter`, then saves `model.safetensors`,
@@ -153,6 +201,9 @@ fn train_and_report(
 ) -> Result<TrainRun> {
     let mut metrics = MetricsLog::new(run_dir.file(METRICS_FILE));
     let outcome = train::train(cfg, &train_set, &test_set, &mut Fanout(vec![&mut metrics, reporter]), session)?;
+    if let Some(name) = outcome.net.first_non_finite() {
+        return Err(Error::NonFinite { epoch: cfg.epochs, what: format!("parameter {name}") });
+    }
     checkpoint::save_model(&run_dir.file(checkpoint::MODEL_FILE), &outcome.net, &train_set.classes)?;
     let records = metrics.finish()?;
     let device = device::device_name(outcome.device);

@@ -12,6 +12,19 @@ use serde::Serialize;
 
 use crate::error::{Error, Result};
 
+/// The lock file inside a run folder (see [`RunDir::lock`]).
+pub const LOCK_FILE: &str = ".lock";
+
+/// The files a run writes; a folder holding any of them is a run.
+pub const RUN_FILES: [&str; 6] =
+    ["config.json", "checkpoint.safetensors", "model.safetensors", "metrics.jsonl", "summary.json", "curves.png"];
+
+/// A held run-folder lock (see [`RunDir::lock`]); released when dropped.
+#[derive(Debug)]
+pub struct RunLock {
+    _file: std::fs::File,
+}
+
 /// The folder of one training run.
 #[derive(Clone, Debug)]
 pub struct RunDir {
@@ -56,6 +69,58 @@ impl RunDir {
     /// `self.path()/name`.
     pub fn file(&self, name: &str) -> PathBuf {
         self.path.join(name)
+    }
+
+    /// Takes the folder's advisory lock (`flock` on `.lock` inside it, holding this process's id)
+    /// for as long as the returned guard lives: two runs, or a run and its `--resume`, never
+    /// write one folder at once. The lock goes with the process, also on `kill -9`.
+    ///
+    /// # Errors
+    /// [`Error::RunInUse`] naming the folder and the process holding it; [`Error::Io`] when the
+    /// lock file cannot be opened.
+    pub fn lock(&self) -> Result<RunLock> {
+        use std::os::unix::{fs::OpenOptionsExt, io::AsRawFd};
+        let path = self.file(LOCK_FILE);
+        let mut file = std::fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .custom_flags(libc::O_NOFOLLOW)
+            .open(&path)
+            .map_err(Error::io(&path))?;
+        // SAFETY: flock on a file descriptor this function owns.
+        if unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) } != 0 {
+            let holder = std::fs::read_to_string(&path).ok().and_then(|s| s.trim().parse().ok());
+            return Err(Error::RunInUse { path: self.path.clone(), pid: holder });
+        }
+        file.set_len(0).and_then(|()| write!(file, "{}", std::process::id())).map_err(Error::io(&path))?;
+        Ok(RunLock { _file: file })
+    }
+
+    /// The run files already in the folder (a folder holding any of them is a run).
+    pub fn run_files(&self) -> Vec<&'static str> {
+        RUN_FILES.iter().copied().filter(|f| self.file(f).symlink_metadata().is_ok()).collect()
+    }
+
+    /// Removes the temporary files (`.NAME.tmp-PID`) that writers which no longer run left
+    /// behind (a `kill -9` mid-write); those of live processes stay. Returns how many went.
+    pub fn remove_stale_temporaries(&self) -> usize {
+        let Ok(entries) = std::fs::read_dir(&self.path) else { return 0 };
+        let mut removed = 0;
+        for entry in entries.flatten() {
+            let name = entry.file_name();
+            let Some(pid) = name.to_str().and_then(|n| n.strip_prefix('.')).and_then(|n| n.rsplit_once(".tmp-")).and_then(|(_, p)| p.parse::<i32>().ok()) else {
+                continue;
+            };
+            // SAFETY: kill with signal 0 only checks that the process exists.
+            let alive = pid > 0 && (unsafe { libc::kill(pid, 0) } == 0 || std::io::Error::last_os_error().raw_os_error() == Some(libc::EPERM));
+            if !alive && entry.file_type().is_ok_and(|t| t.is_file()) && std::fs::remove_file(entry.path()).is_ok() {
+                tracing::info!("removed {}, left by process {pid}, which is gone", entry.path().display());
+                removed += 1;
+            }
+        }
+        removed
     }
 
     /// Writes `value` as pretty JSON to `name`, atomically.
@@ -113,6 +178,32 @@ mod tests {
         // 2026-11-28 16:17:26 UTC, from `date -u -d @1795882646`.
         assert_eq!(utc_stamp(1_795_882_646), "20261128-161726");
         assert_eq!(utc_stamp(951_782_400), "20000229-000000"); // a leap day
+    }
+
+    #[test]
+    fn a_locked_folder_names_its_holder_and_frees_on_drop() {
+        let dir = tempfile::tempdir().unwrap();
+        let run = RunDir::create(dir.path()).unwrap();
+        let held = run.lock().unwrap();
+        // flock locks belong to the open file description: a second open in this process
+        // conflicts as a second process would.
+        let err = run.lock().unwrap_err().to_string();
+        assert!(err.contains(&format!("in use by process {}", std::process::id())), "{err}");
+        drop(held);
+        run.lock().unwrap();
+    }
+
+    #[test]
+    fn stale_temporaries_go_and_live_ones_stay() {
+        let dir = tempfile::tempdir().unwrap();
+        let run = RunDir::create(dir.path()).unwrap();
+        let dead = format!(".checkpoint.safetensors.tmp-{}", i32::MAX - 7); // no such process
+        let live = format!(".metrics.jsonl.tmp-{}", std::process::id());
+        for f in [&dead, &live] {
+            std::fs::write(run.file(f), b"x").unwrap();
+        }
+        assert_eq!(run.remove_stale_temporaries(), 1);
+        assert!(!run.file(&dead).exists() && run.file(&live).exists());
     }
 
     #[test]

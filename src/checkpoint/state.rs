@@ -11,7 +11,9 @@ use tch::{Kind, Tensor};
 
 use super::model_file::{encode_tensors, tensor_from_view};
 use crate::{
+    config::TrainConfig,
     error::{Error, Result},
+    report::EpochRecord,
     run_dir::write_atomic,
 };
 
@@ -41,6 +43,14 @@ pub struct TrainState {
     pub best: Option<(usize, f64)>,
     /// Early stopping: epochs since the best one.
     pub epochs_without_improvement: usize,
+    /// The run's settings when this was saved: `--resume` refuses a `config.json` that differs
+    /// (other than the device and thread count).
+    #[serde(default)]
+    pub config: Option<TrainConfig>,
+    /// The `metrics.jsonl` line of epoch `epoch`, so that a run killed before that line reached
+    /// the file gets it back on resume.
+    #[serde(default)]
+    pub last_record: Option<EpochRecord>,
 }
 
 /// A checkpoint as read from disk.

@@ -178,6 +178,23 @@ pub fn read_metrics(path: &Path) -> Result<Vec<EpochRecord>> {
     Ok(records)
 }
 
+/// The records of a `metrics.jsonl` being resumed: every line that parses, in order; each line
+/// that does not (a line torn by a crash) is dropped with a warning naming it.
+///
+/// # Errors
+/// [`Error::Io`] when the file cannot be read.
+fn read_good_records(path: &Path) -> Result<Vec<EpochRecord>> {
+    let text = crate::safe_fs::read_text(path, crate::safe_fs::MAX_TEXT_FILE_BYTES)?;
+    let mut records = Vec::new();
+    for (i, line) in text.lines().enumerate().filter(|(_, l)| !l.trim().is_empty()) {
+        match serde_json::from_str::<EpochRecord>(line) {
+            Ok(r) => records.push(r),
+            Err(e) => tracing::warn!("{}, line {}: dropped, not an epoch record ({e}); the other lines are kept", path.display(), i + 1),
+        }
+    }
+    Ok(records)
+}
+
 /// Writes `metrics.jsonl` as a run goes: each epoch's line is appended once the epoch's
 /// evaluations are in (at the next epoch's start, or at the end of training).
 ///
@@ -225,11 +242,18 @@ impl MetricsLog {
 
     /// Starts the file: keeps the records of epochs before `first_epoch` (a resumed run), drops
     /// the rest (a fresh run in a reused directory starts empty), then opens it for appending.
-    fn open(&mut self, first_epoch: usize) -> Result<()> {
-        let kept: Vec<EpochRecord> = match read_metrics(&self.path) {
-            Ok(old) => old.into_iter().filter(|r| r.epoch < first_epoch).collect(),
+    /// A line that is not a record (torn by a crash mid-write) is dropped with a warning; every
+    /// good line is kept. `last_record` (a resumed run's last epoch, from its checkpoint) takes
+    /// the place of that epoch's line, or restores it when a kill lost it.
+    fn open(&mut self, first_epoch: usize, last_record: Option<&EpochRecord>) -> Result<()> {
+        let mut kept: Vec<EpochRecord> = match std::fs::metadata(&self.path) {
+            Ok(_) => read_good_records(&self.path)?.into_iter().filter(|r| r.epoch < first_epoch).collect(),
             Err(_) => Vec::new(),
         };
+        if let Some(r) = last_record {
+            kept.retain(|k| k.epoch != r.epoch);
+            self.pending = Some(r.clone());
+        }
         let mut text = Vec::new();
         for r in &kept {
             text.extend(serde_json::to_vec(r).expect("epoch records serialise to JSON"));
@@ -269,7 +293,7 @@ impl Drop for MetricsLog {
 impl Reporter for MetricsLog {
     fn train_start(&mut self, s: &TrainStart) {
         self.device = s.device.clone();
-        if let Err(e) = self.open(s.first_epoch) {
+        if let Err(e) = self.open(s.first_epoch, s.last_record.as_ref()) {
             self.fail(e);
         }
     }
@@ -317,7 +341,7 @@ mod tests {
     }
 
     fn start(first_epoch: usize) -> TrainStart {
-        TrainStart { first_epoch, epochs: 3, steps_per_epoch: 2, batch_size: 10, train_images: 20, device: "cpu".into() }
+        TrainStart { first_epoch, last_record: None, epochs: 3, steps_per_epoch: 2, batch_size: 10, train_images: 20, device: "cpu".into() }
     }
 
     fn eval(loss: f64) -> EvalMetrics {
@@ -385,6 +409,39 @@ mod tests {
             // The loop fails here (a non-finite loss): no train_end, no finish.
         }
         assert_eq!(read_metrics(&path)?.len(), 1);
+        Ok(())
+    }
+
+    #[test]
+    fn a_torn_last_line_loses_only_itself_on_resume() -> Result<()> {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join(METRICS_FILE);
+        let lines: Vec<String> = (1..=3).map(|e| serde_json::to_string(&EpochRecord::new(&epoch(e), "cpu")).unwrap()).collect();
+        // Epochs 1 and 2 whole, epoch 3 torn mid-write by a crash.
+        std::fs::write(&path, format!("{}\n{}\n{}", lines[0], lines[1], &lines[2][..20])).unwrap();
+        let mut log = MetricsLog::new(&path);
+        log.train_start(&start(3));
+        log.train_end();
+        assert_eq!(log.finish()?.iter().map(|r| r.epoch).collect::<Vec<_>>(), [1, 2]);
+        assert_eq!(read_metrics(&path)?.len(), 2);
+        Ok(())
+    }
+
+    #[test]
+    fn the_checkpoints_last_record_restores_a_lost_line() -> Result<()> {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join(METRICS_FILE);
+        // Killed during the final evaluation: the checkpoint says 2 epochs, the file has 1.
+        std::fs::write(&path, format!("{}\n", serde_json::to_string(&EpochRecord::new(&epoch(1), "cpu")).unwrap())).unwrap();
+        let last = EpochRecord::new(&epoch(2), "cpu");
+        let mut log = MetricsLog::new(&path);
+        log.train_start(&TrainStart { last_record: Some(last.clone()), ..start(3) });
+        log.evaluated(2, &eval(0.7)); // the final test evaluation, after resuming
+        log.train_end();
+        let records = log.finish()?;
+        assert_eq!(records.iter().map(|r| r.epoch).collect::<Vec<_>>(), [1, 2]);
+        assert_eq!(records[1], EpochRecord { test_loss: Some(0.7), test_acc: Some(0.5), ..last });
+        assert_eq!(read_metrics(&path)?, records);
         Ok(())
     }
 

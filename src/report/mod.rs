@@ -55,6 +55,9 @@ pub struct EvalMetrics {
 pub struct TrainStart {
     /// The first epoch to train (1, or later for a resumed run).
     pub first_epoch: usize,
+    /// A resumed run: the `metrics.jsonl` line of the last epoch done, as the checkpoint keeps
+    /// it (the file may have lost it to a kill).
+    pub last_record: Option<EpochRecord>,
     /// The last epoch.
     pub epochs: usize,
     /// SGD steps per epoch.

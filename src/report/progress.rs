@@ -207,7 +207,7 @@ mod tests {
     #[test]
     fn the_running_loss_is_read_only_when_drawn() {
         let mut r = ProgressReporter::new();
-        let start = TrainStart { first_epoch: 1, epochs: 2, steps_per_epoch: 100, batch_size: 10, train_images: 1000, device: "cpu".into() };
+        let start = TrainStart { first_epoch: 1, last_record: None, epochs: 2, steps_per_epoch: 100, batch_size: 10, train_images: 1000, device: "cpu".into() };
         r.train_start(&start);
         r.epoch_start(1, 0.1);
         let losses = Tensor::zeros([100], (Kind::Float, tch::Device::Cpu));

@@ -44,7 +44,7 @@ use crate::{
     data::Dataset,
     error::{Error, Result},
     model::Net,
-    report::{EvalMetrics, Reporter, TrainStart},
+    report::{EpochRecord, EvalMetrics, Reporter, TrainStart},
     run_dir::RunDir,
 };
 use epoch::EpochEnd;
@@ -110,12 +110,21 @@ fn fit(
     let device = vs.device();
     let train = val.as_ref().map_or(train, |v| &v.train);
     let (train_d, test_d) = (train.to_device(device), test.to_device(device));
+    // Only finite weights are ever saved: a run that diverges keeps its last good checkpoint.
     let save = |step: &dyn Step, state: &TrainState, val: &Option<validation::Validation>| match session.run_dir {
-        Some(dir) => checkpointing::save(dir, &net, step, state, validation::kept_weights(val)),
+        Some(dir) => match net.first_non_finite() {
+            Some(name) => Err(Error::NonFinite { epoch: state.epoch, what: format!("parameter {name}") }),
+            None => checkpointing::save(dir, cfg, &net, step, state, validation::kept_weights(val)),
+        },
         None => Ok(()),
+    };
+    let finite = |epoch: usize, split: &str, m: EvalMetrics| match m.loss.is_finite() {
+        true => Ok(m),
+        false => Err(Error::NonFinite { epoch, what: format!("the {split} loss") }),
     };
     reporter.train_start(&TrainStart {
         first_epoch: state.epoch + 1,
+        last_record: state.last_record.clone(),
         epochs: cfg.epochs,
         steps_per_epoch: train_d.len().div_ceil(cfg.batch_size),
         batch_size: cfg.batch_size,
@@ -139,20 +148,25 @@ fn fit(
                 return Err(Error::Interrupted { epoch, step: stopped.step, run_dir });
             }
         };
+        let mut record = EpochRecord::new(&m, &crate::device::device_name(device));
         state = TrainState { epoch, seconds: state.seconds + m.seconds, ..TrainState::default() };
         reporter.epoch_end(&m);
         if cfg.evaluates_after(epoch) && epoch < cfg.epochs {
-            reporter.evaluated(epoch, &evaluate(&net, &test_d, cfg.batch_size));
+            let t = finite(epoch, "test", evaluate(&net, &test_d, cfg.batch_size))?;
+            (record.test_loss, record.test_acc) = (Some(t.loss), Some(t.accuracy));
+            reporter.evaluated(epoch, &t);
         }
         // --val-size: validate; --early-stop-patience: keep the best weights, maybe stop.
         let early_stop = match val.as_mut() {
             Some(v) => {
                 let (m, stop) = v.after_epoch(epoch, &net, &vs, &mut state);
+                (record.val_loss, record.val_acc) = (Some(m.loss), Some(m.accuracy));
                 reporter.validated(epoch, &m);
                 stop
             }
             None => false,
         };
+        state.last_record = Some(record);
         if checkpointing::due(epoch, cfg.epochs, cfg.checkpoint_every, early_stop) {
             save(step, &state, &val)?;
         }
@@ -162,7 +176,7 @@ fn fit(
         }
     }
     let weights_epoch = val.as_ref().map_or(last, |v| v.finish(&vs, last));
-    let test = evaluate(&net, &test_d, cfg.batch_size);
+    let test = finite(weights_epoch, "test", evaluate(&net, &test_d, cfg.batch_size))?;
     reporter.evaluated(weights_epoch, &test);
     reporter.train_end();
     let resumed_seconds = session.resume.as_ref().map_or(0.0, |ck| ck.state.seconds + ck.state.partial_seconds);
@@ -261,6 +275,58 @@ mod tests {
             // The skipped steps' losses are kept: epoch 1 still has 3 step losses.
             assert_eq!(memory.epochs[0].step_losses.len(), 3);
         }
+    }
+
+    /// Trains nothing; poisons `fc3.bias` with a NaN at the last step of epoch `at`.
+    struct Poison {
+        at: usize,
+        epoch: usize,
+    }
+
+    impl Step for Poison {
+        fn name(&self) -> &'static str {
+            "poison"
+        }
+        fn begin_epoch(&mut self, epoch: usize, _lr: f64) -> Result<()> {
+            self.epoch = epoch;
+            Ok(())
+        }
+        fn step(&mut self, net: &Net, b: &Batch<'_>, _tally: &mut Tally) -> Result<()> {
+            if self.epoch == self.at && b.step == 2 {
+                let (_, bias) = net.parameters()[9];
+                tch::no_grad(|| bias.shallow_clone().get(0).fill_(f64::NAN));
+            }
+            Ok(())
+        }
+        fn momentum_buffers(&self) -> Vec<(String, tch::Tensor)> {
+            Vec::new()
+        }
+        fn restore_momentum(&mut self, _: &[(String, tch::Tensor)], _: f64) -> Result<()> {
+            Ok(())
+        }
+    }
+
+    #[test]
+    fn weights_gone_non_finite_are_never_saved() {
+        let (cfg, train, test) = (config(), data(10), data(3));
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = RunDir::create(tmp.path()).unwrap();
+        let session = Session { run_dir: Some(&dir), ..Default::default() };
+        let start = init::start(&cfg, &train, Device::Cpu, &session).unwrap();
+        let mut poison = Poison { at: 2, epoch: 0 };
+        let saved = std::sync::Mutex::new(None);
+        struct Snapshot<'a>(&'a RunDir, &'a std::sync::Mutex<Option<Vec<u8>>>);
+        impl Reporter for Snapshot<'_> {
+            fn epoch_start(&mut self, epoch: usize, _lr: f64) {
+                if epoch == 2 {
+                    *self.1.lock().unwrap() = std::fs::read(self.0.file(crate::checkpoint::state::FILE)).ok();
+                }
+            }
+        }
+        let err = fit(&cfg, start, &mut poison, (&train, &test), &mut Snapshot(&dir, &saved), &session).unwrap_err();
+        assert!(matches!(&err, Error::NonFinite { epoch: 2, what } if what == "parameter fc3.bias"), "{err}");
+        let after = std::fs::read(dir.file(crate::checkpoint::state::FILE)).unwrap();
+        assert_eq!(Some(after), saved.into_inner().unwrap(), "the checkpoint of epoch 1 must stay as it was");
     }
 
     #[test]

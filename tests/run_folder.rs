@@ -1,0 +1,111 @@
+//! Flags and stored state are validated before any work, and a run folder's history is never
+//! lost (issue 13, sections 3 and 4): out-of-range flags, edited `config.json`, two runs on one
+//! folder, a kill before the last epoch's metrics line, a finished run without its checkpoint.
+
+mod common;
+
+use std::{path::Path, process::Command};
+
+use tch_cifar10::RunDir;
+
+fn bin() -> Command {
+    Command::new(env!("CARGO_BIN_EXE_tch-cifar10"))
+}
+
+fn train(data: &Path, out: &Path, extra: &[&str]) -> std::process::Output {
+    let args = ["train", "--data-dir", data.to_str().unwrap(), "--out", out.to_str().unwrap(), "--device", "cpu", "-q"];
+    let batch: &[&str] = if extra.contains(&"--batch-size") { &[] } else { &["--batch-size", "10"] };
+    let threads: &[&str] = if extra.contains(&"--threads") { &[] } else { &["--threads", "1"] };
+    bin().args(args).args(batch).args(threads).args(extra).output().unwrap()
+}
+
+fn stderr(o: &std::process::Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
+#[test]
+fn out_of_range_flags_are_refused_before_a_run_folder_is_made() {
+    let data = common::synthetic_cifar(20, 10, 3);
+    let cases: [(&[&str], &str); 6] = [
+        (&["--batch-size", "9223372036854775808"], "invalid batch-size = 9223372036854775808: 1 to 1000000"),
+        (&["--lr", "1e308"], "invalid lr = 1e308"),
+        (&["--gamma", "1e-300"], "invalid gamma = 1e-300"),
+        (&["--threads", "2147483648"], "invalid threads = 2147483648: 1 to 1024"),
+        (&["--epochs", "1000000000000"], "invalid epochs = 1000000000000: 1 to 100000"),
+        (&["--epochs", "1000000000"], "invalid epochs = 1000000000: 1 to 100000"),
+    ];
+    for (i, (flags, want)) in cases.iter().enumerate() {
+        let out = data.path().join(format!("run{i}"));
+        let o = train(data.path(), &out, flags);
+        assert_eq!(o.status.code(), Some(1), "{flags:?}: {}", stderr(&o));
+        assert!(stderr(&o).contains(want), "{flags:?}: {}", stderr(&o));
+        assert!(!out.exists(), "{flags:?} made the run folder");
+    }
+    let o = bin().args(["eval", "--checkpoint", "x", "--batch-size", "9223372036854775808"]).output().unwrap();
+    assert!(stderr(&o).contains("invalid batch-size = 9223372036854775808"), "{}", stderr(&o));
+}
+
+#[test]
+fn resume_refuses_an_edited_config_naming_the_setting() {
+    let data = common::synthetic_cifar(40, 10, 3);
+    let run = data.path().join("run");
+    assert!(train(data.path(), &run, &["--epochs", "1"]).status.success());
+    let original = std::fs::read_to_string(run.join("config.json")).unwrap();
+    for (from, to, key) in [(r#""batch_size": 10"#, r#""batch_size": 7"#, "batch_size"), (r#""learning_rate": 0.001"#, r#""learning_rate": 0.5"#, "learning_rate")] {
+        assert!(original.contains(from), "{original}");
+        std::fs::write(run.join("config.json"), original.replace(from, to)).unwrap();
+        let o = bin().args(["train", "--resume", run.to_str().unwrap(), "-q"]).output().unwrap();
+        assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
+        assert!(stderr(&o).contains(&format!("config.json says {key} =")), "{}", stderr(&o));
+    }
+    // Device and threads may change.
+    std::fs::write(run.join("config.json"), &original).unwrap();
+    let o = bin().args(["train", "--resume", run.to_str().unwrap(), "--threads", "2", "--device", "cpu", "-q"]).output().unwrap();
+    assert!(o.status.success(), "{}", stderr(&o));
+}
+
+#[test]
+fn a_locked_run_folder_names_the_process_holding_it() {
+    let data = common::synthetic_cifar(20, 10, 3);
+    let run = RunDir::create(data.path().join("busy")).unwrap();
+    let _held = run.lock().unwrap(); // as a run in progress would
+    for args in [vec!["--epochs", "1"]] {
+        let o = train(data.path(), run.path(), &args);
+        assert_eq!(o.status.code(), Some(1));
+        assert!(stderr(&o).contains(&format!("is in use by process {}", std::process::id())), "{}", stderr(&o));
+    }
+    let o = bin().args(["train", "--resume", run.path().to_str().unwrap()]).output().unwrap();
+    assert!(stderr(&o).contains("is in use by process"), "{}", stderr(&o));
+}
+
+#[test]
+fn a_metrics_line_lost_to_a_kill_comes_back_on_resume() {
+    let data = common::synthetic_cifar(40, 10, 3);
+    let run = data.path().join("run");
+    assert!(train(data.path(), &run, &["--epochs", "2"]).status.success());
+    let whole = std::fs::read_to_string(run.join("metrics.jsonl")).unwrap();
+    let lines: Vec<&str> = whole.lines().collect();
+    assert_eq!(lines.len(), 2);
+    // As after `kill -9` during the final test evaluation: the checkpoint says 2 epochs, the
+    // metrics file has 1, and there is no summary yet.
+    std::fs::write(run.join("metrics.jsonl"), format!("{}\n", lines[0])).unwrap();
+    std::fs::remove_file(run.join("summary.json")).unwrap();
+    let o = bin().args(["train", "--resume", run.to_str().unwrap(), "-q"]).output().unwrap();
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert_eq!(std::fs::read_to_string(run.join("metrics.jsonl")).unwrap(), whole);
+    let summary: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(run.join("summary.json")).unwrap()).unwrap();
+    assert_eq!(summary["epochs"], 2);
+}
+
+#[test]
+fn a_folder_holding_any_run_file_is_a_run() {
+    let data = common::synthetic_cifar(20, 10, 3);
+    let run = data.path().join("finished");
+    assert!(train(data.path(), &run, &["--epochs", "1"]).status.success());
+    std::fs::remove_file(run.join("checkpoint.safetensors")).unwrap();
+    let model = std::fs::read(run.join("model.safetensors")).unwrap();
+    let o = train(data.path(), &run, &["--epochs", "1"]);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(stderr(&o).contains("this one holds a run (config.json, model.safetensors"), "{}", stderr(&o));
+    assert_eq!(std::fs::read(run.join("model.safetensors")).unwrap(), model, "the finished run's model was overwritten");
+}
