@@ -7,12 +7,14 @@
 //! [`train`] (loop, schedule, evaluation), [`report`] (progress, metrics files, charts),
 //! [`config`], [`device`], [`info`], [`error`]; [`checkpoint`] (model file, training state),
 //! [`eval`] and [`predict`] (using a saved model), [`softmax`] (the classifier head's mathematics);
-//! [`cuda`] loads libtorch's CUDA library where a driver is present; [`parity`] writes what
+//! [`cuda`] loads libtorch's CUDA library where a driver is present, [`cuda_graph`] the CUDA
+//! shim (CUDA graphs, cuDNN switches) after it; [`parity`] writes what
 //! `scripts/compare-pytorch` compares.
 
 pub mod checkpoint;
 pub mod config;
 pub mod cuda;
+pub mod cuda_graph;
 pub mod data;
 pub mod device;
 pub mod error;
