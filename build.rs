@@ -58,7 +58,7 @@ fn main() {
 /// Records (and warns) that the shim was not built, and why.
 fn shim_not_built(why: &str) {
     let why = why.replace(['\n', '\r'], " ");
-    println!("cargo:warning=CUDA shim ({SHIM_LIBRARY}) not built: {why}; CUDA training will run without CUDA graphs");
+    println!("cargo:warning=CUDA shim ({SHIM_LIBRARY}) not built: {why}; training on CUDA will not use CUDA graphs");
     println!("cargo:rustc-env=TCH_CIFAR10_CUDA_SHIM_BUILT=");
     println!("cargo:rustc-env=TCH_CIFAR10_CUDA_SHIM_SKIPPED={why}");
 }
@@ -105,12 +105,19 @@ fn cuda_includes(libtorch: &Path) -> Result<Vec<PathBuf>, String> {
 }
 
 /// The CUDA runtime library to link (the shim's inline libtorch headers call it directly): the
-/// wheel's `nvidia/cu13/lib/libcudart.so.13`, or a libtorch zip's own `lib/libcudart-*.so*`.
-/// Returns its folder and file name.
+/// wheel's `nvidia/cu13/lib/libcudart.so.13`, a libtorch zip's own `lib/libcudart-*.so*`, or
+/// the `lib64`/`lib` beside a `TCH_CIFAR10_CUDA_INCLUDE` folder (a CUDA toolkit's). Returns its
+/// folder and file name.
 fn cudart(libtorch: &Path) -> Result<(PathBuf, String), String> {
-    let mut dirs = vec![libtorch.join("lib")];
+    let mut dirs = Vec::new();
     if let Some(site) = libtorch.canonicalize().ok().and_then(|t| t.parent().map(Path::to_path_buf)) {
-        dirs.insert(0, site.join("nvidia/cu13/lib"));
+        dirs.push(site.join("nvidia/cu13/lib"));
+    }
+    dirs.push(libtorch.join("lib"));
+    for include in std::env::var_os(INCLUDE_ENV).iter().flat_map(std::env::split_paths) {
+        if let Some(root) = include.parent() {
+            dirs.extend([root.join("lib64"), root.join("lib")]);
+        }
     }
     for dir in &dirs {
         let Ok(entries) = std::fs::read_dir(dir) else { continue };
@@ -166,7 +173,8 @@ fn build_shim(libtorch: &Path) -> Result<PathBuf, String> {
     if !output.status.success() {
         let stderr = String::from_utf8_lossy(&output.stderr);
         let first: Vec<&str> = stderr.lines().filter(|l| !l.trim().is_empty()).take(3).collect();
-        return Err(format!("the C++ compiler failed ({}): {}", output.status, first.join(" | ")));
+        let message = if first.is_empty() { "no message".to_string() } else { first.join(" | ") };
+        return Err(format!("the C++ compiler {:?} failed ({}): {message}", compiler.path(), output.status));
     }
     copy_next_to_binary(&out_dir, &out);
     Ok(out)
