@@ -2,7 +2,8 @@
 minutes, `tch-cifar10 info`; 3 epochs of tch-cifar10 eager and CUDA-graphed (same seed,
 `--deterministic`); the PyTorch reference program (scripts/pytorch_reference.py) and the resident
 PyTorch loop (scripts/pytorch_resident.py) for the same epochs on the same device, also
-deterministic; then ONE table: seconds per epoch of each, the largest per-step loss difference
+deterministic; the CUDA shim checked from PyTorch's own process (scripts/cuda_shim_smoke.py: a
+captured and replayed LeNet step against the eager one); then ONE table: seconds per epoch of each, the largest per-step loss difference
 graphed vs eager and tch-cifar10 vs PyTorch, final weights, the final test accuracies, and the
 issue's targets. The whole report is also written as JSON (`--json`, or `$OUT/gpu-check.json`
 when `$OUT` is set), with the runs' logs beside it in `$OUT/gpu-check-logs/`.
@@ -127,6 +128,23 @@ class Runner:
         return {"status": status, "wall_s": wall, "log": log, "tail": tail if status != "ok" else None, "cmd": cmd}
 
 
+def smoke_shim(runner, args, env):
+    """scripts/cuda_shim_smoke.py on the shim: its checks (JSON), or why it was not run."""
+    path = os.path.abspath(args.shim) if args.shim else os.path.join(os.path.dirname(os.path.abspath(args.bin)), "libtch_cifar10_cuda.so")
+    if not os.path.isfile(path):
+        return {"status": "skipped", "why": f"no shim at {path}"}
+    r = runner.run("shim-smoke", [sys.executable, os.path.join(SCRIPTS, "cuda_shim_smoke.py"), path], env)
+    r["path"] = path
+    if r.get("log"):
+        with open(r["log"]) as f:
+            lines = [line for line in f if line.startswith("{")]
+        try:
+            r["result"] = json.loads(lines[-1]) if lines else None
+        except ValueError:
+            r["result"] = None
+    return r
+
+
 def epoch_seconds(metrics):
     """{"epochs": [s, ...], "median": s, "first": s} from {epoch: record}."""
     s = [float(metrics[e]["seconds"]) for e in sorted(metrics) if "seconds" in metrics[e]]
@@ -226,6 +244,18 @@ def print_table(report):
     info = report["info"]
     for line in (info.get("text") or f"info failed: {info.get('status')}").rstrip().splitlines():
         print(f"  | {line}")
+    sm = report["shim_smoke"]
+    res = sm.get("result") or {}
+    failed = [k for k, v in (res.get("checks") or {}).items() if not v]
+    print(f"CUDA shim smoke test (scripts/cuda_shim_smoke.py, in PyTorch's process): "
+          + (f"skipped: {sm.get('why')}" if sm["status"] == "skipped" else
+             f"{sm['status']}, {len(res.get('checks') or {}) - len(failed)}/{len(res.get('checks') or {})} checks passed"
+             + (f" (failed: {', '.join(failed)})" if failed else "")))
+    if res.get("lenet"):
+        le = res["lenet"]
+        print(f"  | LeNet step graphed through the shim vs eager, {le['steps']} steps ({le['warmup']} eager warm-up): "
+              f"{le['identical_steps']}/{le['steps']} identical losses, max |diff| {fmt(le['largest_step_loss_diff'])}, "
+              f"max weight |diff| {fmt(le['largest_weight_diff'])}")
     rows = [["run", "status", "s/epoch (median)", "epoch 1 s", "wall s", "test acc", "flags"]]
     for key, label in (("tch-eager", "tch-cifar10 eager"), ("tch-graphed", "tch-cifar10 graphed"),
                        ("pytorch-reference", "PyTorch reference"), ("pytorch-resident", "PyTorch resident")):
@@ -331,6 +361,8 @@ def main(argv=None):
     help_text = subprocess.run([args.bin, "train", "--help"], env=env, capture_output=True, text=True, timeout=120).stdout
     has_graphs, has_det = "--cuda-graphs" in help_text, "--deterministic" in help_text
 
+    shim = smoke_shim(runner, args, env)
+
     common = ["--epochs", str(args.epochs), "--seed", str(args.seed), "--device", args.device]
     if args.threads:
         common += ["--threads", str(args.threads)]
@@ -370,6 +402,7 @@ def main(argv=None):
         "data": data_note,
         "data_prepare_s": data_s,
         "info": {k: v for k, v in info.items() if k != "cmd"},
+        "shim_smoke": {k: v for k, v in shim.items() if k != "cmd"},
         "runs": {k: {kk: vv for kk, vv in r.items() if kk not in ("steps", "metrics", "params")} for k, r in runs.items()},
         "pairs": pairs,
         "targets": targets(runs, pairs, args.device),
@@ -380,7 +413,8 @@ def main(argv=None):
         with open(json_path, "w") as f:
             json.dump(clean(report), f, indent=2, default=str)
         print(f"report written to {json_path}", file=sys.stderr)
-    return 0 if all(r["status"] == "ok" for k, r in runs.items() if not (k == "tch-graphed" and not has_graphs)) and info["status"] == "ok" else 1
+    finished = all(r["status"] == "ok" for k, r in runs.items() if not (k == "tch-graphed" and not has_graphs))
+    return 0 if finished and info["status"] == "ok" and shim["status"] in ("ok", "skipped") else 1
 
 
 if __name__ == "__main__":

@@ -1,6 +1,7 @@
 //! scripts/gpu-check, the one-shot GPU check, tried on the CPU with tiny synthetic data: its
 //! runs finish, its one table and its JSON report come out, tch-cifar10 and the PyTorch programs
-//! agree step for step (on the CPU, bit for bit), and no target is judged off a GPU. The GPU
+//! agree step for step (on the CPU, bit for bit), the shim's smoke test passes its CPU checks,
+//! and no target is judged off a GPU. The GPU
 //! figures themselves come only from a run on a CUDA machine.
 //!
 //! Needs the Python venv that scripts/setup-libtorch links as `.torch-venv` (or
@@ -71,6 +72,16 @@ fn gpu_check_runs_on_the_cpu_and_reports_one_table_and_json() {
         assert_eq!(r["pairs"]["graphed-vs-eager"]["largest_step_loss_diff"], 0.0, "{:#}", r["pairs"]);
     } else {
         assert_eq!(r["runs"]["tch-graphed"]["status"], "skipped", "{:#}", r["runs"]["tch-graphed"]);
+    }
+    // The shim, checked from PyTorch's process: its cuDNN switches, and its graph calls failing
+    // cleanly without a GPU.
+    let smoke = &r["shim_smoke"];
+    if env!("TCH_CIFAR10_CUDA_SHIM_BUILT").is_empty() {
+        assert_eq!(smoke["status"], "skipped", "{smoke:#}");
+    } else {
+        assert_eq!((&smoke["status"], &smoke["result"]["ok"]), (&"ok".into(), &true.into()), "{smoke:#}");
+        assert_eq!(smoke["result"]["checks"]["cudnn_deterministic_seen_by_torch"], true, "{smoke:#}");
+        assert!(stdout.contains("CUDA shim smoke test") && stdout.contains("checks passed"), "{stdout}");
     }
     let targets = r["targets"].as_array().unwrap();
     assert!(!targets.is_empty() && targets.iter().all(|t| t["met"].is_null()), "no target is judged on a CPU: {targets:#?}");
