@@ -67,14 +67,10 @@ def same(a, b):
     return a == b or (isinstance(a, float) and isinstance(b, float) and math.isnan(a) and math.isnan(b))
 
 
-def compare(out):
-    """The comparison of the runs' outputs in `out`, as a dict."""
-    import numpy as np
-    from safetensors.numpy import load_file
-
-    path = {side: {k: os.path.join(out, f) for k, f in files.items()} for side, files in FILES.items()}
-    ref_steps, tch_steps = read_steps(path["pytorch"]["steps"]), read_steps(path["tch"]["steps"])
-    ref_epochs, tch_epochs = read_epochs(path["pytorch"]["metrics"]), read_epochs(path["tch"]["metrics"])
+def step_diffs(ref_steps, tch_steps):
+    """Compares two {(epoch, step): loss} maps (the first side named "pytorch", the second "tch").
+    Returns (every step key, how many are identical, the first step that differs or is missing on
+    one side, the largest |diff| among steps on both sides, and where it is)."""
     keys = sorted(set(ref_steps) | set(tch_steps))
     first, largest, largest_at, equal_steps = None, 0.0, None, 0
     for k in keys:
@@ -89,6 +85,38 @@ def compare(out):
         d = abs(a - b) if not (math.isnan(a) or math.isnan(b)) else math.inf
         if d > largest or largest_at is None:
             largest, largest_at = d, {"epoch": k[0], "step": k[1]}
+    return keys, equal_steps, first, largest, largest_at
+
+
+def param_diffs(ref_p, tch_p):
+    """Compares two {name: numpy array} parameter sets bit for bit: {"tensors", "values",
+    "differing": [{"name", "values", "largest"}], "largest": the largest |diff|}."""
+    import numpy as np
+
+    params = {"tensors": len(ref_p), "values": sum(int(t.size) for t in ref_p.values()), "differing": [], "largest": 0.0}
+    for name in sorted(set(ref_p) | set(tch_p)):
+        a, b = ref_p.get(name), tch_p.get(name)
+        if a is None or b is None or a.shape != b.shape or a.dtype != b.dtype:
+            params["differing"].append({"name": name, "why": "missing or of another shape/dtype"})
+            params["largest"] = math.inf
+            continue
+        bits_differ = a.view(np.uint8).reshape(a.size, -1) != b.view(np.uint8).reshape(b.size, -1)
+        n = int(bits_differ.any(axis=1).sum())
+        if n:
+            d = float(np.abs(a.astype(np.float64) - b.astype(np.float64)).max())
+            params["differing"].append({"name": name, "values": n, "largest": d})
+            params["largest"] = max(params["largest"], d)
+    return params
+
+
+def compare(out):
+    """The comparison of the runs' outputs in `out`, as a dict."""
+    from safetensors.numpy import load_file
+
+    path = {side: {k: os.path.join(out, f) for k, f in files.items()} for side, files in FILES.items()}
+    ref_steps, tch_steps = read_steps(path["pytorch"]["steps"]), read_steps(path["tch"]["steps"])
+    ref_epochs, tch_epochs = read_epochs(path["pytorch"]["metrics"]), read_epochs(path["tch"]["metrics"])
+    keys, equal_steps, first, largest, largest_at = step_diffs(ref_steps, tch_steps)
 
     fields = ["lr", "train_loss", "train_acc", "test_loss", "test_acc"]
     epoch_diffs = {}
@@ -107,19 +135,7 @@ def compare(out):
         test_acc["diff"] = abs(test_acc["pytorch"] - test_acc["tch"])
 
     ref_p, tch_p = load_file(path["pytorch"]["params"]), load_file(path["tch"]["params"])
-    params = {"tensors": len(ref_p), "values": sum(int(t.size) for t in ref_p.values()), "differing": [], "largest": 0.0}
-    for name in sorted(set(ref_p) | set(tch_p)):
-        a, b = ref_p.get(name), tch_p.get(name)
-        if a is None or b is None or a.shape != b.shape or a.dtype != b.dtype:
-            params["differing"].append({"name": name, "why": "missing or of another shape/dtype"})
-            params["largest"] = math.inf
-            continue
-        bits_differ = a.view(np.uint8).reshape(a.size, -1) != b.view(np.uint8).reshape(b.size, -1)
-        n = int(bits_differ.any(axis=1).sum())
-        if n:
-            d = float(np.abs(a.astype(np.float64) - b.astype(np.float64)).max())
-            params["differing"].append({"name": name, "values": n, "largest": d})
-            params["largest"] = max(params["largest"], d)
+    params = param_diffs(ref_p, tch_p)
 
     seconds = {}
     for side, eps in (("pytorch", ref_epochs), ("tch", tch_epochs)):

@@ -22,7 +22,10 @@ Changes to the program as it was handed around, none of which changes a number:
   * `--steps-jsonl PATH` writes every step's loss, `{"epoch": 1, "step": 1, "loss": 2.3044}`
     (1-based), as tch-cifar10's `train --steps-jsonl`. Both files are written at the end of each
     epoch, so no extra work happens between steps; `-` writes to stdout;
-  * `--save-params PATH` saves the final parameters as safetensors (`conv1.weight` ...).
+  * `--save-params PATH` saves the final parameters as safetensors (`conv1.weight` ...);
+  * `--deterministic` sets `torch.backends.cudnn.deterministic = True` and `benchmark = False`
+    (repeatable runs on a GPU, as tch-cifar10's `train --deterministic`; nothing changes on the
+    CPU).
 
 Run it with the Python that scripts/setup-libtorch installs: `.torch-venv/bin/python`.
 """
@@ -137,6 +140,13 @@ def finish(net, save_params, *outputs):
             f.close()
 
 
+def set_deterministic(args):
+    """--deterministic: cuDNN picks only deterministic algorithms, and no benchmark search."""
+    if args.deterministic:
+        torch.backends.cudnn.deterministic = True
+        torch.backends.cudnn.benchmark = False
+
+
 def parse_args(argv=None, extra=None):
     """The flags; `extra(parser)` may add a script's own."""
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -151,6 +161,7 @@ def parse_args(argv=None, extra=None):
     p.add_argument("--metrics-jsonl", default=None, metavar="PATH", help="each epoch's figures as JSON lines (- for stdout)")
     p.add_argument("--steps-jsonl", default=None, metavar="PATH", help="every step's loss as JSON lines (- for stdout)")
     p.add_argument("--save-params", default=None, metavar="PATH", help="save the final parameters as safetensors")
+    p.add_argument("--deterministic", action="store_true", help="cuDNN deterministic, no benchmark search (repeatable GPU runs)")
     args = p.parse_args(argv)
     for name in ("epochs", "threads", "eval_every"):
         v = getattr(args, name)
@@ -167,6 +178,7 @@ def main(argv=None):
     say = (lambda *a: print(*a, file=sys.stderr)) if sys.stdout in (metrics_out, steps_out) else print
     if args.threads is not None:
         torch.set_num_threads(args.threads)
+    set_deterministic(args)
     if args.device == "auto":
         device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     else:

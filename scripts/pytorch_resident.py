@@ -22,7 +22,7 @@ import torch.nn as nn
 import torch.optim as optim
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from pytorch_reference import CIFAR10, Net, finish, open_jsonl, parse_args, write_jsonl  # noqa: E402
+from pytorch_reference import CIFAR10, Net, finish, open_jsonl, parse_args, set_deterministic, write_jsonl  # noqa: E402
 
 
 def resident(dataset, device):
@@ -64,6 +64,7 @@ def main(argv=None):
     say = (lambda *a: print(*a, file=sys.stderr)) if sys.stdout in (metrics_out, steps_out) else print
     if args.threads is not None:
         torch.set_num_threads(args.threads)
+    set_deterministic(args)
     if args.device == "auto":
         device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     else:

@@ -57,7 +57,7 @@ fn mode() -> Result<Option<bool>> {
 }
 
 /// The last `dlerror()` message.
-fn dlerror() -> String {
+pub(crate) fn dlerror() -> String {
     // SAFETY: dlerror returns null or a NUL-terminated string valid until the next dl* call.
     let e = unsafe { libc::dlerror() };
     if e.is_null() {

@@ -92,6 +92,11 @@ pub enum Error {
     #[error("{}: cannot use this image: {reason}", path.display())]
     BadImage { path: PathBuf, reason: String },
 
+    /// A call into the CUDA shim (CUDA graphs, streams, cuDNN switches) failed, or the shim is
+    /// not loaded (see `tch-cifar10 info`).
+    #[error("CUDA shim: {call}: {reason}")]
+    CudaShim { call: &'static str, reason: String },
+
     /// An error reported by libtorch.
     #[error("libtorch: {0}")]
     Torch(#[from] tch::TchError),

@@ -17,6 +17,9 @@ pub struct Info {
     pub cudart: Option<String>,
     /// cuDNN version, as `major.minor.patch`, when loaded.
     pub cudnn: Option<String>,
+    /// The CUDA shim (CUDA graphs, cuDNN switches; see [`crate::cuda_graph`]): loaded (from
+    /// where), missing (why), or not applicable (libtorch's CUDA library is not loaded).
+    pub cuda_shim: crate::cuda_graph::ShimStatus,
     /// CUDA devices visible to this process.
     pub cuda_devices: i64,
     /// libtorch intra-op threads: what `train` uses without `--threads` (libtorch's default is the
@@ -61,6 +64,7 @@ pub fn info() -> Info {
         // cudart 13000 -> 13.0; cudnn 91002 -> 9.10.2 (cuDNN 9 encodes major*10000 + minor*100 + patch).
         cudart: cudart.map(|v| format!("{}.{}", v / 1000, v % 1000 / 10)),
         cudnn: cudnn.map(|v| format!("{}.{}.{}", v / 10000, v % 10000 / 100, v % 100)),
+        cuda_shim: crate::cuda_graph::status(),
         cuda_devices: tch::Cuda::device_count(),
         threads: tch::get_num_threads(),
         logical_cpus: std::thread::available_parallelism().map_or(1, |n| n.get()),
@@ -76,6 +80,7 @@ impl std::fmt::Display for Info {
         writeln!(f, "CUDA library     {loaded}: {}", self.cuda_library_reason)?;
         writeln!(f, "CUDA runtime     {}", or_none(&self.cudart))?;
         writeln!(f, "cuDNN            {}", or_none(&self.cudnn))?;
+        writeln!(f, "CUDA shim        {}", self.cuda_shim)?;
         writeln!(f, "CUDA devices     {}", self.cuda_devices)?;
         write!(f, "CPU threads      {} (libtorch), {} logical CPUs", self.threads, self.logical_cpus)
     }

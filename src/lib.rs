@@ -14,11 +14,12 @@
 //! * saved models: [`checkpoint`] (model file, training state), [`eval`] and [`predict`] (the
 //!   subcommands), [`softmax`] (the classifier head's mathematics);
 //! * the machine: [`device`], [`cuda`] (loads libtorch's CUDA library where a driver is
-//!   present), [`info`]; [`error`].
+//!   present), [`cuda_graph`] (the CUDA shim: graphs, streams, cuDNN switches), [`info`]; [`error`].
 
 pub mod checkpoint;
 pub mod config;
 pub mod cuda;
+pub mod cuda_graph;
 pub mod data;
 pub mod device;
 pub mod error;
