@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 
 use clap::{ArgAction, Args, Parser, Subcommand};
 use tch_cifar10::{
-    config::{Freeze, Kernels},
+    config::{CudaGraphs, Freeze, Kernels},
     data::download::{CIFAR10_URL, MD5_ENV, SHA256_ENV, URL_ENV},
     eval::EvalOptions,
     predict::{self, PredictOptions},
@@ -126,6 +126,14 @@ pub struct TrainArgs {
     /// value is refused].
     #[arg(long, value_enum)]
     pub kernels: Option<Kernels>,
+    /// On CUDA, capture each step as a CUDA graph and replay it (the same numbers as eager
+    /// steps, far fewer kernel launches): auto (when the CUDA shim is loaded), on (an error
+    /// where it cannot be), off [default: auto].
+    #[arg(long, value_enum)]
+    pub cuda_graphs: Option<CudaGraphs>,
+    /// On CUDA, cuDNN's deterministic algorithms and no benchmark search, so runs repeat exactly.
+    #[arg(long)]
+    pub deterministic: bool,
     /// Continue the run in DIR from its last saved state, with its saved settings (only --device
     /// and --threads may be given too). The result equals an uninterrupted run.
     #[arg(long, value_name = "DIR", conflicts_with_all = [
@@ -182,6 +190,8 @@ impl From<TrainArgs> for TrainConfig {
             init_from: None,
             freeze: Default::default(),
             kernels: a.kernels.unwrap_or_default(),
+            cuda_graphs: a.cuda_graphs.unwrap_or_default(),
+            deterministic: a.deterministic,
         }
     }
 }

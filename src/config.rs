@@ -48,6 +48,19 @@ pub enum Kernels {
     Fast,
 }
 
+/// Whether a CUDA run captures its step as a CUDA graph (`--cuda-graphs`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum CudaGraphs {
+    /// On a CUDA device where the CUDA shim is loaded; eager otherwise (said once in the log).
+    #[default]
+    Auto,
+    /// Always; an error on the CPU or without the shim.
+    On,
+    /// Never: eager steps.
+    Off,
+}
+
 /// Everything that decides a training run.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -100,6 +113,13 @@ pub struct TrainConfig {
     /// How each step is computed; only `reference` is PyTorch's numbers to the bit.
     #[serde(default)]
     pub kernels: Kernels,
+    /// On CUDA: capture the step as a CUDA graph (the same numbers as eager steps).
+    #[serde(default)]
+    pub cuda_graphs: CudaGraphs,
+    /// On CUDA: cuDNN's deterministic algorithms and no benchmark search, so that runs repeat
+    /// exactly (the CPU is deterministic already).
+    #[serde(default)]
+    pub deterministic: bool,
     /// The run directory (`config.json`, metrics, checkpoints); `None`: `runs/YYYYMMDD-HHMMSS`.
     pub out_dir: Option<PathBuf>,
 }
@@ -126,6 +146,8 @@ impl Default for TrainConfig {
             init_from: None,
             freeze: Freeze::None,
             kernels: Kernels::Reference,
+            cuda_graphs: CudaGraphs::Auto,
+            deterministic: false,
             out_dir: None,
         }
     }

@@ -105,7 +105,13 @@ fn run(command: Command, quiet: bool) -> anyhow::Result<()> {
             let mut reporter = reporter_for(quiet);
             let run = match args.resume.clone() {
                 Some(dir) => {
-                    let opts = tch_cifar10::ResumeOptions { device: args.device, threads: args.threads, kernels: args.kernels };
+                    let opts = tch_cifar10::ResumeOptions {
+                        device: args.device,
+                        threads: args.threads,
+                        kernels: args.kernels,
+                        cuda_graphs: args.cuda_graphs,
+                        deterministic: args.deterministic,
+                    };
                     tch_cifar10::resume_train(&dir, &opts, reporter.as_mut(), Some(&STOP))
                 }
                 None => {

@@ -10,7 +10,7 @@ use std::{
 
 use crate::{
     checkpoint::{self, state::TrainState},
-    config::{Kernels, TrainConfig},
+    config::{CudaGraphs, Kernels, TrainConfig},
     data::{self, download::DownloadOptions},
     device::{self, DeviceSpec},
     error::{Error, Result},
@@ -64,7 +64,7 @@ pub struct RunExtras {
 /// device, an unwritable run directory, a diverged or interrupted run.
 pub fn run_train(cfg: &TrainConfig, extras: &RunExtras, reporter: &mut dyn Reporter, stop: Option<&AtomicBool>) -> Result<TrainRun> {
     cfg.validate()?;
-    cfg.device.resolve()?;
+    train::preflight(cfg, cfg.device.resolve()?)?;
     if let Some(opts) = &extras.download {
         run_download(opts)?;
     }
@@ -107,6 +107,10 @@ pub struct ResumeOptions {
     pub threads: Option<usize>,
     /// `--kernels`: refused when it is not the run's.
     pub kernels: Option<Kernels>,
+    /// `--cuda-graphs`: how this session computes its steps on CUDA (the same numbers).
+    pub cuda_graphs: Option<CudaGraphs>,
+    /// `--deterministic`: cuDNN's deterministic algorithms for this session.
+    pub deterministic: bool,
 }
 
 /// `tch-cifar10 train --resume DIR`: continues the run in `dir` from its last saved state, with
@@ -135,9 +139,11 @@ pub fn resume_train(dir: &Path, opts: &ResumeOptions, reporter: &mut dyn Reporte
     }
     cfg.device = opts.device.unwrap_or(cfg.device);
     cfg.threads = opts.threads.or(cfg.threads);
+    cfg.cuda_graphs = opts.cuda_graphs.unwrap_or(cfg.cuda_graphs);
+    cfg.deterministic |= opts.deterministic;
     cfg.out_dir = Some(dir.to_path_buf());
     cfg.validate()?;
-    cfg.device.resolve()?;
+    train::preflight(&cfg, cfg.device.resolve()?)?;
     let (train_set, test_set) = load_data(&cfg)?;
     let expected: Vec<(&str, Vec<i64>)> = {
         let vs = tch::nn::VarStore::new(tch::Device::Cpu);
@@ -162,9 +168,11 @@ pub fn resume_train(dir: &Path, opts: &ResumeOptions, reporter: &mut dyn Reporte
 fn check_resumable(cfg: &TrainConfig, state: &TrainState, train_images: usize, path: &Path) -> Result<()> {
     let bad = |reason: String| Err(Error::BadCheckpoint { path: path.to_path_buf(), reason });
     if let Some(saved) = &state.config {
-        // Only the device, the thread count and the folder's own path may change.
+        // Only the device, the thread count, how CUDA runs the steps (the same numbers) and the
+        // folder's own path may change.
         let comparable = |c: &TrainConfig| {
-            let mut v = serde_json::to_value(TrainConfig { device: DeviceSpec::Auto, threads: None, out_dir: None, ..c.clone() })
+            let neutral = TrainConfig { device: DeviceSpec::Auto, threads: None, out_dir: None, cuda_graphs: CudaGraphs::Auto, deterministic: false, ..c.clone() };
+            let mut v = serde_json::to_value(neutral)
                 .expect("configurations serialise to JSON");
             std::mem::take(v.as_object_mut().expect("a configuration is a JSON object"))
         };

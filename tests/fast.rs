@@ -89,3 +89,17 @@ fn kernels_are_recorded_and_another_choice_is_refused_on_resume() {
     let o = bin().args(["train", "--resume", run.to_str().unwrap(), "--kernels", "fast", "-q"]).output().unwrap();
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
 }
+
+#[test]
+fn cuda_graphs_on_the_cpu_is_refused_before_a_run_folder_and_auto_trains_eagerly() {
+    let data = common::synthetic_cifar(20, 10, 3);
+    let run = data.path().join("graphed");
+    let o = train(data.path(), &run, &["--cuda-graphs", "on"]);
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(o.status.code(), Some(1), "{err}");
+    assert!(err.contains("invalid cuda-graphs = on: a CUDA device; this run trains on cpu"), "{err}");
+    assert!(!run.exists());
+    // auto (the default) and --deterministic change nothing on the CPU.
+    let o = train(data.path(), &run, &["--cuda-graphs", "auto", "--deterministic", "-q"]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+}

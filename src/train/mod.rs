@@ -29,6 +29,8 @@ mod init;
 pub mod schedule;
 pub mod sgd;
 pub(crate) mod step;
+
+pub(crate) use step::preflight;
 mod validation;
 
 use std::{sync::atomic::AtomicBool, time::Instant};

@@ -5,10 +5,13 @@
 //! computes.
 //!
 //! Kinds: [`reference::Reference`] (bit for bit the PyTorch program on the CPU) and
-//! [`fast::Fast`] (`--kernels fast`: the same mathematics, faster kernels, other rounding).
+//! [`fast::Fast`] (`--kernels fast`: the same mathematics, faster kernels, other rounding);
+//! on CUDA either one may be captured and replayed as a CUDA graph ([`graphed::Graphed`],
+//! `--cuda-graphs`).
 //! [`build`] is the one place that reads the configuration to choose one.
 
 pub(crate) mod fast;
+pub(crate) mod graphed;
 pub(crate) mod reference;
 
 use tch::{nn, Device, Kind, Tensor};
@@ -84,9 +87,31 @@ pub(crate) trait Step {
 ///
 /// # Errors
 /// A libtorch error creating the optimizer.
-pub(crate) fn build(cfg: &TrainConfig, vs: &nn::VarStore, net: &Net, _device: Device) -> Result<Box<dyn Step>> {
-    Ok(match cfg.kernels {
+/// Checks, before any work, that the configuration's step can run on `device`.
+///
+/// # Errors
+/// `--cuda-graphs on` where it cannot apply.
+pub(crate) fn preflight(cfg: &TrainConfig, device: Device) -> Result<()> {
+    graphed::check(cfg.cuda_graphs, device)
+}
+
+/// The only reader of `--kernels`, `--cuda-graphs` and `--deterministic`.
+///
+/// # Errors
+/// A libtorch error creating the optimizer; `--cuda-graphs on` or `--deterministic` where they
+/// cannot apply (no CUDA device, no CUDA shim).
+pub(crate) fn build(cfg: &TrainConfig, vs: &nn::VarStore, net: &Net, device: Device) -> Result<Box<dyn Step>> {
+    if let (true, Device::Cuda(_)) = (cfg.deterministic, device) {
+        crate::cuda_graph::set_cudnn_deterministic(true).and_then(|()| crate::cuda_graph::set_cudnn_benchmark(false)).map_err(|e| {
+            crate::Error::InvalidConfig { field: "deterministic", value: "true".into(), expected: format!("the CUDA shim to set cuDNN's switches ({e})") }
+        })?;
+    }
+    let eager: Box<dyn Step> = match cfg.kernels {
         Kernels::Reference => Box::new(reference::Reference::new(cfg, vs, net)?),
         Kernels::Fast => Box::new(fast::Fast::new(cfg, vs, net)?),
+    };
+    Ok(match (graphed::wanted(cfg.cuda_graphs, device)?, device) {
+        (true, Device::Cuda(index)) => Box::new(graphed::Graphed::new(eager, index, cfg.batch_size)?),
+        _ => eager,
     })
 }
