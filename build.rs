@@ -7,12 +7,25 @@
 //!   `dlopen`ed at run time where an NVIDIA driver is present, which saves about 350 MB of
 //!   memory on machines without one.
 //! * `TCH_CIFAR10_LIBTORCH_VERSION`: the version of that libtorch, for `tch-cifar10 info`.
+//! * `$OUT_DIR/onnx_proto/`: Rust types for ONNX's protobuf messages, generated from the
+//!   vendored `src/export/onnx.proto` by rust-protobuf's pure-Rust codegen (no `protoc`), for
+//!   `export --format onnx` (see `src/export/onnx.rs`).
 
 use std::path::PathBuf;
+
+/// ONNX's schema, as released with onnx 1.23.2 (`onnx/onnx.proto` of its wheel).
+const ONNX_PROTO: &str = "src/export/onnx.proto";
 
 fn main() {
     println!("cargo:rerun-if-env-changed=LIBTORCH");
     println!("cargo:rerun-if-changed=build.rs");
+    println!("cargo:rerun-if-changed={ONNX_PROTO}");
+    protobuf_codegen::Codegen::new()
+        .pure()
+        .include("src/export")
+        .input(ONNX_PROTO)
+        .cargo_out_dir("onnx_proto")
+        .run_from_script();
     let Some(libtorch) = std::env::var_os("LIBTORCH").map(PathBuf::from) else {
         println!("cargo:rustc-env=TCH_CIFAR10_LIBTORCH_VERSION=unknown");
         println!("cargo:rustc-env=TCH_CIFAR10_LIBTORCH_DIR=");

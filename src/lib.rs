@@ -6,7 +6,8 @@
 //! image folders, validation split, normalisation), [`model`] (`Net`),
 //! [`train`] (loop, schedule, evaluation), [`report`] (progress, metrics files, charts),
 //! [`config`], [`device`], [`info`], [`error`]; [`checkpoint`] (model file, training state),
-//! [`eval`] and [`predict`] (using a saved model), [`softmax`] (the classifier head's mathematics);
+//! [`eval`] and [`predict`] (using a saved model), [`export`] (as TorchScript or ONNX),
+//! [`softmax`] (the classifier head's mathematics);
 //! [`cuda`] loads libtorch's CUDA library where a driver is present; [`parity`] writes what
 //! `scripts/compare-pytorch` compares.
 
@@ -17,6 +18,7 @@ pub mod data;
 pub mod device;
 pub mod error;
 pub mod eval;
+pub mod export;
 pub mod info;
 pub mod model;
 pub mod parity;
