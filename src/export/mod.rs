@@ -130,10 +130,7 @@ fn exists(out: &Path) -> Error {
 /// Checks, before any work, that `out` can be written: its folder exists, and nothing is at
 /// `out` unless `force` (then only a file or link, never a directory).
 fn check_out(out: &Path, force: bool) -> Result<()> {
-    let folder = match out.parent() {
-        Some(p) if !p.as_os_str().is_empty() => p,
-        _ => Path::new("."),
-    };
+    let folder = folder_of(out);
     match fs::metadata(folder) {
         Ok(m) if m.is_dir() => {}
         Ok(_) => return Err(io_error(out, ErrorKind::NotADirectory, format!("{} is not a folder", folder.display()))),
@@ -152,36 +149,33 @@ fn check_out(out: &Path, force: bool) -> Result<()> {
     }
 }
 
+/// The folder `out` goes in (`.` for a bare file name).
+fn folder_of(out: &Path) -> &Path {
+    match out.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p,
+        _ => Path::new("."),
+    }
+}
+
 fn io_error(path: &Path, kind: ErrorKind, message: String) -> Error {
     Error::Io { path: path.to_path_buf(), source: io::Error::new(kind, message) }
 }
 
-/// A temporary folder beside the output, `.NAME.tmp-PID/`, holding the file being written
+/// A temporary folder beside the output, `.NAME.tmp-XXXXXX/`, holding the file being written
 /// under the output's own name (a TorchScript archive names its inner folder after the file, as
 /// `torch.jit.save` does). Dropping it removes the folder and whatever is still in it.
 struct Staging {
-    dir: PathBuf,
+    _dir: tempfile::TempDir,
     file: PathBuf,
 }
 
 impl Staging {
-    /// Creates the folder (replacing one left by an earlier crash of a process with this id), so
-    /// that an unwritable folder is an error naming `out` before any work.
+    /// Creates the folder, so that an unwritable folder is an error naming `out` before any work.
     fn create(out: &Path) -> Result<Staging> {
         let name = out.file_name().map_or_else(|| "export".into(), |n| n.to_os_string());
-        let mut dir_name = std::ffi::OsString::from(".");
-        dir_name.push(&name);
-        dir_name.push(format!(".tmp-{}", std::process::id()));
-        let dir = out.with_file_name(dir_name);
-        let _ = fs::remove_dir_all(&dir);
-        fs::create_dir(&dir).map_err(Error::io(out))?;
-        Ok(Staging { file: dir.join(name), dir })
-    }
-}
-
-impl Drop for Staging {
-    fn drop(&mut self) {
-        let _ = fs::remove_dir_all(&self.dir);
+        let prefix = format!(".{}.tmp-", name.to_string_lossy());
+        let dir = tempfile::Builder::new().prefix(&prefix).tempdir_in(folder_of(out)).map_err(Error::io(out))?;
+        Ok(Staging { file: dir.path().join(name), _dir: dir })
     }
 }
 
