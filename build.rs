@@ -15,6 +15,9 @@
 //!   (see [`cuda_includes`]). Otherwise a cargo warning says what is missing, and the binary
 //!   builds without it. `TCH_CIFAR10_CUDA_SHIM_BUILT` is the shim's path in `OUT_DIR`, or empty;
 //!   `TCH_CIFAR10_CUDA_SHIM_SKIPPED` says why it was not built (empty when it was).
+//! * `$OUT_DIR/onnx_proto/`: Rust types for ONNX's protobuf messages, generated from the
+//!   vendored `src/export/onnx.proto` by rust-protobuf's pure-Rust codegen (no `protoc`), for
+//!   `export --format onnx` (see `src/export/onnx.rs`).
 
 use std::path::{Path, PathBuf};
 
@@ -26,11 +29,21 @@ const SHIM_LIBRARY: &str = "libtch_cifar10_cuda.so";
 /// `include`, which holds `cuda_runtime_api.h`, `crt/host_config.h` and `nv/target`).
 const INCLUDE_ENV: &str = "TCH_CIFAR10_CUDA_INCLUDE";
 
+/// ONNX's schema, as released with onnx 1.23.2 (`onnx/onnx.proto` of its wheel).
+const ONNX_PROTO: &str = "src/export/onnx.proto";
+
 fn main() {
     println!("cargo:rerun-if-env-changed=LIBTORCH");
     println!("cargo:rerun-if-env-changed={INCLUDE_ENV}");
     println!("cargo:rerun-if-changed=build.rs");
     println!("cargo:rerun-if-changed={SHIM_SOURCE}");
+    println!("cargo:rerun-if-changed={ONNX_PROTO}");
+    protobuf_codegen::Codegen::new()
+        .pure()
+        .include("src/export")
+        .input(ONNX_PROTO)
+        .cargo_out_dir("onnx_proto")
+        .run_from_script();
     let Some(libtorch) = std::env::var_os("LIBTORCH").map(PathBuf::from) else {
         println!("cargo:rustc-env=TCH_CIFAR10_LIBTORCH_VERSION=unknown");
         println!("cargo:rustc-env=TCH_CIFAR10_LIBTORCH_DIR=");

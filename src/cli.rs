@@ -1,4 +1,4 @@
-//! The command line: `tch-cifar10 train`, `download`, `plot`, `info`, `eval` and `predict`.
+//! The command line: `tch-cifar10 train`, `download`, `plot`, `info`, `eval`, `predict` and `export`.
 //! Argument structs convert into the library's one [`TrainConfig`]; their defaults are read from
 //! it, so they cannot drift.
 
@@ -9,6 +9,7 @@ use tch_cifar10::{
     config::{CudaGraphs, Freeze, Kernels},
     data::download::{CIFAR10_URL, MD5_ENV, SHA256_ENV, URL_ENV},
     eval::EvalOptions,
+    export::{self, ExportFormat, ExportOptions},
     predict::{self, PredictOptions},
     Checksum, DatasetKind, DeviceSpec, DownloadOptions, ResizeFilter, RunExtras, TrainConfig,
 };
@@ -53,6 +54,9 @@ pub enum Command {
     Eval(EvalArgs),
     /// Classify PNG or JPEG images with a saved model: the top-k classes with softmax probabilities.
     Predict(PredictArgs),
+    /// Write a saved model as TorchScript or ONNX for deployment (input: float32 [batch, 3, 32,
+    /// 32] normalised as in training; output: logits [batch, classes]; any batch size).
+    Export(ExportArgs),
 }
 
 /// `train`'s flags; defaults are the reference program's.
@@ -344,6 +348,50 @@ impl From<&PredictArgs> for PredictOptions {
     }
 }
 
+/// `export`'s flags.
+#[derive(Debug, Args)]
+#[command(after_help = format!(
+    "The exported model takes what PyTorch's Net takes: input `input`, float32 [batch, 3, 32, 32], RGB, \
+     normalised as in training, (x / 255 - 0.5) / 0.5 for bytes x (ToTensor + Normalize(0.5, 0.5)); \
+     it returns `logits`, float32 [batch, classes], before softmax. ONNX: opset {}, the batch \
+     dimension named `{}`, class names in metadata_props[\"classes\"]. TorchScript: a traced \
+     `forward`, without class names.",
+    export::onnx::OPSET,
+    export::onnx::BATCH,
+))]
+pub struct ExportArgs {
+    /// Model file (model.safetensors, or a PyTorch state_dict saved with safetensors), or a run
+    /// directory holding model.safetensors.
+    #[arg(long, value_name = "PATH")]
+    pub checkpoint: PathBuf,
+    /// File format to write.
+    #[arg(long, value_enum)]
+    pub format: ExportFormat,
+    /// File to write (its folder must exist). Written into a temporary folder beside it, then
+    /// moved into place, so a failed export leaves nothing behind.
+    #[arg(long, value_name = "FILE")]
+    pub out: PathBuf,
+    /// Replace the file at --out if there is one (without it, an existing file is an error).
+    #[arg(long)]
+    pub force: bool,
+    /// Class names, comma-separated, in label order, for the ONNX metadata [default: the model
+    /// file's; for a file without names and 10 outputs, CIFAR-10's airplane,automobile,...,truck].
+    #[arg(long, value_delimiter = ',', value_name = "NAMES")]
+    pub classes: Option<Vec<String>>,
+}
+
+impl From<&ExportArgs> for ExportOptions {
+    fn from(a: &ExportArgs) -> ExportOptions {
+        ExportOptions {
+            checkpoint: a.checkpoint.clone(),
+            format: a.format,
+            out: a.out.clone(),
+            force: a.force,
+            classes: a.classes.clone(),
+        }
+    }
+}
+
 /// `info`'s flags.
 #[derive(Debug, Args)]
 pub struct InfoArgs {
@@ -434,6 +482,17 @@ mod tests {
         let cli = Cli::try_parse_from(["tch-cifar10", "eval", "--checkpoint", "m", "--classes", "a,b,c"]).unwrap();
         let Command::Eval(args) = cli.command else { panic!("expected eval") };
         assert_eq!(args.classes.unwrap(), ["a", "b", "c"]);
+    }
+
+    #[test]
+    fn export_needs_a_known_format_and_an_out_file() {
+        let ok = ["tch-cifar10", "export", "--checkpoint", "r", "--format", "onnx", "--out", "m.onnx"];
+        let Command::Export(args) = Cli::try_parse_from(ok).unwrap().command else { panic!("expected export") };
+        let opts = ExportOptions::from(&args);
+        assert_eq!((opts.format, opts.force, opts.out), (ExportFormat::Onnx, false, PathBuf::from("m.onnx")));
+        let err = Cli::try_parse_from(["tch-cifar10", "export", "--checkpoint", "r", "--format", "tflite", "--out", "m"]).unwrap_err();
+        assert!(err.to_string().contains("[possible values: torchscript, onnx]"), "{err}");
+        assert!(Cli::try_parse_from(["tch-cifar10", "export", "--checkpoint", "r", "--format", "onnx"]).is_err());
     }
 
     #[test]

@@ -12,7 +12,8 @@
 //!   normalisation), [`safe_fs`] (bounded reads of regular files);
 //! * results: [`report`] (reporters, progress, metrics files, per-step losses, charts);
 //! * saved models: [`checkpoint`] (model file, training state), [`eval`] and [`predict`] (the
-//!   subcommands), [`softmax`] (the classifier head's mathematics);
+//!   subcommands), [`export`] (TorchScript, ONNX), [`softmax`] (the classifier head's
+//!   mathematics);
 //! * the machine: [`device`], [`cuda`] (loads libtorch's CUDA library where a driver is
 //!   present), [`cuda_graph`] (the CUDA shim: graphs, streams, cuDNN switches), [`info`]; [`error`].
 
@@ -24,6 +25,7 @@ pub mod data;
 pub mod device;
 pub mod error;
 pub mod eval;
+pub mod export;
 pub mod info;
 pub mod model;
 pub mod predict;

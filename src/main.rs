@@ -149,6 +149,10 @@ fn run(command: Command, quiet: bool) -> anyhow::Result<()> {
                 predictions.iter().for_each(|p| print!("{p}"));
             }
         }
+        Command::Export(args) => {
+            let exported = tch_cifar10::export::run_export(&(&args).into()).context("export failed")?;
+            println!("{}", exported.out.display());
+        }
         Command::Info(args) => {
             let info = info::info();
             if args.json {
