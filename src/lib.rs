@@ -106,7 +106,7 @@ pub fn resume_train(
 ) -> Result<TrainRun> {
     let run_dir = RunDir::open(dir)?;
     let config_path = run_dir.file(CONFIG_FILE);
-    let text = std::fs::read_to_string(&config_path).map_err(Error::io(&config_path))?;
+    let text = safe_fs::read_text(&config_path, safe_fs::MAX_TEXT_FILE_BYTES)?;
     let mut cfg: TrainConfig = serde_json::from_str(&text).map_err(|e| Error::BadCheckpoint {
         path: config_path.clone(),
         reason: format!("not a tch-cifar10 run configuration ({e})"),
