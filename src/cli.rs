@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 use clap::{ArgAction, Args, Parser, Subcommand};
 use tch_cifar10::{
     config::{CudaGraphs, Freeze, Kernels},
-    data::download::{CIFAR10_URL, MD5_ENV, SHA256_ENV, URL_ENV},
+    data::download::{CIFAR10_URL, DEFAULT_MAX_DOWNLOAD_BYTES, MAX_BYTES_ENV, MD5_ENV, SHA256_ENV, URL_ENV},
     eval::EvalOptions,
     export::{self, ExportFormat, ExportOptions},
     predict::{self, PredictOptions},
@@ -229,6 +229,12 @@ pub struct SourceArgs {
     /// Expected MD5 of the archive, hex.
     #[arg(long, env = MD5_ENV, value_parser = |s: &str| Checksum::md5(s))]
     pub md5: Option<Checksum>,
+    /// Most bytes to download for an archive given by --sha256/--md5 (a larger announced size is
+    /// refused up front; the download stops once more arrive). With the official checksum the
+    /// official archive's size, 170052171 bytes, is the bound instead.
+    #[arg(long, env = MAX_BYTES_ENV, value_name = "BYTES", default_value_t = DEFAULT_MAX_DOWNLOAD_BYTES,
+          value_parser = clap::value_parser!(u64).range(1..))]
+    pub max_download_bytes: u64,
 }
 
 impl SourceArgs {
@@ -238,6 +244,7 @@ impl SourceArgs {
             url: self.url.clone(),
             progress: !quiet,
             checksum: self.sha256.clone().or_else(|| self.md5.clone()).unwrap_or_else(Checksum::official),
+            max_bytes: self.max_download_bytes,
             ..DownloadOptions::new(data_dir)
         }
     }
@@ -440,6 +447,11 @@ mod tests {
         let opts = args.source.options(&args.data_dir, true);
         assert!(!opts.progress);
         assert_eq!((opts.url.as_str(), opts.checksum), ("http://m/x.tgz", Checksum::Sha256(sha.clone())));
+        assert_eq!(opts.max_bytes, DEFAULT_MAX_DOWNLOAD_BYTES);
+        let cli = Cli::try_parse_from(["tch-cifar10", "train", "--download", "--max-download-bytes", "5000"]).unwrap();
+        let Command::Train(args) = cli.command else { panic!("expected train") };
+        assert_eq!(args.extras(true).unwrap().download.unwrap().max_bytes, 5000);
+        assert!(Cli::try_parse_from(["tch-cifar10", "download", "--max-download-bytes", "0"]).is_err());
 
         let err = Cli::try_parse_from(["tch-cifar10", "download", "--md5", "xyz"]).unwrap_err().to_string();
         assert!(err.contains("32 hex digits"), "{err}");

@@ -1,5 +1,9 @@
 //! The library's one error type. Every variant a user can cause names the file, flag or value
 //! at fault and says what was expected; the binary adds context with `anyhow` at its edge.
+//!
+//! Each variant's message is whole: it includes its cause (the I/O error, libtorch's message)
+//! and reports no separate [`std::error::Error::source`], so printing the chain (`{:#}` in
+//! `anyhow`) says every cause once.
 
 use std::path::PathBuf;
 
@@ -36,9 +40,10 @@ pub enum Error {
     #[error("{} exists but is not a complete copy ({reason}); move it away or delete it, then run again (nothing was downloaded)", path.display())]
     IncompleteData { path: PathBuf, reason: String },
 
-    /// An I/O error on a named file.
-    #[error("{}: {source}", path.display())]
-    Io { path: PathBuf, #[source] source: std::io::Error },
+    /// An I/O error on a named file. The cause is part of the message, not a separate source
+    /// (see the module documentation).
+    #[error("{}: {cause}", path.display())]
+    Io { path: PathBuf, cause: std::io::Error },
 
     /// Another process holds the run folder's lock.
     #[error("{} is in use by {}: wait for that run to end, or pick another --out", path.display(), match pid {
@@ -97,9 +102,15 @@ pub enum Error {
     #[error("CUDA shim: {call}: {reason}")]
     CudaShim { call: &'static str, reason: String },
 
-    /// An error reported by libtorch.
+    /// An error reported by libtorch (its message is part of this one, not a separate source).
     #[error("libtorch: {0}")]
-    Torch(#[from] tch::TchError),
+    Torch(tch::TchError),
+}
+
+impl From<tch::TchError> for Error {
+    fn from(e: tch::TchError) -> Error {
+        Error::Torch(e)
+    }
 }
 
 /// The library's result type.
@@ -109,6 +120,34 @@ impl Error {
     /// An [`Error::Io`] for `path`.
     pub(crate) fn io(path: impl Into<PathBuf>) -> impl FnOnce(std::io::Error) -> Error {
         let path = path.into();
-        move |source| Error::Io { path, source }
+        move |cause| Error::Io { path, cause }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// What `anyhow`'s `{:#}` prints: the message, then each source's.
+    fn chain(e: &(dyn std::error::Error + 'static)) -> String {
+        let mut out = e.to_string();
+        let mut next = e.source();
+        while let Some(s) = next {
+            out += &format!(": {s}");
+            next = s.source();
+        }
+        out
+    }
+
+    #[test]
+    fn causes_are_said_once() {
+        let cause = std::io::Error::from_raw_os_error(21);
+        let e = Error::io("/some/dir")(cause);
+        let text = chain(&e);
+        assert_eq!(text.matches("os error 21").count(), 1, "{text}");
+        assert!(text.starts_with("/some/dir: "), "{text}");
+        let e = Error::from(tch::TchError::Shape("bad shape".into()));
+        let text = chain(&e);
+        assert_eq!(text, "libtorch: invalid shape: bad shape");
     }
 }

@@ -13,6 +13,7 @@ use crate::{
     data,
     device::{device_name, DeviceSpec},
     error::{Error, Result},
+    report::escape_control,
     train::evaluate::{evaluate_with_confusion, ConfusionMatrix},
 };
 
@@ -127,13 +128,17 @@ pub fn run_eval(opts: &EvalOptions) -> Result<EvalReport> {
 
 impl fmt::Display for EvalReport {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        writeln!(f, "Model: {} ({} classes, on {})", self.checkpoint.display(), self.classes.len(), self.device)?;
+        // Class names and paths come from files: printed with their control characters escaped.
+        let path = self.checkpoint.display().to_string();
+        writeln!(f, "Model: {} ({} classes, on {})", escape_control(&path), self.classes.len(), self.device)?;
         // The reference program's closing lines.
         writeln!(f, "Accuracy of the network on the {} test images: {:.2} %", self.images, 100.0 * self.accuracy)?;
         writeln!(f, "Test loss: {:.4}", self.loss)?;
-        let name_w = self.classes.iter().map(|c| c.chars().count()).max().unwrap_or(0).max(5);
+        let names: Vec<_> = self.classes.iter().map(|c| escape_control(c)).collect();
+        let name_w = names.iter().map(|c| c.chars().count()).max().unwrap_or(0).max(5);
         for c in &self.per_class {
-            writeln!(f, "Accuracy for class: {:name_w$} is {:5.1} %  ({} images)", c.class, 100.0 * c.accuracy, c.images)?;
+            let class = escape_control(&c.class);
+            writeln!(f, "Accuracy for class: {class:name_w$} is {:5.1} %  ({} images)", 100.0 * c.accuracy, c.images)?;
         }
         writeln!(f)?;
         writeln!(f, "Confusion matrix (rows: true class, columns: predicted class by number):")?;
@@ -149,7 +154,7 @@ impl fmt::Display for EvalReport {
         writeln!(f)?;
         writeln!(f, "{}-+{}", "-".repeat(label_w), "-".repeat(cell_w * k))?;
         for (i, row) in self.confusion.rows().iter().enumerate() {
-            write!(f, "{i:>idx_w$} {:name_w$} |", self.classes[i])?;
+            write!(f, "{i:>idx_w$} {:name_w$} |", names[i])?;
             for n in row {
                 write!(f, "{n:>cell_w$}")?;
             }

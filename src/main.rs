@@ -43,11 +43,11 @@ fn main() -> ExitCode {
     match run(cli.command, cli.quiet > 0) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) if matches!(e.downcast_ref::<Error>(), Some(Error::Interrupted { .. })) => {
-            eprintln!("{e}");
+            eprintln!("{}", report::escape::escape_control_lines(&e.to_string()));
             ExitCode::from(130)
         }
         Err(e) => {
-            eprintln!("error: {e:#}");
+            eprintln!("error: {}", report::escape::escape_control_lines(&format!("{e:#}"))); // names from files
             ExitCode::FAILURE
         }
     }

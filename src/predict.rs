@@ -23,6 +23,7 @@ use crate::{
     },
     device::DeviceSpec,
     error::{Error, Result},
+    report::escape_control,
     softmax::softmax,
 };
 
@@ -70,10 +71,12 @@ pub struct Prediction {
 
 impl fmt::Display for Prediction {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        writeln!(f, "{}", self.path.display())?;
-        let w = self.top.iter().map(|c| c.class.chars().count()).max().unwrap_or(0);
-        for c in &self.top {
-            writeln!(f, "  {:w$}  {:6.2} %", c.class, 100.0 * c.probability)?;
+        // The file name and the class names come from files: their control characters escaped.
+        writeln!(f, "{}", escape_control(&self.path.display().to_string()))?;
+        let names: Vec<_> = self.top.iter().map(|c| escape_control(&c.class)).collect();
+        let w = names.iter().map(|c| c.chars().count()).max().unwrap_or(0);
+        for (name, c) in names.iter().zip(&self.top) {
+            writeln!(f, "  {name:w$}  {:6.2} %", 100.0 * c.probability)?;
         }
         Ok(())
     }

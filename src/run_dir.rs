@@ -50,8 +50,8 @@ impl RunDir {
         let path = path.into();
         match std::fs::metadata(&path) {
             Ok(m) if m.is_dir() => Ok(RunDir { path }),
-            Ok(_) => Err(Error::Io { path, source: std::io::Error::other("not a directory") }),
-            Err(e) => Err(Error::Io { path, source: e }),
+            Ok(_) => Err(Error::Io { path, cause: std::io::Error::other("not a directory") }),
+            Err(e) => Err(Error::Io { path, cause: e }),
         }
     }
 
@@ -142,14 +142,14 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
     let name = path.file_name().map_or_else(|| "file".into(), |n| n.to_string_lossy().into_owned());
     let tmp = path.with_file_name(format!(".{name}.tmp-{}", std::process::id()));
     let result = (|| {
-        let mut f = std::fs::File::create(&tmp)?;
+        let mut f = crate::safe_fs::create_file_io(&tmp)?; // never through a link left there
         f.write_all(bytes)?;
         f.sync_all()?;
         std::fs::rename(&tmp, path)
     })();
     result.map_err(|e| {
         let _ = std::fs::remove_file(&tmp);
-        Error::Io { path: path.to_path_buf(), source: e }
+        Error::Io { path: path.to_path_buf(), cause: e }
     })
 }
 

@@ -5,7 +5,12 @@
 
 mod common;
 
-use std::{fs, path::Path, time::Duration};
+use std::{
+    fs,
+    io::{Read, Write},
+    path::Path,
+    time::Duration,
+};
 
 use common::http::{cifar_archive, md5_hex, sha256_hex, Plan, Server};
 use tch_cifar10::{
@@ -270,4 +275,234 @@ fn the_download_command_and_train_download() {
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
     assert!(String::from_utf8_lossy(&o.stdout).contains("Accuracy of the network on the 20 test images"));
     assert_eq!(server.requests(), 3);
+}
+
+/// Serves `archive` (with its own SHA-256) to a fresh data folder; returns the error and the
+/// folder, after checking that the folder holds nothing afterwards.
+fn refused(archive: Vec<u8>) -> (String, tempfile::TempDir) {
+    let server = Server::start(archive.clone(), vec![], Plan::Serve);
+    let data = tempfile::tempdir().unwrap();
+    let err = download::ensure(&options(data.path(), &server.url, &archive)).unwrap_err();
+    let msg = err.to_string();
+    assert!(matches!(err, Error::BadArchive { .. }), "{msg}");
+    assert!(listing(data.path()).is_empty(), "no target, temporary folder or .part: {:?}", listing(data.path()));
+    (msg, data)
+}
+
+/// A member header of `kind`, for `tar::Builder::append_data`.
+fn header(kind: tar::EntryType, size: u64) -> tar::Header {
+    let mut h = tar::Header::new_gnu();
+    h.set_entry_type(kind);
+    h.set_size(size);
+    h.set_mode(0o644);
+    h.set_cksum();
+    h
+}
+
+#[test]
+fn an_archive_may_only_create_regular_files_and_folders() {
+    use tar::EntryType;
+    let src = common::synthetic_cifar(60, 20, 3);
+    let elsewhere = tempfile::tempdir().unwrap();
+    let passwd = elsewhere.path().join("passwd");
+    fs::write(&passwd, "root:x:0:0\nalice:x:1000:1000\n").unwrap();
+
+    // A link in place of batches.meta.txt (the case: /etc/passwd became the classes).
+    let archive = common::http::cifar_archive_with(src.path(), &["batches.meta.txt"], |tar| {
+        let mut h = header(EntryType::Symlink, 0);
+        tar.append_link(&mut h, "cifar-10-batches-bin/batches.meta.txt", &passwd).unwrap();
+    });
+    let (msg, _data) = refused(archive);
+    let want = format!("member \"cifar-10-batches-bin/batches.meta.txt\" is a symbolic link to {:?}", passwd);
+    assert!(msg.contains(&want) && msg.contains("only create regular files and folders"), "{msg}");
+
+    // The folder itself a link to another folder: refused at once, nothing written there.
+    let archive = common::http::cifar_archive_with(src.path(), &[], |tar| {
+        let mut h = header(EntryType::Symlink, 0);
+        tar.append_link(&mut h, "cifar-10-batches-bin", elsewhere.path()).unwrap();
+    });
+    let (msg, _data) = refused(archive);
+    assert!(msg.contains("member \"cifar-10-batches-bin\" is a symbolic link to"), "{msg}");
+    assert_eq!(fs::read_dir(elsewhere.path()).unwrap().count(), 1, "only passwd");
+
+    // A hard link (refused before, with no reason given).
+    let archive = common::http::cifar_archive_with(src.path(), &["data_batch_5.bin"], |tar| {
+        let mut h = header(EntryType::Link, 0);
+        tar.append_link(&mut h, "cifar-10-batches-bin/data_batch_5.bin", "cifar-10-batches-bin/data_batch_1.bin").unwrap();
+    });
+    let (msg, _data) = refused(archive);
+    assert!(msg.contains("\"cifar-10-batches-bin/data_batch_5.bin\" is a hard link to \"cifar-10-batches-bin/data_batch_1.bin\""), "{msg}");
+
+    // Devices and a FIFO.
+    for (kind, word) in [
+        (EntryType::Char, "a character device"),
+        (EntryType::Block, "a block device"),
+        (EntryType::Fifo, "a FIFO"),
+    ] {
+        let archive = common::http::cifar_archive_with(src.path(), &["test_batch.bin"], |tar| {
+            let mut h = header(kind, 0);
+            h.set_device_major(1).unwrap();
+            h.set_device_minor(5).unwrap(); // /dev/zero's numbers
+            h.set_cksum();
+            tar.append_data(&mut h, "cifar-10-batches-bin/test_batch.bin", std::io::empty()).unwrap();
+        });
+        let (msg, _data) = refused(archive);
+        assert!(msg.contains(&format!("member \"cifar-10-batches-bin/test_batch.bin\" is {word}")), "{msg}");
+    }
+
+    // A regular file where the folder should be.
+    let archive = common::http::cifar_archive_with(src.path(), &[], |tar| {
+        tar.append_data(&mut header(EntryType::Regular, 3), "cifar-10-batches-bin", &b"abc"[..]).unwrap();
+    });
+    let (msg, _data) = refused(archive);
+    assert!(msg.contains("member \"cifar-10-batches-bin\" is a regular file, expected a folder"), "{msg}");
+}
+
+#[test]
+fn a_member_larger_than_it_may_be_is_refused_while_unpacking() {
+    let src = common::synthetic_cifar(60, 20, 3);
+    // A zero-filled batches.meta.txt one byte past the bound on a text file (16 MiB): 16 KB
+    // compressed.
+    let limit = tch_cifar10::safe_fs::MAX_TEXT_FILE_BYTES;
+    let archive = common::http::cifar_archive_with(src.path(), &["batches.meta.txt"], |tar| {
+        let mut h = header(tar::EntryType::Regular, limit + 1);
+        tar.append_data(&mut h, "cifar-10-batches-bin/batches.meta.txt", std::io::repeat(0).take(limit + 1)).unwrap();
+    });
+    assert!(archive.len() < 1 << 20, "{}", archive.len());
+    let (msg, _data) = refused(archive);
+    let want = format!("member \"cifar-10-batches-bin/batches.meta.txt\" declares {} bytes, more than the {limit} bytes", limit + 1);
+    assert!(msg.contains(&want), "{msg}");
+
+    // A batch that declares 2.1 GB (the case) in an archive of a few KB, and a GNU
+    // sparse batch of 2.1 GB holding one 512-byte block: refused before anything is written.
+    let huge: u64 = 2_100_000_000;
+    let truncated = common::http::cifar_archive_with(src.path(), &["data_batch_1.bin"], |tar| {
+        let mut h = header(tar::EntryType::Regular, huge);
+        h.set_path("cifar-10-batches-bin/data_batch_1.bin").unwrap();
+        h.set_cksum();
+        tar.get_mut().write_all(h.as_bytes()).unwrap(); // the header, and no data at all
+    });
+    let sparse = common::http::cifar_archive_with(src.path(), &["data_batch_1.bin"], |tar| {
+        let mut h = header(tar::EntryType::GNUSparse, 512);
+        h.set_path("cifar-10-batches-bin/data_batch_1.bin").unwrap();
+        let gnu = h.as_gnu_mut().unwrap();
+        gnu.set_real_size(huge);
+        gnu.sparse[0].set_offset(huge - 512);
+        gnu.sparse[0].set_length(512);
+        h.set_cksum();
+        tar.get_mut().write_all(h.as_bytes()).unwrap();
+        tar.get_mut().write_all(&[1u8; 512]).unwrap();
+    });
+    for archive in [truncated, sparse] {
+        let t0 = std::time::Instant::now();
+        let (msg, _data) = refused(archive);
+        assert!(msg.contains(&format!("\"cifar-10-batches-bin/data_batch_1.bin\" declares {huge} bytes")), "{msg}");
+        assert!(t0.elapsed() < Duration::from_secs(5), "{:?}", t0.elapsed());
+    }
+}
+
+#[test]
+fn a_part_file_that_is_a_link_is_never_followed() {
+    let (_src, archive) = dataset_and_archive(&[]);
+    let server = Server::start(archive.clone(), vec![], Plan::Serve);
+    let data = tempfile::tempdir().unwrap();
+    let elsewhere = tempfile::tempdir().unwrap();
+    let outside = elsewhere.path().join("precious.txt");
+    fs::write(&outside, "do not append to me").unwrap();
+    let part = data.path().join(format!("{}.part", download::ARCHIVE_NAME));
+    std::os::unix::fs::symlink(&outside, &part).unwrap();
+
+    let err = download::ensure(&options(data.path(), &server.url, &archive)).unwrap_err();
+    let msg = err.to_string();
+    assert!(msg.contains(&part.display().to_string()) && msg.contains("a symbolic link"), "{msg}");
+    assert_eq!(fs::read_to_string(&outside).unwrap(), "do not append to me");
+    assert!(fs::symlink_metadata(&part).unwrap().file_type().is_symlink(), "the link is left for the user");
+    assert_eq!(server.requests(), 0);
+
+    // A folder in its place is refused the same way.
+    fs::remove_file(&part).unwrap();
+    fs::create_dir(&part).unwrap();
+    let msg = download::ensure(&options(data.path(), &server.url, &archive)).unwrap_err().to_string();
+    assert!(msg.contains(".part") && msg.contains("a directory"), "{msg}");
+    assert_eq!(server.requests(), 0);
+}
+
+#[test]
+fn a_target_folder_that_is_a_link_is_left_alone() {
+    let (_src, archive) = dataset_and_archive(&[]);
+    let server = Server::start(archive.clone(), vec![], Plan::Serve);
+    let data = tempfile::tempdir().unwrap();
+    let elsewhere = tempfile::tempdir().unwrap();
+    std::os::unix::fs::symlink(elsewhere.path(), data.path().join(cifar::SUBDIR)).unwrap();
+    let msg = download::ensure(&options(data.path(), &server.url, &archive)).unwrap_err().to_string();
+    assert!(msg.contains("is a symbolic link, not a folder") && msg.contains("move it away"), "{msg}");
+    assert_eq!(server.requests(), 0);
+    assert_eq!(fs::read_dir(elsewhere.path()).unwrap().count(), 0);
+}
+
+#[test]
+fn an_announced_size_past_the_bound_is_refused_before_the_body() {
+    let (_src, archive) = dataset_and_archive(&[]);
+    let data = tempfile::tempdir().unwrap();
+    let part = data.path().join(format!("{}.part", download::ARCHIVE_NAME));
+
+    // The official checksum: 10 TB announced (accepted before), refused at once.
+    let server = Server::start(archive.clone(), vec![], Plan::Announce(10_000_000_000_000));
+    let opts = DownloadOptions { url: server.url.clone(), attempts: 2, progress: false, ..DownloadOptions::new(data.path()) };
+    let err = download::ensure(&opts).unwrap_err();
+    let msg = err.to_string();
+    assert!(matches!(err, Error::Download { .. }), "{msg}");
+    assert!(msg.contains("announces 10000000000000 bytes, more than the official archive's 170052171 bytes"), "{msg}");
+    assert_eq!(server.requests(), 1, "not retried");
+    assert!(listing(data.path()).is_empty());
+
+    // The same on resuming a kept .part (206 with Content-Range): the .part cannot verify, so
+    // it goes too.
+    fs::write(&part, &archive[..100]).unwrap();
+    let msg = download::ensure(&opts).unwrap_err().to_string();
+    assert!(msg.contains("announces 10000000000000 bytes"), "{msg}");
+    assert_eq!(server.ranges()[1], Some("bytes=100-".to_string()));
+    assert!(listing(data.path()).is_empty());
+
+    // A mirror's archive: --max-download-bytes. One byte short of the archive is refused...
+    let honest = Server::start(archive.clone(), vec![], Plan::Serve);
+    let n = archive.len() as u64;
+    let opts = DownloadOptions { max_bytes: n - 1, ..options(data.path(), &honest.url, &archive) };
+    let msg = download::ensure(&opts).unwrap_err().to_string();
+    assert!(msg.contains(&format!("announces {n} bytes, more than the --max-download-bytes bound of {} bytes", n - 1)), "{msg}");
+    // ...and exactly its size is enough.
+    download::ensure(&DownloadOptions { max_bytes: n, ..opts }).unwrap();
+}
+
+#[test]
+fn an_endless_body_stops_at_the_bound() {
+    let (_src, archive) = dataset_and_archive(&[]);
+    let server = Server::start(vec![], vec![], Plan::Endless);
+    let data = tempfile::tempdir().unwrap();
+    let opts = DownloadOptions { max_bytes: 1 << 20, ..options(data.path(), &server.url, &archive) };
+    let t0 = std::time::Instant::now();
+    let err = download::ensure(&opts).unwrap_err();
+    let msg = err.to_string();
+    assert!(matches!(err, Error::Download { .. }), "{msg}");
+    assert!(msg.contains("more than the --max-download-bytes bound of 1048576 bytes arrived: stopped there"), "{msg}");
+    assert!(t0.elapsed() < Duration::from_secs(10), "{:?}", t0.elapsed());
+    assert_eq!(server.requests(), 1, "not retried");
+    assert!(listing(data.path()).is_empty(), "the partial file is removed: {:?}", listing(data.path()));
+}
+
+#[test]
+fn a_data_dir_that_is_a_file_is_named_once() {
+    use std::process::Command;
+    let data = tempfile::tempdir().unwrap();
+    let file = data.path().join("x");
+    fs::write(&file, "a file").unwrap();
+    let o = Command::new(env!("CARGO_BIN_EXE_tch-cifar10"))
+        .args(["download", "--data-dir", file.to_str().unwrap(), "--url", "http://127.0.0.1:9/none"])
+        .output()
+        .unwrap();
+    assert_eq!(o.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&o.stderr);
+    let want = format!("error: download failed: invalid data-dir = {}: it is a file, expected a folder\n", file.display());
+    assert!(err.ends_with(&want), "{err}");
+    assert_eq!(fs::read_to_string(&file).unwrap(), "a file");
 }

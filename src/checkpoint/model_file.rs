@@ -184,7 +184,7 @@ pub fn load_model_with_classes(path: &Path, device: Device, classes: Option<&[St
 /// first problem found: not safetensors or truncated, missing or unexpected tensors, a wrong
 /// dtype or shape, or bad `classes` metadata.
 pub fn read_model_file(path: &Path) -> Result<ModelFile> {
-    let bytes = std::fs::read(path).map_err(Error::io(path))?;
+    let bytes = crate::safe_fs::read_regular(path, crate::safe_fs::MAX_MODEL_FILE_BYTES)?;
     let bad = |reason: String| Error::BadModelFile { path: path.to_path_buf(), reason };
     let st = SafeTensors::deserialize(&bytes).map_err(|e| bad(format!("not a safetensors file, or truncated ({e})")))?;
     let (_, header) = SafeTensors::read_metadata(&bytes).map_err(|e| bad(format!("not a safetensors file ({e})")))?;

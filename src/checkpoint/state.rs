@@ -93,7 +93,7 @@ fn bad(path: &Path, reason: String) -> Error {
 /// [`Error::Io`] when it cannot be read; [`Error::BadCheckpoint`] naming the file and the
 /// problem when it is not a safetensors file, lacks the state, or does not fit the model.
 pub fn load(path: &Path, expected: &[(&str, Vec<i64>)]) -> Result<Checkpoint> {
-    let bytes = std::fs::read(path).map_err(Error::io(path))?;
+    let bytes = crate::safe_fs::read_regular(path, crate::safe_fs::MAX_CHECKPOINT_BYTES)?;
     let st = safetensors::SafeTensors::deserialize(&bytes)
         .map_err(|e| bad(path, format!("not a readable safetensors file ({e})")))?;
     let (_, meta) = safetensors::SafeTensors::read_metadata(&bytes)

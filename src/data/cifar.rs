@@ -13,7 +13,10 @@ use std::{
 use tch::{Kind, Tensor};
 
 use super::{Dataset, CHANNELS, IMAGE_SIDE};
-use crate::error::{Error, Result};
+use crate::{
+    error::{Error, Result},
+    safe_fs,
+};
 
 /// Bytes of one image (3 x 32 x 32).
 pub const IMAGE_BYTES: usize = (CHANNELS * IMAGE_SIDE * IMAGE_SIDE) as usize;
@@ -68,7 +71,7 @@ pub fn load_test(dir: &Path) -> Result<Dataset> {
 
 /// Class names from `batches.meta.txt`, blank lines ignored.
 fn read_classes(path: &Path) -> Result<Vec<String>> {
-    let text = std::fs::read_to_string(path).map_err(Error::io(path))?;
+    let text = safe_fs::read_text(path, safe_fs::MAX_TEXT_FILE_BYTES)?;
     let classes: Vec<String> = text.lines().map(str::trim).filter(|l| !l.is_empty()).map(String::from).collect();
     if !(2..=256).contains(&classes.len()) {
         return Err(Error::BadDataFile {
@@ -82,10 +85,10 @@ fn read_classes(path: &Path) -> Result<Vec<String>> {
 
 /// Reads and concatenates record files into one split, checking every record's label.
 fn read_split(paths: &[PathBuf], classes: &[String]) -> Result<Dataset> {
-    let sizes = paths
+    let (files, sizes): (Vec<_>, Vec<_>) = paths
         .iter()
         .map(|p| {
-            let len = std::fs::metadata(p).map_err(Error::io(p))?.len();
+            let (file, len) = safe_fs::open_regular(p, safe_fs::MAX_CIFAR_BATCH_BYTES)?;
             if len == 0 || len % RECORD_BYTES as u64 != 0 {
                 let whole = len / RECORD_BYTES as u64 * RECORD_BYTES as u64;
                 return Err(Error::BadDataFile {
@@ -96,9 +99,11 @@ fn read_split(paths: &[PathBuf], classes: &[String]) -> Result<Dataset> {
                     ),
                 });
             }
-            Ok(len as usize / RECORD_BYTES)
+            Ok((file, len as usize / RECORD_BYTES))
         })
-        .collect::<Result<Vec<_>>>()?;
+        .collect::<Result<Vec<_>>>()?
+        .into_iter()
+        .unzip();
     let n: usize = sizes.iter().sum();
     let side = IMAGE_SIDE;
     // Filled a chunk of records at a time, so peak memory is the split plus two small buffers,
@@ -107,8 +112,7 @@ fn read_split(paths: &[PathBuf], classes: &[String]) -> Result<Dataset> {
     let mut labels = Vec::with_capacity(n);
     let mut buf = vec![0u8; CHUNK_RECORDS * RECORD_BYTES];
     let mut start = 0i64;
-    for (path, &count) in paths.iter().zip(&sizes) {
-        let mut file = std::fs::File::open(path).map_err(Error::io(path))?;
+    for ((path, &count), mut file) in paths.iter().zip(&sizes).zip(files) {
         let mut done = 0;
         while done < count {
             let k = CHUNK_RECORDS.min(count - done);
@@ -119,7 +123,7 @@ fn read_split(paths: &[PathBuf], classes: &[String]) -> Result<Dataset> {
                     offset: (done * RECORD_BYTES) as u64,
                     reason: "file changed size while being read".to_string(),
                 },
-                _ => Error::Io { path: path.clone(), source: e },
+                _ => Error::Io { path: path.clone(), cause: e },
             })?;
             for (j, record) in bytes.chunks_exact(RECORD_BYTES).enumerate() {
                 let (i, label) = (done + j, record[0]);

@@ -7,20 +7,31 @@
 //! A complete dataset already in place means no request at all. Transient failures (connection
 //! errors and cuts, timeouts, HTTP 429 and 5xx) are retried with exponential backoff, resuming
 //! the `.part` file with an HTTP `Range` request; a cut download is kept so the next run resumes it.
+//!
+//! What a server or an archive may do is bounded. The download stops as soon as more than
+//! [`OFFICIAL_ARCHIVE_BYTES`] arrive (or are announced) with the official checksum, or more than
+//! [`DownloadOptions::max_bytes`] with another one. Unpacking creates only regular files and
+//! folders inside the target: a symbolic or hard link, a device or a FIFO in the archive is
+//! refused, naming the member; each file is refused as soon as it unpacks past its expected size
+//! ([`UnpackLimits`]), and so is an archive that unpacks past its bound in all. A file the download
+//! writes (the `.part`, the unpacked files) is never written through a link.
 
 use std::{
-    fs::{self, File, OpenOptions},
+    fs::{self, File},
     io::{self, IsTerminal, Read, Write},
     path::{Path, PathBuf},
     time::Duration,
 };
 
-use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
+use indicatif::ProgressBar;
 use md5::Md5;
 use sha2::{Digest, Sha256};
 
 use super::cifar::{META_FILE, RECORD_BYTES, SUBDIR, TEST_FILE, TRAIN_FILES};
-use crate::error::{Error, Result};
+use crate::{
+    error::{Error, Result},
+    safe_fs::{self, file_type_name},
+};
 
 /// The official archive.
 pub const CIFAR10_URL: &str = "https://www.cs.toronto.edu/~kriz/cifar-10-binary.tar.gz";
@@ -34,8 +45,17 @@ pub const SHA256_ENV: &str = "TCH_CIFAR10_SHA256";
 pub const MD5_ENV: &str = "TCH_CIFAR10_MD5";
 /// File name of the archive in the data folder while it downloads (with `.part` appended).
 pub const ARCHIVE_NAME: &str = "cifar-10-binary.tar.gz";
+/// Environment variable giving [`DownloadOptions::max_bytes`] (`--max-download-bytes` wins).
+pub const MAX_BYTES_ENV: &str = "TCH_CIFAR10_MAX_DOWNLOAD_BYTES";
 /// Records in each file of the official release.
 pub const OFFICIAL_RECORDS_PER_FILE: u64 = 10_000;
+/// Size of the official archive (`cifar-10-binary.tar.gz`, MD5 [`CIFAR10_MD5`]) in bytes.
+pub const OFFICIAL_ARCHIVE_BYTES: u64 = 170_052_171;
+/// Default bound on an archive with another checksum than the official one: 1 GiB.
+pub const DEFAULT_MAX_DOWNLOAD_BYTES: u64 = 1 << 30;
+/// Members of `cifar-10-batches-bin/` unpacked at most (the official archive has 9, the folder
+/// included).
+pub const MAX_ARCHIVE_MEMBERS: usize = 1000;
 
 /// The expected digest of the archive.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -92,10 +112,11 @@ impl Checksum {
         }
     }
 
-    /// The digest of the file at `path`, lowercase hex, with this checksum's algorithm.
+    /// The digest of the file at `path`, lowercase hex, with this checksum's algorithm. `path`
+    /// is a file the download wrote: a symbolic link there is refused, not followed.
     ///
     /// # Errors
-    /// [`Error::Io`] when the file cannot be read.
+    /// [`Error::Io`] when the file cannot be read or is not a regular file.
     pub fn digest_file(&self, path: &Path) -> Result<String> {
         fn hash<D: Digest>(mut file: File, path: &Path) -> Result<String> {
             let mut hasher = D::new();
@@ -109,7 +130,7 @@ impl Checksum {
             }
             Ok(hasher.finalize().iter().map(|b| format!("{b:02x}")).collect())
         }
-        let file = File::open(path).map_err(Error::io(path))?;
+        let (file, _) = safe_fs::open_regular_no_follow(path, u64::MAX)?;
         match self {
             Checksum::Md5(_) => hash::<Md5>(file, path),
             Checksum::Sha256(_) => hash::<Sha256>(file, path),
@@ -135,11 +156,17 @@ pub struct DownloadOptions {
     pub timeout: Duration,
     /// Draw a progress bar on stderr (only ever when stderr is a terminal).
     pub progress: bool,
+    /// Most bytes accepted for an archive with another checksum than the official one: a larger
+    /// announced size is refused before the body is read, and the download stops as soon as
+    /// more arrive. With the official checksum the bound is the official size,
+    /// [`OFFICIAL_ARCHIVE_BYTES`], instead.
+    pub max_bytes: u64,
 }
 
 impl DownloadOptions {
     /// The official archive into `data_dir`: 4 tries, 1 s backoff doubling, 30 s timeouts, a
-    /// progress bar when stderr is a terminal.
+    /// progress bar when stderr is a terminal, [`DEFAULT_MAX_DOWNLOAD_BYTES`] for a mirror's
+    /// archive.
     pub fn new(data_dir: impl Into<PathBuf>) -> DownloadOptions {
         DownloadOptions {
             data_dir: data_dir.into(),
@@ -149,12 +176,32 @@ impl DownloadOptions {
             retry_delay: Duration::from_secs(1),
             timeout: Duration::from_secs(30),
             progress: io::stderr().is_terminal(),
+            max_bytes: DEFAULT_MAX_DOWNLOAD_BYTES,
         }
     }
 
     /// Whether the checksum is the official archive's, so the exact official sizes are expected.
     fn is_official(&self) -> bool {
         self.checksum == Checksum::official()
+    }
+
+    /// The most bytes the archive may have: the official size with the official checksum,
+    /// [`DownloadOptions::max_bytes`] otherwise.
+    pub fn byte_limit(&self) -> u64 {
+        if self.is_official() {
+            OFFICIAL_ARCHIVE_BYTES
+        } else {
+            self.max_bytes
+        }
+    }
+
+    /// The bound in words, for messages.
+    fn limit_words(&self) -> String {
+        if self.is_official() {
+            format!("the official archive's {OFFICIAL_ARCHIVE_BYTES} bytes")
+        } else {
+            format!("the --max-download-bytes bound of {} bytes", self.max_bytes)
+        }
     }
 }
 
@@ -165,13 +212,27 @@ impl DownloadOptions {
 /// checksum (an archive of your own) each must be a positive whole number of records.
 ///
 /// # Errors
-/// [`Error::Download`] (HTTP status, timeout, connection failure after the retries),
-/// [`Error::Checksum`] (expected vs got), [`Error::BadArchive`] (unreadable archive, a missing
-/// member or a wrong size), [`Error::IncompleteData`] (an incomplete `cifar-10-batches-bin/` is
-/// in the way), [`Error::Io`]. On any error the dataset folder is as it was; only a cut
-/// download's `.part` file is kept, for the next run to resume.
+/// [`Error::InvalidConfig`] (`data_dir` is not a folder), [`Error::Download`] (HTTP status,
+/// timeout, connection failure after the retries, an archive larger than
+/// [`DownloadOptions::byte_limit`]), [`Error::Checksum`] (expected vs got),
+/// [`Error::BadArchive`] (unreadable archive, a member that is not a regular file or folder, a
+/// missing member or a wrong size), [`Error::IncompleteData`] (an incomplete
+/// `cifar-10-batches-bin/`, or a link or file of that name, is in the way), [`Error::Io`] (a
+/// `.part` that is not a regular file, among others). On any error the dataset folder is as it
+/// was; only a cut download's `.part` file is kept, for the next run to resume.
 pub fn ensure(opts: &DownloadOptions) -> Result<PathBuf> {
     let official = opts.is_official();
+    match fs::metadata(&opts.data_dir) {
+        Ok(m) if !m.is_dir() => {
+            let kind = if m.is_file() { "a file" } else { file_type_name(&m.file_type()) };
+            return Err(Error::InvalidConfig {
+                field: "data-dir",
+                value: opts.data_dir.display().to_string(),
+                expected: format!("it is {kind}, expected a folder"),
+            });
+        }
+        _ => {}
+    }
     let target = opts.data_dir.join(SUBDIR);
     for dir in [&target, &opts.data_dir] {
         if check_members(dir, official).is_ok() {
@@ -179,17 +240,25 @@ pub fn ensure(opts: &DownloadOptions) -> Result<PathBuf> {
             return Ok(dir.clone());
         }
     }
-    if let Ok(mut entries) = fs::read_dir(&target) {
-        if entries.next().is_some() {
-            let reason = check_members(&target, official).expect_err("checked incomplete above");
+    // What is in the way is looked at, not followed: a link of that name is not ours to fill.
+    match fs::symlink_metadata(&target) {
+        Ok(m) if m.is_dir() => {
+            if fs::read_dir(&target).map_err(Error::io(&target))?.next().is_some() {
+                let reason = check_members(&target, official).expect_err("checked incomplete above");
+                return Err(Error::IncompleteData { path: target, reason });
+            }
+        }
+        Ok(m) => {
+            let reason = format!("it is {}, not a folder", file_type_name(&m.file_type()));
             return Err(Error::IncompleteData { path: target, reason });
         }
-    } else if target.exists() {
-        return Err(Error::IncompleteData { path: target, reason: "it is not a folder".to_string() });
+        Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+        Err(e) => return Err(Error::io(&target)(e)),
     }
     fs::create_dir_all(&opts.data_dir).map_err(Error::io(&opts.data_dir))?;
 
     let part = opts.data_dir.join(format!("{ARCHIVE_NAME}.part"));
+    safe_fs::written_file_len(&part)?; // a link, folder or device there is refused, not followed
     let resumed = fetch(opts, &part)?;
     if let Err(e) = verify(opts, &part) {
         if !resumed {
@@ -200,7 +269,7 @@ pub fn ensure(opts: &DownloadOptions) -> Result<PathBuf> {
         fetch(opts, &part)?;
         verify(opts, &part)?;
     }
-    let installed = install(&part, &opts.data_dir, &target, official);
+    let installed = install(&part, &opts.data_dir, &target, &UnpackLimits::new(official));
     // A verified archive that does not unpack is not fixed by downloading it again.
     fs::remove_file(&part).map_err(Error::io(&part))?;
     installed?;
@@ -248,29 +317,204 @@ fn verify(opts: &DownloadOptions, part: &Path) -> Result<()> {
     })
 }
 
-/// Unpacks `cifar-10-batches-bin/` from the archive into a temporary folder in `data_dir`,
-/// checks it, and renames it to `target`. The temporary folder goes away on any error.
-fn install(archive: &Path, data_dir: &Path, target: &Path, official: bool) -> Result<()> {
-    let bad = |reason: String| Error::BadArchive { path: archive.to_path_buf(), reason };
-    let tmp = tempfile::Builder::new().prefix(".cifar-10-batches-bin.tmp").tempdir_in(data_dir).map_err(Error::io(data_dir))?;
-    let file = File::open(archive).map_err(Error::io(archive))?;
-    let mut tar = tar::Archive::new(flate2::read::GzDecoder::new(io::BufReader::new(file)));
-    let entries = tar.entries().map_err(|e| bad(format!("not a gzip-compressed tar archive: {e}")))?;
-    for entry in entries {
-        let mut entry = entry.map_err(|e| bad(format!("unreadable archive: {e}")))?;
-        let path = entry.path().map_err(|e| bad(format!("bad member name: {e}")))?.into_owned();
-        if path.starts_with(SUBDIR) {
-            // `unpack_in` refuses members that would land outside `tmp`.
-            entry.unpack_in(tmp.path()).map_err(|e| bad(format!("cannot unpack {}: {e}", path.display())))?;
+/// How much unpacking may write: each file of `cifar-10-batches-bin/` is refused as soon as it
+/// unpacks past its bound, and the archive as soon as its uncompressed tar stream (headers,
+/// padding and members outside the folder included) passes `stream`.
+#[derive(Clone, Debug)]
+pub(crate) struct UnpackLimits {
+    /// A batch file (`data_batch_N.bin`, `test_batch.bin`).
+    pub batch: u64,
+    /// Any other file (`batches.meta.txt`, `readme.html`, ...).
+    pub other: u64,
+    /// The whole uncompressed tar stream.
+    pub stream: u64,
+}
+
+impl UnpackLimits {
+    /// With the official checksum, a batch is exactly 10,000 records (30,730,000 bytes); with
+    /// another, at most [`safe_fs::MAX_CIFAR_BATCH_BYTES`] (what the reader accepts). Other
+    /// files: [`safe_fs::MAX_TEXT_FILE_BYTES`]. The stream: six batches and 64 MiB more.
+    pub fn new(official: bool) -> UnpackLimits {
+        let batch = if official { OFFICIAL_RECORDS_PER_FILE * RECORD_BYTES as u64 } else { safe_fs::MAX_CIFAR_BATCH_BYTES };
+        UnpackLimits { batch, other: safe_fs::MAX_TEXT_FILE_BYTES, stream: 6 * batch + (64 << 20) }
+    }
+
+    fn for_member(&self, name: &str) -> u64 {
+        if TRAIN_FILES.contains(&name) || name == TEST_FILE {
+            self.batch
+        } else {
+            self.other
         }
     }
+}
+
+/// Unpacks `cifar-10-batches-bin/` from the archive into a temporary folder in `data_dir`,
+/// checks it, and renames it to `target`. The temporary folder goes away on any error.
+fn install(archive: &Path, data_dir: &Path, target: &Path, limits: &UnpackLimits) -> Result<()> {
+    let official = limits.batch == OFFICIAL_RECORDS_PER_FILE * RECORD_BYTES as u64;
+    let bad = |reason: String| Error::BadArchive { path: archive.to_path_buf(), reason };
+    let tmp = tempfile::Builder::new().prefix(".cifar-10-batches-bin.tmp").tempdir_in(data_dir).map_err(Error::io(data_dir))?;
+    unpack(archive, tmp.path(), limits)?;
     let unpacked = tmp.path().join(SUBDIR);
+    check_tree(&unpacked).map_err(|reason| bad(format!("unpacked {reason}")))?;
     check_members(&unpacked, official).map_err(|reason| bad(format!("archive member {SUBDIR}/{reason}")))?;
-    if target.is_dir() {
+    if fs::symlink_metadata(target).is_ok_and(|m| m.is_dir()) {
         fs::remove_dir(target).map_err(Error::io(target))?; // empty: checked by `ensure`
     }
     fs::rename(&unpacked, target).map_err(Error::io(target))?;
     Ok(())
+}
+
+/// Unpacks the members under `cifar-10-batches-bin/` of the gzip-compressed tar `archive` into
+/// `dir`, creating only folders and regular files, each within its bound (see
+/// [`UnpackLimits`]); other members are read past. A member's name as given in errors comes
+/// from the archive, so it is quoted and escaped (`{:?}`).
+///
+/// # Errors
+/// [`Error::BadArchive`] naming the member: a symbolic or hard link, a device, a FIFO (with its
+/// type), a path leaving the folder, a file past its bound, too many members, an unreadable or
+/// oversized archive; [`Error::Io`] when a file cannot be written.
+pub(crate) fn unpack(archive: &Path, dir: &Path, limits: &UnpackLimits) -> Result<()> {
+    let bad = |reason: String| Error::BadArchive { path: archive.to_path_buf(), reason };
+    let (file, _) = safe_fs::open_regular_no_follow(archive, u64::MAX)?;
+    let stream = Bounded::new(flate2::read::GzDecoder::new(io::BufReader::new(file)), limits.stream);
+    let past_bound = stream.exceeded.clone();
+    let stream_error = |what: &str, e: io::Error| {
+        if past_bound.get() {
+            bad(format!("it unpacks to more than {} bytes, more than a CIFAR-10 archive can (refused while unpacking)", limits.stream))
+        } else {
+            bad(format!("{what}: {e}"))
+        }
+    };
+    let mut tar = tar::Archive::new(stream);
+    let entries = tar.entries().map_err(|e| stream_error("not a gzip-compressed tar archive", e))?;
+    let mut members = 0usize;
+    for entry in entries {
+        let mut entry = entry.map_err(|e| stream_error("unreadable archive", e))?;
+        let name = entry.path().map_err(|e| bad(format!("bad member name: {e}")))?.into_owned();
+        let Some(rel) = member_path(&name).map_err(|why| bad(format!("member {name:?} {why}")))? else { continue };
+        members += 1;
+        if members > MAX_ARCHIVE_MEMBERS {
+            return Err(bad(format!("more than {MAX_ARCHIVE_MEMBERS} members in {SUBDIR}/ (the official archive has 9)")));
+        }
+        let kind = entry.header().entry_type();
+        let dest = dir.join(&rel);
+        match kind {
+            tar::EntryType::Directory => fs::create_dir_all(&dest).map_err(Error::io(&dest))?,
+            tar::EntryType::Regular | tar::EntryType::Continuous | tar::EntryType::GNUSparse if rel == Path::new(SUBDIR) => {
+                return Err(bad(format!("member {name:?} is a regular file, expected a folder")));
+            }
+            tar::EntryType::Regular | tar::EntryType::Continuous | tar::EntryType::GNUSparse => {
+                let limit = limits.for_member(rel.file_name().and_then(|n| n.to_str()).unwrap_or(""));
+                if entry.size() > limit {
+                    return Err(bad(format!(
+                        "member {name:?} declares {} bytes, more than the {limit} bytes such a file may have",
+                        entry.size()
+                    )));
+                }
+                let parent = dest.parent().expect("a member under the folder has a parent");
+                fs::create_dir_all(parent).map_err(Error::io(parent))?;
+                let mut out = safe_fs::create_file(&dest)?;
+                let copied = io::copy(&mut (&mut entry).take(limit + 1), &mut out)
+                    .map_err(|e| stream_error(&format!("cannot unpack {name:?}"), e))?;
+                if copied > limit {
+                    return Err(bad(format!(
+                        "member {name:?} unpacks past the {limit} bytes such a file may have (refused while unpacking)"
+                    )));
+                }
+            }
+            _ => {
+                let to = match entry.link_name() {
+                    Ok(Some(t)) if matches!(kind, tar::EntryType::Symlink | tar::EntryType::Link) => format!(" to {t:?}"),
+                    _ => String::new(),
+                };
+                return Err(bad(format!(
+                    "member {name:?} is {}{to}: an archive may only create regular files and folders in {SUBDIR}/",
+                    member_type_name(kind)
+                )));
+            }
+        }
+    }
+    Ok(())
+}
+
+/// The member `name` relative to the archive's root when it is under `cifar-10-batches-bin/`
+/// (`./` prefixes dropped), `None` when it is elsewhere (read past), and an error for a name
+/// that is absolute or climbs out with `..`.
+fn member_path(name: &Path) -> Result<Option<PathBuf>, &'static str> {
+    use std::path::Component;
+    let mut rel = PathBuf::new();
+    for c in name.components() {
+        match c {
+            Component::Normal(part) => rel.push(part),
+            Component::CurDir => {}
+            Component::ParentDir | Component::RootDir | Component::Prefix(_) => {
+                return Err("leaves the folder it is unpacked in (an absolute path or `..`)")
+            }
+        }
+    }
+    Ok(rel.starts_with(SUBDIR).then_some(rel))
+}
+
+/// The kind of a tar member, in words.
+fn member_type_name(t: tar::EntryType) -> &'static str {
+    use tar::EntryType as T;
+    match t {
+        T::Regular | T::Continuous | T::GNUSparse => "a regular file",
+        T::Directory => "a folder",
+        T::Symlink => "a symbolic link",
+        T::Link => "a hard link",
+        T::Char => "a character device",
+        T::Block => "a block device",
+        T::Fifo => "a FIFO",
+        _ => "a special member (not a file or folder)",
+    }
+}
+
+/// Checks that `dir` and everything in it, looked at without following links, are folders and
+/// regular files. Returns what is wrong, for an error message.
+fn check_tree(dir: &Path) -> Result<(), String> {
+    let meta = fs::symlink_metadata(dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+    if !meta.is_dir() {
+        return Err(format!("{} is {}, expected a folder", dir.display(), file_type_name(&meta.file_type())));
+    }
+    for entry in fs::read_dir(dir).map_err(|e| format!("{}: {e}", dir.display()))? {
+        let entry = entry.map_err(|e| format!("{}: {e}", dir.display()))?;
+        let t = entry.file_type().map_err(|e| format!("{}: {e}", entry.path().display()))?;
+        if t.is_dir() {
+            check_tree(&entry.path())?;
+        } else if !t.is_file() {
+            return Err(format!("{} is {}, expected a regular file", entry.path().display(), file_type_name(&t)));
+        }
+    }
+    Ok(())
+}
+
+/// A reader that fails, setting `exceeded`, once more than `limit` bytes have been read.
+struct Bounded<R> {
+    inner: R,
+    left: u64,
+    exceeded: std::rc::Rc<std::cell::Cell<bool>>,
+}
+
+impl<R> Bounded<R> {
+    fn new(inner: R, limit: u64) -> Bounded<R> {
+        Bounded { inner, left: limit, exceeded: Default::default() }
+    }
+}
+
+impl<R: Read> Read for Bounded<R> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        // One byte past the bound is asked for, so that reaching it exactly is not an error.
+        let want = buf.len().min(usize::try_from(self.left.saturating_add(1)).unwrap_or(usize::MAX));
+        let n = self.inner.read(&mut buf[..want])?;
+        if n as u64 > self.left {
+            self.exceeded.set(true);
+            return Err(io::Error::other("the archive unpacks past its bound"));
+        }
+        self.left -= n as u64;
+        Ok(n)
+    }
 }
 
 /// Why one try failed, and whether another may succeed.
@@ -299,16 +543,8 @@ fn fetch(opts: &DownloadOptions, part: &Path) -> Result<bool> {
         .build();
     let agent = ureq::Agent::new_with_config(config);
     tracing::info!("downloading {} to {}", opts.url, part.display());
-    let bar = if opts.progress && io::stderr().is_terminal() {
-        ProgressBar::with_draw_target(None, ProgressDrawTarget::stderr())
-    } else {
-        ProgressBar::hidden()
-    };
-    bar.set_style(
-        ProgressStyle::with_template("{msg} {wide_bar} {bytes}/{total_bytes} {bytes_per_sec} eta {eta}")
-            .expect("the progress template is valid"),
-    );
-    bar.set_message(ARCHIVE_NAME);
+    // In the process's one bar set, so log lines print above it rather than through it.
+    let bar = crate::report::progress::bytes_bar(None, ARCHIVE_NAME, opts.progress && io::stderr().is_terminal());
     let mut delay = opts.retry_delay;
     let mut resumed = false;
     let attempts = opts.attempts.max(1);
@@ -327,7 +563,7 @@ fn fetch(opts: &DownloadOptions, part: &Path) -> Result<bool> {
             }
             Err(f) => {
                 bar.abandon();
-                let kept = fs::metadata(part).map_or(0, |m| m.len());
+                let kept = fs::symlink_metadata(part).map_or(0, |m| m.len());
                 let mut reason = f.reason;
                 if f.transient {
                     reason += &format!(" (gave up after {attempts} {})", if attempts == 1 { "try" } else { "tries" });
@@ -343,8 +579,24 @@ fn fetch(opts: &DownloadOptions, part: &Path) -> Result<bool> {
 }
 
 /// One request: resumes from the `.part` file's length with `Range` when it is not empty.
+/// Never writes past [`DownloadOptions::byte_limit`]: a larger announced size is refused before
+/// the body is read, and a body that runs past it is cut there and its `.part` removed.
 fn fetch_once(agent: &ureq::Agent, opts: &DownloadOptions, part: &Path, bar: &ProgressBar, resumed: &mut bool) -> Result<(), Failure> {
-    let have = fs::metadata(part).map_or(0, |m| m.len());
+    let permanent = |e: Error| Failure::permanent(e.to_string());
+    let limit = opts.byte_limit();
+    let mut have = safe_fs::written_file_len(part).map_err(permanent)?.unwrap_or(0);
+    if have > limit {
+        // Longer than any archive accepted: it cannot verify, so start again.
+        fs::remove_file(part).map_err(|e| permanent(Error::io(part)(e)))?;
+        have = 0;
+    }
+    let too_big = |size: u64| {
+        let _ = fs::remove_file(part);
+        Failure::permanent(format!(
+            "the server announces {size} bytes, more than {} (nothing was downloaded)",
+            opts.limit_words()
+        ))
+    };
     let mut request = agent.get(&opts.url);
     if have > 0 {
         request = request.header("Range", format!("bytes={have}-"));
@@ -360,10 +612,14 @@ fn fetch_once(agent: &ureq::Agent, opts: &DownloadOptions, part: &Path, bar: &Pr
     })?;
     let status = response.status();
     let (start, total) = match status.as_u16() {
-        200 => (0, response.body().content_length()),
+        200 => match response.body().content_length() {
+            Some(t) if t > limit => return Err(too_big(t)),
+            t => (0, t),
+        },
         206 => {
             let range = response.headers().get("content-range").and_then(|v| v.to_str().ok()).unwrap_or("");
             match parse_content_range(range) {
+                Some((_, Some(total))) if total > limit => return Err(too_big(total)),
                 Some((first, total)) if first == have => (have, total),
                 _ => {
                     // Not the range asked for: start over rather than splice wrong bytes.
@@ -380,14 +636,15 @@ fn fetch_once(agent: &ureq::Agent, opts: &DownloadOptions, part: &Path, bar: &Pr
         429 | 500..=599 => return Err(Failure::transient(format!("HTTP status {status}"))),
         _ => return Err(Failure::permanent(format!("HTTP status {status}"))),
     };
+    // Never through a link at `part` (see `safe_fs`).
     let file = if start == 0 {
-        File::create(part)
+        safe_fs::create_file(part)
     } else {
         *resumed = true;
         bar.suspend(|| tracing::info!("resuming at byte {start}"));
-        OpenOptions::new().append(true).open(part)
+        safe_fs::append_file(part)
     };
-    let mut file = file.map_err(|e| Failure::permanent(format!("cannot write {}: {e}", part.display())))?;
+    let mut file = file.map_err(|e| Failure::permanent(format!("cannot write {e}")))?;
     if let Some(total) = total {
         bar.set_length(total);
     }
@@ -407,6 +664,14 @@ fn fetch_once(agent: &ureq::Agent, opts: &DownloadOptions, part: &Path, bar: &Pr
                 return Err(Failure::transient(format!("{what} after {}: {e}", of_total(got))));
             }
         };
+        if got + n as u64 > limit {
+            drop(file);
+            let _ = fs::remove_file(part);
+            return Err(Failure::permanent(format!(
+                "more than {} arrived: stopped there, and the partial file was removed",
+                opts.limit_words()
+            )));
+        }
         file.write_all(&buf[..n]).map_err(|e| Failure::permanent(format!("cannot write {}: {e}", part.display())))?;
         got += n as u64;
         bar.set_position(got);
@@ -448,6 +713,100 @@ mod tests {
             Checksum::Sha256(String::new()).digest_file(&path).unwrap(),
             "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"
         );
+    }
+
+    /// A `.tar.gz` in `dir` of `members` (name, declared size, data), as headers of `kind`.
+    fn archive(dir: &Path, members: &[(&str, tar::EntryType, u64, &[u8])]) -> PathBuf {
+        let mut tar = tar::Builder::new(flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast()));
+        for &(name, kind, size, data) in members {
+            let mut h = tar::Header::new_gnu();
+            h.set_entry_type(kind);
+            h.set_size(size);
+            h.set_mode(0o644);
+            h.set_path(name).unwrap();
+            h.set_cksum();
+            // The raw header and the data given (which may be shorter than declared).
+            tar.get_mut().write_all(h.as_bytes()).unwrap();
+            tar.get_mut().write_all(data).unwrap();
+            tar.get_mut().write_all(&vec![0; (512 - data.len() % 512) % 512]).unwrap();
+        }
+        let bytes = tar.into_inner().unwrap().finish().unwrap();
+        let path = dir.join("a.tar.gz");
+        fs::write(&path, bytes).unwrap();
+        path
+    }
+
+    #[test]
+    fn a_member_declaring_more_than_its_bound_is_refused_before_a_byte_is_written() {
+        use tar::EntryType::{Directory, Regular};
+        let dir = tempfile::tempdir().unwrap();
+        let out = dir.path().join("out");
+        fs::create_dir(&out).unwrap();
+        // The official bound is exact: 10,000 records. The archive declares 2.1 GB but holds 1 KB.
+        let official = OFFICIAL_RECORDS_PER_FILE * RECORD_BYTES as u64;
+        for (size, data_len) in [(official + 1, 1024), (2_100_000_000, 1024)] {
+            let a = archive(dir.path(), &[
+                ("cifar-10-batches-bin/", Directory, 0, b""),
+                ("cifar-10-batches-bin/data_batch_1.bin", Regular, size, &vec![0u8; data_len]),
+            ]);
+            let msg = unpack(&a, &out, &UnpackLimits::new(true)).unwrap_err().to_string();
+            let want = format!("member \"cifar-10-batches-bin/data_batch_1.bin\" declares {size} bytes, more than the 30730000 bytes");
+            assert!(msg.contains(&want), "{msg}");
+            assert!(!out.join("cifar-10-batches-bin/data_batch_1.bin").exists());
+        }
+        // A file of exactly the bound is fine.
+        let small = UnpackLimits { batch: 3073, other: 10, stream: 1 << 20 };
+        let a = archive(dir.path(), &[("cifar-10-batches-bin/test_batch.bin", Regular, 3073, &[1u8; 3073])]);
+        unpack(&a, &out, &small).unwrap();
+        assert_eq!(fs::read(out.join("cifar-10-batches-bin/test_batch.bin")).unwrap().len(), 3073);
+        let a = archive(dir.path(), &[("cifar-10-batches-bin/readme.html", Regular, 11, b"hello world")]);
+        let msg = unpack(&a, &out, &small).unwrap_err().to_string();
+        assert!(msg.contains("declares 11 bytes, more than the 10 bytes"), "{msg}");
+    }
+
+    #[test]
+    fn an_archive_unpacking_past_its_bound_is_refused_while_unpacking() {
+        use tar::EntryType::Regular;
+        let dir = tempfile::tempdir().unwrap();
+        let out = dir.path().join("out");
+        fs::create_dir(&out).unwrap();
+        // Members outside the folder are read past, not written, but still count.
+        let junk = vec![0u8; 100_000];
+        let a = archive(dir.path(), &[("junk/a", Regular, 100_000, &junk), ("junk/b", Regular, 100_000, &junk)]);
+        let limits = UnpackLimits { batch: 3073, other: 10, stream: 150_000 };
+        let msg = unpack(&a, &out, &limits).unwrap_err().to_string();
+        assert!(msg.contains("unpacks to more than 150000 bytes") && msg.contains("refused while unpacking"), "{msg}");
+        assert_eq!(fs::read_dir(&out).unwrap().count(), 0);
+        // The same within the bound: nothing is written (the members are not in the folder).
+        unpack(&a, &out, &UnpackLimits { stream: 300_000, ..limits }).unwrap();
+        assert_eq!(fs::read_dir(&out).unwrap().count(), 0);
+    }
+
+    #[test]
+    fn bounded_reads_up_to_the_bound_and_fails_past_it() {
+        let mut ok = Bounded::new(&[7u8; 100][..], 100);
+        let mut buf = Vec::new();
+        assert_eq!(ok.read_to_end(&mut buf).unwrap(), 100);
+        assert!(!ok.exceeded.get());
+        let mut past = Bounded::new(&[7u8; 101][..], 100);
+        assert!(past.read_to_end(&mut Vec::new()).is_err());
+        assert!(past.exceeded.get());
+    }
+
+    #[test]
+    fn member_paths_stay_inside_the_folder() {
+        assert_eq!(member_path(Path::new("./cifar-10-batches-bin/x.bin")), Ok(Some(PathBuf::from("cifar-10-batches-bin/x.bin"))));
+        assert_eq!(member_path(Path::new("readme.html")), Ok(None));
+        assert!(member_path(Path::new("cifar-10-batches-bin/../../etc/x")).is_err());
+        assert!(member_path(Path::new("/cifar-10-batches-bin/x")).is_err());
+    }
+
+    #[test]
+    fn byte_limits_are_the_official_size_or_the_option() {
+        let opts = DownloadOptions::new("d");
+        assert_eq!(opts.byte_limit(), 170_052_171);
+        let opts = DownloadOptions { checksum: Checksum::sha256(&"0".repeat(64)).unwrap(), max_bytes: 1234, ..opts };
+        assert_eq!(opts.byte_limit(), 1234);
     }
 
     #[test]

@@ -144,7 +144,7 @@ fn check_out(out: &Path, force: bool) -> Result<()> {
         Ok(_) if !force => Err(exists(out)),
         Ok(_) => Ok(()),
         Err(e) if e.kind() == ErrorKind::NotFound => Ok(()),
-        Err(e) => Err(Error::Io { path: out.to_path_buf(), source: e }),
+        Err(e) => Err(Error::Io { path: out.to_path_buf(), cause: e }),
     }
 }
 
@@ -157,7 +157,7 @@ fn folder_of(out: &Path) -> &Path {
 }
 
 fn io_error(path: &Path, kind: ErrorKind, message: String) -> Error {
-    Error::Io { path: path.to_path_buf(), source: io::Error::new(kind, message) }
+    Error::Io { path: path.to_path_buf(), cause: io::Error::new(kind, message) }
 }
 
 /// A temporary folder beside the output, `.NAME.tmp-XXXXXX/`, holding the file being written

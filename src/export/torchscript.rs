@@ -31,7 +31,7 @@ pub(crate) fn save(net: &Net, path: &Path, out: &Path) -> Result<()> {
     let module = trace(net)?;
     module.save(path).map_err(|e| Error::Io {
         path: out.to_path_buf(),
-        source: std::io::Error::other(format!("libtorch cannot write the TorchScript archive: {e}")),
+        cause: std::io::Error::other(format!("libtorch cannot write the TorchScript archive: {e}")),
     })
 }
 

@@ -128,10 +128,10 @@ pub fn plot_runs(runs: &[PathBuf], out: Option<&Path>) -> Result<PathBuf> {
     let files: Vec<PathBuf> = runs.iter().map(|r| if r.is_dir() { r.join(METRICS_FILE) } else { r.clone() }).collect();
     let mut curves = Vec::with_capacity(runs.len());
     for file in &files {
-        if !file.is_file() {
+        if !file.exists() {
             return Err(Error::Io {
                 path: file.clone(),
-                source: std::io::Error::new(std::io::ErrorKind::NotFound, "no metrics file (expected a run directory holding metrics.jsonl)"),
+                cause: std::io::Error::new(std::io::ErrorKind::NotFound, "no metrics file (expected a run directory holding metrics.jsonl)"),
             });
         }
         curves.push(RunCurves { label: run_label(file), records: read_metrics(file)? });

@@ -164,7 +164,7 @@ impl Summary {
 /// [`Error::Io`] when the file cannot be read; [`Error::BadMetrics`] naming the line that is
 /// not an epoch record, or when the file holds none.
 pub fn read_metrics(path: &Path) -> Result<Vec<EpochRecord>> {
-    let text = std::fs::read_to_string(path).map_err(Error::io(path))?;
+    let text = crate::safe_fs::read_text(path, crate::safe_fs::MAX_METRICS_FILE_BYTES)?;
     let bad = |line: Option<usize>, reason: String| Error::BadMetrics { path: path.to_path_buf(), line, reason };
     let records = text
         .lines()
@@ -272,7 +272,7 @@ impl MetricsLog {
         if let Some(file) = self.file.as_mut() {
             if let Err(e) = file.write_all(&line).and_then(|()| file.flush()) {
                 let path = self.path.clone();
-                self.fail(Error::Io { path, source: e });
+                self.fail(Error::Io { path, cause: e });
             }
         }
         self.records.push(record);

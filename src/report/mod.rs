@@ -5,6 +5,7 @@
 //! them in memory ([`MemoryReporter`]).
 
 pub mod chart;
+pub mod escape;
 pub mod metrics;
 pub mod progress;
 pub mod steps;
@@ -15,6 +16,7 @@ use std::{fmt::Write, path::PathBuf};
 use serde::{Deserialize, Serialize};
 use tch::Tensor;
 
+pub use escape::escape_control;
 pub use metrics::{EpochRecord, Summary};
 
 /// Figures of one training epoch.
@@ -174,9 +176,10 @@ pub fn result_table(s: &Summary) -> String {
     let mut out = String::new();
     let _ = writeln!(out, "Accuracy of the network on the {} test images: {:.2} %", s.test_images, 100.0 * s.test_acc);
     let _ = writeln!(out, "Test loss: {:.4}", s.test_loss);
-    let width = s.classes.iter().map(String::len).max().unwrap_or(0).max("class".len());
+    let names: Vec<_> = s.classes.iter().map(|c| escape_control(c)).collect(); // names come from files
+    let width = names.iter().map(|n| n.chars().count()).max().unwrap_or(0).max("class".len());
     let _ = writeln!(out, "\n{:width$}  accuracy", "class");
-    for (name, acc) in s.classes.iter().zip(&s.per_class_accuracy) {
+    for (name, acc) in names.iter().zip(&s.per_class_accuracy) {
         let _ = writeln!(out, "{name:width$}  {:>6.1} %", 100.0 * acc);
     }
     out
@@ -191,7 +194,7 @@ pub fn run_table(s: &Summary, run_dir: &std::path::Path, artifacts: &[PathBuf]) 
     let _ = writeln!(out, "epochs     {} on {}", s.epochs, s.device);
     let _ = writeln!(out, "per epoch  {:.2} s ({:.0} images/s)", s.seconds_per_epoch, s.images_per_sec);
     let _ = writeln!(out, "total      {:.1} s", s.total_seconds);
-    let _ = writeln!(out, "run        {}/", run_dir.display());
+    let _ = writeln!(out, "run        {}/", escape_control(&run_dir.display().to_string()));
     let _ = writeln!(out, "files      {}", names.join("  "));
     out
 }

@@ -60,21 +60,20 @@ impl<'a> tracing_subscriber::fmt::MakeWriter<'a> for LogWriter {
     }
 }
 
-/// A bar for a transfer of `total` bytes (a download), hidden unless `show`.
+/// A bar for a transfer of `total` bytes (a download; `None` until the size is known, then
+/// `set_length`), in the process's one bar set, hidden unless `show`.
 pub fn bytes_bar(total: Option<u64>, message: &str, show: bool) -> ProgressBar {
     if !show {
         return ProgressBar::hidden();
     }
-    let bar = match total {
-        Some(n) => ProgressBar::new(n).with_style(
-            ProgressStyle::with_template("{msg} [{bar:30.cyan/blue}] {bytes}/{total_bytes}  {bytes_per_sec}  ETA {eta}")
-                .expect("the download bar template is valid")
-                .progress_chars("=> "),
-        ),
-        None => ProgressBar::no_length().with_style(
-            ProgressStyle::with_template("{msg} {spinner} {bytes}  {bytes_per_sec}").expect("the download spinner template is valid"),
-        ),
-    };
+    let bar = ProgressBar::no_length().with_style(
+        ProgressStyle::with_template("{msg} [{bar:30.cyan/blue}] {bytes}/{total_bytes}  {bytes_per_sec}  ETA {eta}")
+            .expect("the download bar template is valid")
+            .progress_chars("=> "),
+    );
+    if let Some(n) = total {
+        bar.set_length(n);
+    }
     BARS.add(bar.with_message(message.to_string()))
 }
 

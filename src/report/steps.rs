@@ -43,7 +43,7 @@ impl StepsJsonl {
     pub fn finish(mut self) -> Result<()> {
         let flushed = self.out.flush();
         match self.error.take().map_or(flushed, Err) {
-            Err(source) => Err(Error::Io { path: self.path.clone(), source }),
+            Err(cause) => Err(Error::Io { path: self.path.clone(), cause }),
             Ok(()) => Ok(()),
         }
     }

@@ -1,7 +1,8 @@
 //! A small HTTP/1.1 server on 127.0.0.1 for the download tests, serving one body with a scripted
-//! behaviour per request (answer, honour `Range`, cut the connection, fail with a status, stall),
-//! and recording each request's `Range` header; plus a builder of `.tar.gz` archives shaped like
-//! the official CIFAR-10 binary release.
+//! behaviour per request (answer, honour `Range`, cut the connection, fail with a status, stall,
+//! announce a huge size, send without end), and recording each request's `Range` header; plus a
+//! builder of `.tar.gz` archives shaped like the official CIFAR-10 binary release, with members
+//! of one's own added (links, devices, oversized files).
 
 use std::{
     io::{BufRead, BufReader, Write},
@@ -25,6 +26,12 @@ pub enum Plan {
     Status(u16),
     /// Reads the request, then says nothing for this long.
     Stall(Duration),
+    /// Announces a body of this many bytes in all (`Content-Length`, or `Content-Range` for a
+    /// `Range` request), sends the real body, then closes.
+    Announce(u64),
+    /// 200 without a `Content-Length`, then zeros without end (until the client hangs up, or
+    /// 1 GiB so that a test cannot run away).
+    Endless,
 }
 
 /// A running server; it lives until the test process ends.
@@ -97,6 +104,22 @@ fn respond(mut stream: TcpStream, body: &[u8], plan: Plan, range: Option<String>
             std::thread::sleep(t);
             Ok(())
         }
+        Plan::Announce(total) => {
+            let from = from.unwrap_or(0);
+            let extra = if from > 0 { format!("Content-Range: bytes {from}-{}/{total}\r\n", total - 1) } else { String::new() };
+            let status = if from > 0 { "206 Partial Content" } else { "200 OK" };
+            let head = format!("HTTP/1.1 {status}\r\nContent-Length: {}\r\nConnection: close\r\n{extra}\r\n", total - from as u64);
+            stream.write_all(head.as_bytes())?;
+            stream.write_all(body)
+        }
+        Plan::Endless => {
+            stream.write_all(b"HTTP/1.1 200 OK\r\nConnection: close\r\n\r\n")?;
+            let zeros = vec![0u8; 1 << 16];
+            for _ in 0..(1 << 14) {
+                stream.write_all(&zeros)?;
+            }
+            Ok(())
+        }
         Plan::IgnoreRange => {
             stream.write_all(head("200 OK", String::new(), body.len()).as_bytes())?;
             stream.write_all(body)
@@ -132,8 +155,17 @@ pub const MEMBERS: [&str; 7] = [
 /// A `.tar.gz` of `dir/cifar-10-batches-bin/` (as `super::write_cifar_bin` makes it) less the
 /// members named in `skip`, with a `readme.html` beside them as in the official archive.
 pub fn cifar_archive(dir: &Path, skip: &[&str]) -> Vec<u8> {
+    cifar_archive_with(dir, skip, |_| {})
+}
+
+/// The archive builder [`cifar_archive_with`] passes on.
+pub type ArchiveBuilder = tar::Builder<flate2::write::GzEncoder<Vec<u8>>>;
+
+/// [`cifar_archive`] with `first` appending members of its own before the others.
+pub fn cifar_archive_with(dir: &Path, skip: &[&str], first: impl FnOnce(&mut ArchiveBuilder)) -> Vec<u8> {
     let gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
     let mut tar = tar::Builder::new(gz);
+    first(&mut tar);
     for name in MEMBERS.iter().filter(|m| !skip.contains(m)) {
         tar.append_path_with_name(dir.join("cifar-10-batches-bin").join(name), format!("cifar-10-batches-bin/{name}")).unwrap();
     }
