@@ -7,8 +7,9 @@
 //! without bound. Every error names the file and says what was expected.
 
 use std::{
-    fs::File,
+    fs::{File, OpenOptions},
     io::Read,
+    os::unix::fs::OpenOptionsExt,
     path::Path,
 };
 
@@ -35,7 +36,9 @@ fn refused(path: &Path, why: String) -> Error {
 /// [`Error::Io`] naming `path`: missing, unreadable, not a regular file (a directory, device,
 /// FIFO or socket, also behind a link), or larger than `limit` bytes.
 pub fn open_regular(path: &Path, limit: u64) -> Result<(File, u64)> {
-    let file = File::open(path).map_err(Error::io(path))?;
+    // O_NONBLOCK: opening a FIFO for reading would otherwise wait for a writer, forever. It has
+    // no effect on reads of the regular files this returns.
+    let file = OpenOptions::new().read(true).custom_flags(libc::O_NONBLOCK).open(path).map_err(Error::io(path))?;
     let meta = file.metadata().map_err(Error::io(path))?;
     if !meta.is_file() {
         return Err(refused(path, format!("not a regular file ({}); expected a file", file_type_name(&meta.file_type()))));
@@ -115,5 +118,10 @@ mod tests {
         assert!(err.contains("zero") && err.contains("a device"), "{err}");
         let err = read_regular(dir.path(), 1 << 20).unwrap_err().to_string();
         assert!(err.contains("a directory") || err.contains("Is a directory"), "{err}");
+        // A FIFO without a writer: refused at once, not waited on.
+        let fifo = dir.path().join("fifo.png");
+        assert!(std::process::Command::new("mkfifo").arg(&fifo).status().unwrap().success());
+        let err = read_regular(&fifo, 1 << 20).unwrap_err().to_string();
+        assert!(err.contains("fifo.png") && err.contains("a FIFO"), "{err}");
     }
 }
