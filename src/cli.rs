@@ -52,7 +52,8 @@ pub enum Command {
     /// Evaluate a saved model on the CIFAR-10 test set: loss, accuracy, per-class accuracy,
     /// confusion matrix.
     Eval(EvalArgs),
-    /// Classify PNG or JPEG images with a saved model: the top-k classes with softmax probabilities.
+    /// Classify images (PNG, JPEG, BMP, PPM, PGM, TIFF, WebP) with a saved model: the top-k
+    /// classes with softmax probabilities.
     Predict(PredictArgs),
     /// Write a saved model as TorchScript or ONNX for deployment (input: float32 [batch, 3, 32,
     /// 32] normalised as in training; output: logits [batch, classes]; any batch size).
@@ -66,8 +67,9 @@ pub struct TrainArgs {
     /// folder`, holding `train/<class>/` and `test/<class>/`.
     #[arg(long, default_value_os_t = TrainConfig::default().data_dir)]
     pub data_dir: PathBuf,
-    /// cifar10: the official binary files; folder: PNG/JPEG image folders, classes from the
-    /// sorted subfolder names (the last layer gets that many outputs).
+    /// cifar10: the official binary files; folder: image folders as torchvision's ImageFolder
+    /// reads them (PNG, JPEG, BMP, PPM, PGM, TIFF, WebP), classes from the sorted subfolder names
+    /// (the last layer gets that many outputs).
     #[arg(long, value_enum, default_value_t = TrainConfig::default().dataset)]
     pub dataset: DatasetKind,
     /// Filter that resizes folder images that are not 32x32 (bilinear is antialiased, as
@@ -324,7 +326,8 @@ pub struct PredictArgs {
     /// directory holding model.safetensors.
     #[arg(long, value_name = "PATH")]
     pub checkpoint: PathBuf,
-    /// PNG or JPEG files, of any size.
+    /// Image files (PNG, JPEG, BMP, PPM, PGM, TIFF, WebP), of any size up to 65535 pixels a side
+    /// and 89,478,485 pixels.
     #[arg(required = true, value_name = "IMAGE")]
     pub images: Vec<PathBuf>,
     /// Classes shown per image, most probable first (at most the model's class count).

@@ -1,5 +1,6 @@
 //! `tch-cifar10 predict`: the top-k classes of a saved model, with softmax probabilities
-//! ([`crate::softmax`]), for PNG and JPEG images of any size.
+//! ([`crate::softmax`]), for images of any size in the formats of torchvision's `ImageFolder`
+//! (PNG, JPEG, BMP, PPM, PGM, TIFF, WebP), read and bounded by [`crate::data::image_file`].
 //!
 //! Each image is prepared as training prepares CIFAR-10: decoded to 8-bit RGB (greyscale is
 //! replicated to three channels; an alpha channel is dropped, as PIL's `convert("RGB")` does),
@@ -18,8 +19,8 @@ use tch::{nn::Module, Device, Kind, Tensor};
 use crate::{
     checkpoint::{load_model_with_classes, model_path},
     data::{
-        folder::{self, ResizeFilter},
-        normalize, CHANNELS, IMAGE_SIDE,
+        folder::ResizeFilter,
+        image_file, normalize, CHANNELS, IMAGE_SIDE,
     },
     device::DeviceSpec,
     error::{Error, Result},
@@ -39,7 +40,7 @@ const CHUNK: usize = 256;
 pub struct PredictOptions {
     /// A model file, or a run directory holding `model.safetensors`.
     pub checkpoint: PathBuf,
-    /// PNG or JPEG files.
+    /// Image files (PNG, JPEG, BMP, PPM, PGM, TIFF, WebP).
     pub images: Vec<PathBuf>,
     /// Classes reported per image (at most the model's class count).
     pub top_k: usize,
@@ -117,14 +118,16 @@ pub fn run_predict(opts: &PredictOptions) -> Result<Vec<Prediction>> {
     Ok(out)
 }
 
-/// Reads a PNG or JPEG (the format is sniffed from the content, not the extension) as
+/// Reads an image (the format is sniffed from the content, not the extension) as
 /// `uint8 [3, 32, 32]` RGB, resized with [`RESIZE_FILTER`] when it is not 32x32.
 ///
 /// # Errors
-/// [`Error::Io`] when the file cannot be opened; [`Error::BadImage`] naming it when it is not a
-/// PNG or JPEG, or does not decode.
+/// [`Error::Io`] naming the file when it cannot be opened or is not a regular file;
+/// [`Error::BadImage`] naming it when it is not in a supported format, is truncated, does not
+/// decode, or is out of the bounds of [`crate::data::image_file`] (the message gives its
+/// dimensions).
 pub fn load_image(path: &Path) -> Result<Tensor> {
-    let rgb = folder::read_rgb32(path, ResizeFilter::Bilinear)?;
+    let rgb = image_file::read_rgb32(path, ResizeFilter::Bilinear)?;
     // HWC bytes -> CHW, as ToTensor() lays them out.
     Ok(Tensor::from_slice(rgb.as_raw()).view([IMAGE_SIDE, IMAGE_SIDE, CHANNELS]).permute([2, 0, 1]).contiguous())
 }

@@ -1,12 +1,14 @@
 //! Image-folder datasets: PNG pixels arrive exactly (CHW), classes are the sorted subfolders,
-//! greyscale/RGBA become RGB, other sizes are resized, JPEG decodes; errors name the file or
-//! folder; training on folders gives the model as many outputs as there are classes.
+//! greyscale/RGBA become RGB, other sizes are resized, every `ImageFolder` format decodes;
+//! errors name the file or folder (truncated, huge, not a regular file); links to folders are
+//! walked once; skipped files are counted in a warning; training on folders gives the model as
+//! many outputs as there are classes.
 
 mod common;
 
 use std::{fs, path::Path};
 
-use common::images::{record_image, synthetic_folder, write_split};
+use common::images::{every_format, record_image, synthetic_folder, write_black_png, write_split};
 use tch_cifar10::{
     data::{self, folder},
     train, DatasetKind, DeviceSpec, Error, MemoryReporter, ResizeFilter, TrainConfig,
@@ -137,15 +139,110 @@ fn trains_on_folders_with_one_output_per_class() {
 #[test]
 fn the_binary_trains_from_jpeg_folders() {
     let tmp = synthetic_folder(40, 20, &names(&["dog", "cat"]), "jpg");
+    for f in ["train/dog/notes.txt", "train/cat/a.txt", "train/cat/anim.gif", "train/.DS_Store"] {
+        fs::write(tmp.path().join(f), b"not read").unwrap();
+    }
     let o = std::process::Command::new(env!("CARGO_BIN_EXE_tch-cifar10"))
         .args(["train", "--dataset", "folder", "--data-dir", tmp.path().to_str().unwrap(), "--epochs", "1"])
         .args(["--batch-size", "10", "--device", "cpu", "--out", tmp.path().join("run").to_str().unwrap()])
         .output()
         .unwrap();
-    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let stderr = String::from_utf8_lossy(&o.stderr);
+    assert!(o.status.success(), "{stderr}");
+    // One warning line for the training split, with counts by extension; none for test/.
+    let train = tmp.path().join("train").display().to_string();
+    let warned: Vec<&str> = stderr.lines().filter(|l| l.contains("WARN") && l.contains("skipped")).collect();
+    assert_eq!(warned.len(), 1, "{stderr}");
+    assert!(warned[0].contains(&format!("skipped 4 files in {train}: 1 .gif, 2 .txt, 1 hidden file")), "{stderr}");
     let stdout = String::from_utf8_lossy(&o.stdout);
     assert!(stdout.contains("on the 20 test images"), "{stdout}");
     // The per-class table has one row per folder class, in sorted order.
     let rows: Vec<&str> = stdout.lines().filter_map(|l| l.split_whitespace().next()).filter(|w| ["cat", "dog", "plane"].contains(w)).collect();
     assert_eq!(rows, ["cat", "dog"], "{stdout}");
+}
+
+#[test]
+fn every_imagefolder_extension_is_read() {
+    let tmp = tempfile::tempdir().unwrap();
+    let img = record_image(&common::learnable_records(1, 2, 9)[0]);
+    let formats = every_format(&img);
+    for split in ["train", "test"] {
+        for (ext, bytes) in &formats {
+            let dir = tmp.path().join(split).join("a");
+            fs::create_dir_all(&dir).unwrap();
+            fs::write(dir.join(format!("{ext}.{}", ext.to_uppercase())), bytes).unwrap();
+        }
+        fs::create_dir_all(tmp.path().join(split).join("b")).unwrap();
+        img.save(tmp.path().join(split).join("b/x.png")).unwrap();
+    }
+    let (tr, _) = load(tmp.path()).unwrap();
+    assert_eq!(tr.len(), formats.len() + 1);
+    // Files sorted by name: bmp, jpeg, jpg, pgm, png, ppm, tif, tiff, webp.
+    let mut exts: Vec<&str> = formats.iter().map(|(e, _)| *e).collect();
+    exts.sort();
+    let want = Vec::<u8>::try_from(tr.images.get(formats.len() as i64).flatten(0, -1)).unwrap();
+    for (i, ext) in exts.iter().enumerate() {
+        let got = Vec::<u8>::try_from(tr.images.get(i as i64).flatten(0, -1)).unwrap();
+        match *ext {
+            // Lossy: a mean difference of 9.6 levels on this noisy record with the image crate's
+            // encoder at its default quality (75); far more for an unrelated image. PGM: its grey.
+            "jpg" | "jpeg" => {
+                let mean = got.iter().zip(&want).map(|(g, w)| f64::from(g.abs_diff(*w))).sum::<f64>() / 3072.0;
+                assert!(mean < 12.0, "{ext}: mean difference {mean}");
+            }
+            "pgm" => assert!(got[..1024] == got[1024..2048] && got[..1024] == got[2048..], "{ext} is grey"),
+            _ => assert_eq!(got, want, "{ext} is lossless"),
+        }
+    }
+}
+
+#[test]
+fn bad_files_in_a_class_folder_are_errors_naming_them() {
+    let make = || synthetic_folder(8, 4, &names(&["a", "b"]), "png");
+    // A truncated JPEG (its decoder alone would fill the rest with grey).
+    let tmp = make();
+    let mut jpeg = Vec::new();
+    record_image(&common::learnable_records(1, 2, 0)[0]).write_to(&mut std::io::Cursor::new(&mut jpeg), image::ImageFormat::Jpeg).unwrap();
+    let cut = tmp.path().join("train/a/cut.jpg");
+    fs::write(&cut, &jpeg[..jpeg.len() / 2]).unwrap();
+    let err = load(tmp.path()).unwrap_err();
+    assert!(matches!(&err, Error::BadImage { path, .. } if *path == cut), "{err}");
+    assert!(err.to_string().contains("truncated"), "{err}");
+
+    // 20,000,000 x 1 pixels: refused from its header, naming its dimensions.
+    let tmp = make();
+    let wide = tmp.path().join("test/b/wide.png");
+    write_black_png(&wide, 20_000_000, 1);
+    let err = load(tmp.path()).unwrap_err();
+    assert!(matches!(&err, Error::BadImage { path, .. } if *path == wide), "{err}");
+    assert!(err.to_string().contains("20000000 x 1 pixels"), "{err}");
+
+    // A link to /dev/zero, and a FIFO, named as images: not regular files.
+    for (name, kind) in [("x.png", "a device"), ("y.webp", "a FIFO")] {
+        let tmp = make();
+        let p = tmp.path().join("train/b").join(name);
+        if name == "x.png" {
+            std::os::unix::fs::symlink("/dev/zero", &p).unwrap();
+        } else {
+            assert!(std::process::Command::new("mkfifo").arg(&p).status().unwrap().success());
+        }
+        let err = load(tmp.path()).unwrap_err();
+        assert!(matches!(&err, Error::Io { path, .. } if *path == p), "{err}");
+        assert!(err.to_string().contains(kind), "{err}");
+    }
+}
+
+#[test]
+fn links_back_to_a_class_folder_are_walked_once() {
+    let tmp = synthetic_folder(12, 4, &names(&["a", "b"]), "png");
+    let class = tmp.path().join("train/a");
+    let before = load(tmp.path()).unwrap().0.len();
+    // One link: os.walk(followlinks=True) would read the class 41 times; two: forever.
+    std::os::unix::fs::symlink(".", class.join("l1")).unwrap();
+    assert_eq!(load(tmp.path()).unwrap().0.len(), before);
+    std::os::unix::fs::symlink(".", class.join("l2")).unwrap();
+    std::os::unix::fs::symlink("..", class.join("up")).unwrap(); // train/: a's walk takes in b's images too
+    let (tr, _) = load(tmp.path()).unwrap();
+    let b_images = Vec::<i64>::try_from(&tr.labels).unwrap().iter().filter(|&&l| l == 1).count();
+    assert_eq!(tr.len(), before + b_images, "each image of a once, and b's through the link to train/ once");
 }

@@ -1,6 +1,7 @@
 //! `tch-cifar10 predict`: images are prepared exactly as training prepares CIFAR-10 records,
-//! whatever their size and colour type, probabilities come from the softmax module, and bad
-//! images are errors naming the file. Images are written by the test from synthetic records.
+//! whatever their format, size and colour type, probabilities come from the softmax module, and
+//! bad images (truncated, huge, not a regular file) are errors naming the file. Images are
+//! written by the test from synthetic records.
 
 mod common;
 
@@ -145,10 +146,10 @@ fn bad_images_are_errors_naming_the_file() -> TestResult {
     let full = std::fs::read(&good)?;
 
     let cases: [(&str, &[u8], &str); 4] = [
-        ("text.png", b"hello, not an image\n", "not a PNG or JPEG"),
-        ("cut.png", &full[..full.len() / 2], "cannot decode"),
+        ("text.png", b"hello, not an image\n", "not an image file"),
+        ("cut.png", &full[..full.len() / 2], "truncated"),
         ("anim.gif", b"GIF89a\x01\x00\x01\x00\x00\x00\x00;", "Gif images are not supported"),
-        ("empty.jpg", b"", "not a PNG or JPEG"),
+        ("empty.jpg", b"", "not an image file"),
     ];
     for (name, content, want) in cases {
         let p = dir.path().join(name);
@@ -187,5 +188,136 @@ fn cli_prints_text_and_json() -> TestResult {
     assert_eq!(json[0]["path"], img.display().to_string());
     assert_eq!(json[0]["top"].as_array().unwrap().len(), 2);
     assert!(json[0]["top"][0]["probability"].as_f64().unwrap() > 0.0);
+    Ok(())
+}
+
+/// A 40x30 image with a different colour at every pixel.
+fn pattern() -> RgbImage {
+    RgbImage::from_fn(40, 30, |x, y| Rgb([(x * 6) as u8, (y * 8) as u8, ((x * y) % 251) as u8]))
+}
+
+#[test]
+fn every_imagefolder_format_decodes_and_any_truncation_is_an_error_naming_the_file() -> TestResult {
+    let dir = tempfile::tempdir()?;
+    let img = pattern();
+    let want = load_image(&{
+        let p = dir.path().join("want.png");
+        img.save(&p)?;
+        p
+    })?;
+    for (ext, full) in common::images::every_format(&img) {
+        let p = dir.path().join(format!("full.{ext}"));
+        std::fs::write(&p, &full)?;
+        let t = load_image(&p)?;
+        assert_eq!(t.size(), [3, 32, 32], "{ext}");
+        if !["jpg", "jpeg", "pgm"].contains(&ext) {
+            assert_eq!(bytes(&t), bytes(&want), "{ext} is lossless");
+        }
+        // Cut anywhere after the signature, down to the last byte: never an image. (The JPEG
+        // decoder alone fills a cut JPEG with grey, and the WebP decoder accepts some cuts.)
+        let n = full.len();
+        let mut cuts: Vec<usize> = (1..8).map(|k| n * k / 8).collect();
+        cuts.extend([n - 12, n - 2, n - 1]);
+        for cut in cuts {
+            let p = dir.path().join(format!("cut-{cut}.{ext}"));
+            std::fs::write(&p, &full[..cut])?;
+            let err = load_image(&p).unwrap_err();
+            assert!(matches!(&err, Error::BadImage { path, .. } if *path == p), "{ext} cut at {cut}/{n}: {err}");
+            let text = err.to_string();
+            assert!(text.contains("truncated") || text.contains("cannot decode"), "{ext} cut at {cut}/{n}: {text}");
+            if ["jpg", "png", "webp"].contains(&ext) && cut >= n / 8 {
+                assert!(text.contains("truncated"), "{ext} cut at {cut}/{n}: {text}");
+            }
+        }
+    }
+    Ok(())
+}
+
+#[test]
+fn sixteen_bit_images_are_scaled_and_exif_orientation_is_ignored() -> TestResult {
+    let dir = tempfile::tempdir()?;
+    // 16-bit greyscale and RGB: v / 257, rounded (PIL would clip the grey ones to 255).
+    let values: [u16; 4] = [0, 384, 10_240, 65_535];
+    let want = [0u8, 1, 40, 255];
+    let grey = ImageBuffer::<image::Luma<u16>, _>::from_fn(32, 32, |x, _| image::Luma([values[x as usize % 4]]));
+    let p = dir.path().join("grey16.png");
+    grey.save(&p)?;
+    let t = load_image(&p)?;
+    let rgb16 = ImageBuffer::<Rgb<u16>, _>::from_fn(32, 32, |x, _| Rgb([values[x as usize % 4]; 3]));
+    let p16 = dir.path().join("rgb16.png");
+    rgb16.save(&p16)?;
+    for t in [t, load_image(&p16)?] {
+        for c in 0..3 {
+            assert_eq!(bytes(&t.get(c).get(0))[..4], want, "channel {c}");
+        }
+    }
+
+    // A 40x20 JPEG, red on the left, blue on the right, tagged "rotate 90 degrees clockwise"
+    // (EXIF Orientation 6): the pixels are used as stored, as PIL's convert("RGB") uses them.
+    let img = RgbImage::from_fn(40, 20, |x, _| if x < 20 { Rgb([255, 0, 0]) } else { Rgb([0, 0, 255]) });
+    // A big-endian TIFF header and one IFD entry: tag 0x0112 (Orientation), SHORT, 1, value 6.
+    let exif = [b"MM\x00\x2a\x00\x00\x00\x08\x00\x01".as_slice(), &[0x01, 0x12, 0, 3, 0, 0, 0, 1, 0, 6, 0, 0, 0, 0, 0, 0]].concat();
+    let mut jpeg = Vec::new();
+    let mut enc = image::codecs::jpeg::JpegEncoder::new_with_quality(&mut jpeg, 95);
+    image::ImageEncoder::set_exif_metadata(&mut enc, exif).map_err(|e| e.to_string())?;
+    enc.encode_image(&img)?;
+    let p = dir.path().join("rotated.jpg");
+    std::fs::write(&p, &jpeg)?;
+    let mut dec = image::codecs::jpeg::JpegDecoder::new(std::io::Cursor::new(&jpeg))?;
+    assert_eq!(image::ImageDecoder::orientation(&mut dec)?, image::metadata::Orientation::Rotate90, "the file carries the tag");
+    let t = load_image(&p)?;
+    let (left, right) = (bytes(&t.get(0).get(16))[2], bytes(&t.get(0).get(16))[29]);
+    assert!(left > 200 && right < 50, "red stays on the left: {left}, {right}");
+    Ok(())
+}
+
+#[test]
+fn huge_dimensions_are_refused_from_the_header_naming_the_file() -> TestResult {
+    let dir = tempfile::tempdir()?;
+    let (ckpt, _vs, _net) = model(dir.path());
+    // 20,000,000 x 1: a small file whose resize alone would need 10 GB (20,000,000 x 32 x 16).
+    let wide = dir.path().join("wide.png");
+    common::images::write_black_png(&wide, 20_000_000, 1);
+    assert!(std::fs::metadata(&wide)?.len() < 100_000);
+    // 10,000 x 10,000: within the side bound, over the pixel bound.
+    let many = dir.path().join("many.png");
+    common::images::write_black_png(&many, 10_000, 10_000);
+    for (p, want) in [(&wide, ["20000000 x 1 pixels", "65535"]), (&many, ["10000 x 10000 pixels", "89478485"])] {
+        let started = std::time::Instant::now();
+        let err = run_predict(&opts(&ckpt, vec![p.clone()], 1)).unwrap_err();
+        assert!(matches!(&err, Error::BadImage { path, .. } if path == p), "{err}");
+        let text = err.to_string();
+        assert!(want.iter().all(|w| text.contains(w)), "{text}");
+        // Refused from the header: nothing decoded (a decode of `many` alone takes seconds).
+        assert!(started.elapsed() < std::time::Duration::from_secs(20), "{:?}", started.elapsed());
+    }
+
+    // The binary: an error naming the file and its dimensions, and little memory (its peak
+    // resident size; a decode and resize would need gigabytes).
+    let bin = env!("CARGO_BIN_EXE_tch-cifar10");
+    let out = std::process::Command::new(bin).arg("predict").arg("--checkpoint").arg(&ckpt).arg(&wide).output()?;
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("wide.png") && stderr.contains("20000000 x 1 pixels"), "{stderr}");
+    let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
+    assert_eq!(unsafe { libc::getrusage(libc::RUSAGE_CHILDREN, &mut usage) }, 0);
+    // ru_maxrss is in KiB: the largest child so far (any predict run of this file's tests).
+    assert!(usage.ru_maxrss < 2 << 20, "peak resident size {} KiB", usage.ru_maxrss);
+    Ok(())
+}
+
+#[test]
+fn only_regular_files_are_read() -> TestResult {
+    let dir = tempfile::tempdir()?;
+    let (ckpt, _vs, _net) = model(dir.path());
+    let zero = dir.path().join("x.png");
+    std::os::unix::fs::symlink("/dev/zero", &zero)?;
+    let fifo = dir.path().join("fifo.jpg");
+    assert!(std::process::Command::new("mkfifo").arg(&fifo).status()?.success());
+    for (p, kind) in [(&zero, "a device"), (&fifo, "a FIFO"), (&dir.path().to_path_buf(), "a directory")] {
+        let err = run_predict(&opts(&ckpt, vec![p.clone()], 1)).unwrap_err();
+        assert!(matches!(&err, Error::Io { path, .. } if path == p), "{err}");
+        assert!(err.to_string().contains(kind), "{err}");
+    }
     Ok(())
 }

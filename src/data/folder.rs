@@ -1,17 +1,27 @@
 //! Image-folder datasets, as torchvision's `ImageFolder`: `DIR/train/<class>/...` and
-//! `DIR/test/<class>/...`, PNG and JPEG files, classes from the sorted subfolder names of `train/`
-//! (any number from 2 up). Samples are ordered as `ImageFolder` orders them (class by class; in a
-//! class, folder by folder and file by file, sorted), so a shuffle replayed from PyTorch picks the
-//! same images. Hidden files and folders, and files with other extensions, are skipped.
+//! `DIR/test/<class>/...`, files with `ImageFolder`'s extensions ([`EXTENSIONS`]), classes from
+//! the sorted subfolder names of `train/` (any number from 2 up). Samples are ordered as
+//! `ImageFolder` orders them (class by class; in a class, folder by folder and file by file,
+//! sorted), so a shuffle replayed from PyTorch picks the same images.
 //!
-//! Images are converted to RGB as torchvision's loader does (`PIL.Image.convert("RGB")`:
-//! greyscale is replicated, alpha is dropped) and those that are not 32x32 are resized with the
-//! chosen [`ResizeFilter`]. Decoding runs in parallel (rayon), once per run, into the resident
-//! `uint8` tensor the training loop gathers batches from.
+//! Unlike `ImageFolder`, hidden files and folders (names starting with `.`) are skipped, and
+//! each folder of a class is walked once (by device and inode), where `os.walk(followlinks=True)`
+//! walks a folder again for every symbolic link that leads to it, and around a link to a parent
+//! folder until the path is too long. Everything skipped is counted, and said in one warning per
+//! split (files by extension, hidden entries, folders reached again through a link).
+//!
+//! Images are read by [`image_file`](super::image_file) (formats, bounds, conversion to RGB as
+//! torchvision's loader does) and those that are not 32x32 are resized with the chosen
+//! [`ResizeFilter`]. Decoding runs in parallel (rayon), once per run, into the resident `uint8`
+//! tensor the training loop gathers batches from; decoding threads together hold at most
+//! [`DECODE_MEMORY_BUDGET`](super::image_file::DECODE_MEMORY_BUDGET) bytes.
 
 use std::{
-    ffi::OsStr,
+    cmp::Reverse,
+    collections::{BTreeMap, BinaryHeap, HashSet},
+    ffi::{OsStr, OsString},
     fs,
+    os::unix::fs::MetadataExt,
     path::{Path, PathBuf},
 };
 
@@ -19,15 +29,15 @@ use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
 use tch::Tensor;
 
-use super::{cifar::IMAGE_BYTES, Dataset, CHANNELS, IMAGE_SIDE};
+use super::{cifar::IMAGE_BYTES, image_file, Dataset, CHANNELS, IMAGE_SIDE};
 use crate::error::{Error, Result};
 
 /// Subfolder of the training split.
 pub const TRAIN_DIR: &str = "train";
 /// Subfolder of the test split.
 pub const TEST_DIR: &str = "test";
-/// File extensions read as images (any case).
-pub const EXTENSIONS: [&str; 3] = ["png", "jpg", "jpeg"];
+/// File extensions read as images (any case): torchvision's `IMG_EXTENSIONS`, in its order.
+pub const EXTENSIONS: [&str; 9] = ["jpg", "jpeg", "png", "ppm", "bmp", "pgm", "tif", "tiff", "webp"];
 
 /// The filter that resizes images that are not 32x32 (see `image::imageops::FilterType`).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
@@ -59,18 +69,24 @@ impl From<ResizeFilter> for image::imageops::FilterType {
     }
 }
 
-/// Loads `dir/train` and `dir/test`, decoding on `threads` threads (`None`: one per CPU).
+/// Loads `dir/train` and `dir/test`, decoding on `threads` threads (`None`: one per CPU), and
+/// warns (one line per split) about what the scan skipped.
 ///
 /// # Errors
 /// [`Error::BadDataset`] for a missing split folder, fewer than 2 classes, an empty class
 /// folder, or test classes that are not the training classes; [`Error::BadImage`] naming an
-/// undecodable image; [`Error::Io`].
+/// image that cannot be used (see [`image_file`](super::image_file)); [`Error::Io`].
 pub fn load(dir: &Path, filter: ResizeFilter, threads: Option<usize>) -> Result<(Dataset, Dataset)> {
-    let (classes, train_files) = scan(&dir.join(TRAIN_DIR))?;
-    let (test_classes, test_files) = scan(&dir.join(TEST_DIR))?;
-    if test_classes != classes {
-        let missing: Vec<_> = classes.iter().filter(|c| !test_classes.contains(c)).collect();
-        let extra: Vec<_> = test_classes.iter().filter(|c| !classes.contains(c)).collect();
+    let train = scan(&dir.join(TRAIN_DIR))?;
+    let test = scan(&dir.join(TEST_DIR))?;
+    for (split, scanned) in [(TRAIN_DIR, &train), (TEST_DIR, &test)] {
+        for line in scanned.skipped.warnings(&dir.join(split)) {
+            tracing::warn!("{line}");
+        }
+    }
+    if test.classes != train.classes {
+        let missing: Vec<_> = train.classes.iter().filter(|c| !test.classes.contains(c)).collect();
+        let extra: Vec<_> = test.classes.iter().filter(|c| !train.classes.contains(c)).collect();
         return Err(Error::BadDataset {
             path: dir.join(TEST_DIR),
             reason: format!(
@@ -82,25 +98,100 @@ pub fn load(dir: &Path, filter: ResizeFilter, threads: Option<usize>) -> Result<
         path: dir.to_path_buf(),
         reason: format!("cannot start decoding threads: {e}"),
     })?;
-    let decode_split = |files: &Files| pool.install(|| decode_all(files, filter, &classes));
-    Ok((decode_split(&train_files)?, decode_split(&test_files)?))
+    let decode_split = |files: &Files| pool.install(|| decode_all(files, filter, &train.classes));
+    Ok((decode_split(&train.files)?, decode_split(&test.files)?))
 }
 
 /// Image files with their labels.
 type Files = Vec<(PathBuf, i64)>;
 
-/// Class names (sorted subfolders) and every image file with its label, in `ImageFolder` order.
-fn scan(split: &Path) -> Result<(Vec<String>, Files)> {
+/// One split as scanned: class names (sorted subfolders), every image file with its label in
+/// `ImageFolder` order, and what was skipped.
+#[derive(Debug)]
+pub(crate) struct Scan {
+    pub(crate) classes: Vec<String>,
+    pub(crate) files: Files,
+    pub(crate) skipped: Skipped,
+}
+
+/// What a scan left out, and why.
+#[derive(Debug, Default, PartialEq)]
+pub(crate) struct Skipped {
+    /// Files that are not images by their extension, by lower-case extension with its dot
+    /// (`""` for none).
+    pub(crate) by_extension: BTreeMap<String, usize>,
+    /// Hidden files (names starting with `.`).
+    pub(crate) hidden_files: usize,
+    /// Hidden folders, not walked.
+    pub(crate) hidden_folders: usize,
+    /// Paths (through symbolic links) of folders already walked in the same class, not walked again.
+    pub(crate) walked_already: Vec<PathBuf>,
+}
+
+impl Skipped {
+    /// The warnings for a split at `split`: one line for skipped entries (with counts by
+    /// extension), one for folders reached again through links; none when nothing was skipped.
+    pub(crate) fn warnings(&self, split: &Path) -> Vec<String> {
+        let mut lines = Vec::new();
+        let mut parts: Vec<String> = self
+            .by_extension
+            .iter()
+            .map(|(ext, n)| if ext.is_empty() { format!("{n} without extension") } else { format!("{n} {ext}") })
+            .collect();
+        let plural = |n: usize, one: &str| format!("{n} {one}{}", if n == 1 { "" } else { "s" });
+        if self.hidden_files > 0 {
+            parts.push(format!("{} (name starts with '.')", plural(self.hidden_files, "hidden file")));
+        }
+        if self.hidden_folders > 0 {
+            parts.push(format!("{} (not walked)", plural(self.hidden_folders, "hidden folder")));
+        }
+        let files: usize = self.by_extension.values().sum::<usize>() + self.hidden_files;
+        if files + self.hidden_folders > 0 {
+            let what = match (files, self.hidden_folders) {
+                (f, 0) => plural(f, "file"),
+                (0, d) => plural(d, "folder"),
+                (f, d) => format!("{} and {}", plural(f, "file"), plural(d, "folder")),
+            };
+            lines.push(format!(
+                "skipped {what} in {}: {} (images are {})",
+                split.display(),
+                parts.join(", "),
+                EXTENSIONS.map(|e| format!(".{e}")).join(" ")
+            ));
+        }
+        if let Some(first) = self.walked_already.first() {
+            let n = self.walked_already.len();
+            let more = if n > 1 { format!(" and {} more", n - 1) } else { String::new() };
+            lines.push(format!(
+                "walked each folder of a class in {} once: skipped {} that symbolic links lead to again ({}{more})",
+                split.display(),
+                plural(n, "folder"),
+                first.display()
+            ));
+        }
+        lines
+    }
+}
+
+/// Scans one split folder (see [`Scan`]).
+pub(crate) fn scan(split: &Path) -> Result<Scan> {
     let bad = |reason: String| Error::BadDataset { path: split.to_path_buf(), reason };
     if !split.is_dir() {
         return Err(bad("no such folder; an image-folder dataset has train/<class>/ and test/<class>/".to_string()));
     }
     let mut classes = Vec::new();
+    let mut skipped = Skipped::default();
     for entry in fs::read_dir(split).map_err(Error::io(split))? {
-        let entry = entry.map_err(Error::io(split))?;
-        let name = entry.file_name();
-        if entry.path().is_dir() && !is_hidden(&name) {
+        let path = entry.map_err(Error::io(split))?.path();
+        let name = path.file_name().unwrap_or_default().to_os_string();
+        let is_dir = path.is_dir();
+        if is_hidden(&name) {
+            *(if is_dir { &mut skipped.hidden_folders } else { &mut skipped.hidden_files }) += 1;
+        } else if is_dir {
             classes.push(name.into_string().map_err(|n| bad(format!("class folder name {n:?} is not UTF-8")))?);
+        } else {
+            // A file beside the class folders: in no class.
+            *skipped.by_extension.entry(extension(&path)).or_default() += 1;
         }
     }
     classes.sort();
@@ -111,7 +202,7 @@ fn scan(split: &Path) -> Result<(Vec<String>, Files)> {
     for (label, class) in classes.iter().enumerate() {
         let class_dir = split.join(class);
         let start = files.len();
-        walk(&class_dir, label as i64, &mut files)?;
+        walk(&class_dir, label as i64, &mut files, &mut skipped)?;
         if files.len() == start {
             return Err(Error::BadDataset {
                 path: class_dir,
@@ -119,40 +210,59 @@ fn scan(split: &Path) -> Result<(Vec<String>, Files)> {
             });
         }
     }
-    Ok((classes, files))
+    Ok(Scan { classes, files, skipped })
 }
 
-/// Appends the images under `dir` (recursively) in `sorted(os.walk(dir))` order: folders sorted
-/// by their whole path as a string, files by name within each. (That is not depth-first:
-/// `a/b` < `a/b c` < `a/b/c`, as ' ' sorts before '/'.)
-fn walk(dir: &Path, label: i64, files: &mut Files) -> Result<()> {
-    let mut folders = Vec::new();
-    let mut pending = vec![dir.to_path_buf()];
-    while let Some(folder) = pending.pop() {
+/// Appends the images under `dir` (recursively, following links) in `sorted(os.walk(dir))`
+/// order: folders sorted by their whole path as a string, files by name within each. (That is
+/// not depth-first: `a/b` < `a/b c` < `a/b/c`, as ' ' sorts before '/'.) Folders are taken from
+/// a min-heap of paths (bytes), so they come out in that order; a folder (device and inode) met
+/// again, through a link, is skipped, so the first path in that order is the one walked and the
+/// walk ends even around a link to a parent folder. Skipped entries are counted in `skipped`.
+fn walk(dir: &Path, label: i64, files: &mut Files, skipped: &mut Skipped) -> Result<()> {
+    let mut walked = HashSet::new();
+    let mut pending = BinaryHeap::from([Reverse(OsString::from(dir.as_os_str()))]);
+    while let Some(Reverse(folder)) = pending.pop() {
+        let folder = PathBuf::from(folder);
+        let meta = fs::metadata(&folder).map_err(Error::io(&folder))?;
+        if !walked.insert((meta.dev(), meta.ino())) {
+            skipped.walked_already.push(folder);
+            continue;
+        }
         let mut here = Vec::new();
         for entry in fs::read_dir(&folder).map_err(Error::io(&folder))? {
             let path = entry.map_err(Error::io(&folder))?.path();
+            let is_dir = path.is_dir();
             if is_hidden(path.file_name().unwrap_or_default()) {
-                continue;
-            }
-            if path.is_dir() {
-                pending.push(path);
-            } else if path.extension().and_then(OsStr::to_str).is_some_and(|e| EXTENSIONS.contains(&e.to_ascii_lowercase().as_str())) {
+                *(if is_dir { &mut skipped.hidden_folders } else { &mut skipped.hidden_files }) += 1;
+            } else if is_dir {
+                pending.push(Reverse(path.into_os_string()));
+            } else if is_image_name(&path) {
+                // Whatever it is (a link to a device, a FIFO, a dangling link), reading it
+                // says what is wrong, naming it.
                 here.push(path);
             } else {
-                tracing::debug!("skipping {} (not {})", path.display(), EXTENSIONS.join(", "));
+                *skipped.by_extension.entry(extension(&path)).or_default() += 1;
             }
         }
         here.sort();
-        folders.push((folder, here));
+        files.extend(here.into_iter().map(|p| (p, label)));
     }
-    folders.sort_by(|(a, _), (b, _)| a.as_os_str().as_encoded_bytes().cmp(b.as_os_str().as_encoded_bytes()));
-    files.extend(folders.into_iter().flat_map(|(_, here)| here).map(|p| (p, label)));
     Ok(())
 }
 
 fn is_hidden(name: &OsStr) -> bool {
     name.as_encoded_bytes().first() == Some(&b'.')
+}
+
+/// Whether `path` has one of [`EXTENSIONS`] (any case).
+fn is_image_name(path: &Path) -> bool {
+    path.extension().and_then(OsStr::to_str).is_some_and(|e| EXTENSIONS.contains(&e.to_ascii_lowercase().as_str()))
+}
+
+/// `.ext` in lower case, or `""` when there is none.
+fn extension(path: &Path) -> String {
+    path.extension().map(|e| format!(".{}", e.to_string_lossy().to_lowercase())).unwrap_or_default()
 }
 
 /// Decodes every file in parallel into one split.
@@ -164,36 +274,9 @@ fn decode_all(files: &[(PathBuf, i64)], filter: ResizeFilter, classes: &[String]
     Ok(Dataset { images, labels: Tensor::from_slice(&labels), classes: classes.to_vec() })
 }
 
-/// Reads a PNG or JPEG (the format is sniffed from the content, not the extension) as 32x32
-/// 8-bit RGB: greyscale replicated, alpha dropped, resized with `filter` when it is not 32x32
-/// (the aspect ratio is not kept). The one image reader of training folders and `predict`.
-///
-/// # Errors
-/// [`Error::Io`] when the file cannot be read; [`Error::BadImage`] naming it when it is not a
-/// PNG or JPEG, does not decode, or is empty.
-pub(crate) fn read_rgb32(path: &Path, filter: ResizeFilter) -> Result<image::RgbImage> {
-    let bad = |reason: String| Error::BadImage { path: path.to_path_buf(), reason };
-    let bytes = fs::read(path).map_err(Error::io(path))?;
-    let format = match image::guess_format(&bytes) {
-        Ok(f @ (image::ImageFormat::Png | image::ImageFormat::Jpeg)) => f,
-        Ok(other) => return Err(bad(format!("{other:?} images are not supported; use PNG or JPEG"))),
-        Err(_) => return Err(bad("not a PNG or JPEG file (unrecognised content)".into())),
-    };
-    // The reader applies the `image` crate's default limits (no decompression bombs).
-    let img = image::ImageReader::with_format(std::io::Cursor::new(&bytes), format)
-        .decode()
-        .map_err(|e| bad(format!("cannot decode: {e}")))?;
-    if img.width() == 0 || img.height() == 0 {
-        return Err(bad("the image is empty".to_string()));
-    }
-    let side = IMAGE_SIDE as u32;
-    let rgb = img.to_rgb8();
-    Ok(if rgb.dimensions() == (side, side) { rgb } else { image::imageops::resize(&rgb, side, side, filter.into()) })
-}
-
 /// Decodes one image into `out` as 32x32 RGB, CHW (as `ToTensor()` lays it out).
 fn decode(path: &Path, filter: ResizeFilter, out: &mut [u8]) -> Result<()> {
-    let rgb = read_rgb32(path, filter)?;
+    let rgb = image_file::read_rgb32(path, filter)?;
     let plane = (IMAGE_SIDE * IMAGE_SIDE) as usize;
     for (i, px) in rgb.pixels().enumerate() {
         for c in 0..CHANNELS as usize {
@@ -205,23 +288,91 @@ fn decode(path: &Path, filter: ResizeFilter, out: &mut [u8]) -> Result<()> {
 
 #[cfg(test)]
 mod tests {
+    use std::os::unix::fs::symlink;
+
     use super::*;
+
+    fn touch(root: &Path, names: &[&str]) {
+        for f in names {
+            let p = root.join(f);
+            fs::create_dir_all(p.parent().unwrap()).unwrap();
+            fs::write(p, b"").unwrap();
+        }
+    }
+
+    fn walked(d: &Path) -> (Vec<String>, Skipped) {
+        let (mut files, mut skipped) = (Vec::new(), Skipped::default());
+        walk(d, 3, &mut files, &mut skipped).unwrap();
+        assert!(files.iter().all(|&(_, l)| l == 3));
+        (files.iter().map(|(p, _)| p.strip_prefix(d).unwrap().to_str().unwrap().to_string()).collect(), skipped)
+    }
 
     #[test]
     fn walk_orders_as_os_walk_sorted() {
         let tmp = tempfile::tempdir().unwrap();
         let d = tmp.path();
-        for f in ["b.png", "a.PNG", "sub/x.jpg", "sub/deeper/w.png", "sub b/y.jpeg", "notes.txt", ".hidden.png", ".git/z.png"] {
-            let p = d.join(f);
-            fs::create_dir_all(p.parent().unwrap()).unwrap();
-            fs::write(p, b"").unwrap();
-        }
-        let mut files = Vec::new();
-        walk(d, 3, &mut files).unwrap();
-        let names: Vec<_> = files.iter().map(|(p, _)| p.strip_prefix(d).unwrap().to_str().unwrap().to_string()).collect();
+        touch(d, &["b.png", "a.PNG", "sub/x.jpg", "sub/deeper/w.png", "sub b/y.jpeg", "notes.txt", ".hidden.png", ".git/z.png"]);
+        let (names, skipped) = walked(d);
         // Python: [os.path.join(r, f) for r, _, fs in sorted(os.walk(d)) for f in sorted(fs)],
         // less the hidden and non-image files: "sub" < "sub b" < "sub/deeper" (' ' < '/').
         assert_eq!(names, ["a.PNG", "b.png", "sub/x.jpg", "sub b/y.jpeg", "sub/deeper/w.png"]);
-        assert!(files.iter().all(|&(_, l)| l == 3));
+        let want = Skipped { by_extension: [(".txt".to_string(), 1)].into(), hidden_files: 1, hidden_folders: 1, walked_already: vec![] };
+        assert_eq!(skipped, want);
+    }
+
+    #[test]
+    fn every_imagefolder_extension_is_an_image_and_the_rest_are_counted() {
+        let tmp = tempfile::tempdir().unwrap();
+        let d = tmp.path();
+        touch(d, &["a.jpg", "b.JPEG", "c.png", "d.ppm", "e.bmp", "f.pgm", "g.tif", "h.TIFF", "i.webp"]);
+        touch(d, &["j.txt", "k.txt", "l.gif", "m", "n.tar.gz", "o.Txt"]);
+        let (names, skipped) = walked(d);
+        assert_eq!(names, ["a.jpg", "b.JPEG", "c.png", "d.ppm", "e.bmp", "f.pgm", "g.tif", "h.TIFF", "i.webp"]);
+        let by_ext: Vec<(&str, usize)> = skipped.by_extension.iter().map(|(e, n)| (e.as_str(), *n)).collect();
+        assert_eq!(by_ext, [("", 1), (".gif", 1), (".gz", 1), (".txt", 3)]);
+        let lines = skipped.warnings(Path::new("DIR/train"));
+        assert_eq!(lines.len(), 1);
+        let want = "skipped 6 files in DIR/train: 1 without extension, 1 .gif, 1 .gz, 3 .txt (images are .jpg .jpeg";
+        assert!(lines[0].starts_with(want), "{}", lines[0]);
+        assert!(Skipped::default().warnings(Path::new("x")).is_empty());
+    }
+
+    #[test]
+    fn links_to_a_walked_folder_are_walked_once() {
+        let tmp = tempfile::tempdir().unwrap();
+        let d = tmp.path();
+        touch(d, &["a.png", "sub/b.png"]);
+        // One link to the class folder itself (os.walk(followlinks=True) reads it 40 more times,
+        // until the path has too many links), then two: l1/l2/l1/... never ends without a check.
+        symlink(".", d.join("l1")).unwrap();
+        let (names, skipped) = walked(d);
+        assert_eq!(names, ["a.png", "sub/b.png"]);
+        assert_eq!(skipped.walked_already, [d.join("l1")]);
+        symlink(".", d.join("l2")).unwrap();
+        // A link to a subfolder: sorted before "sub", so "link-sub" is the path walked.
+        symlink("sub", d.join("link-sub")).unwrap();
+        let (names, skipped) = walked(d);
+        assert_eq!(names, ["a.png", "link-sub/b.png"]);
+        assert_eq!(skipped.walked_already, [d.join("l1"), d.join("l2"), d.join("sub")]);
+        let lines = skipped.warnings(Path::new("DIR/train"));
+        assert_eq!(lines.len(), 1, "{lines:?}");
+        let line = &lines[0];
+        assert!(line.contains("skipped 3 folders that symbolic links lead to again") && line.contains("/l1 and 2 more"), "{line}");
+    }
+
+    #[test]
+    fn scan_counts_files_beside_the_classes_and_hidden_class_folders() {
+        let tmp = tempfile::tempdir().unwrap();
+        let d = tmp.path();
+        touch(d, &["a/1.png", "b/2.bmp", "b/readme.md", "labels.csv", ".DS_Store", ".ipynb_checkpoints/3.png"]);
+        let scan = scan(d).unwrap();
+        assert_eq!(scan.classes, ["a", "b"]);
+        assert_eq!(scan.files.len(), 2);
+        let lines = scan.skipped.warnings(d);
+        assert!(
+            lines[0].contains("skipped 3 files and 1 folder in")
+                && lines[0].contains(": 1 .csv, 1 .md, 1 hidden file (name starts with '.'), 1 hidden folder (not walked)"),
+            "{lines:?}"
+        );
     }
 }

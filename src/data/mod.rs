@@ -2,11 +2,12 @@
 //! of the reference's `transforms.Compose([ToTensor(), Normalize((0.5,)*3, (0.5,)*3)])`.
 //!
 //! Sources: [`cifar`] (the official binary files), [`download`] (fetching them, verified),
-//! [`folder`] (image folders); [`split`] holds out a validation subset.
+//! [`folder`] (image folders, read by [`image_file`]); [`split`] holds out a validation subset.
 
 pub mod cifar;
 pub mod download;
 pub mod folder;
+pub mod image_file;
 pub mod split;
 
 use std::path::Path;
@@ -61,7 +62,8 @@ pub enum DatasetKind {
     /// The CIFAR-10 binary release: `DIR/cifar-10-batches-bin/*.bin`.
     #[default]
     Cifar10,
-    /// Image folders: `DIR/train/<class>/*` and `DIR/test/<class>/*` (PNG, JPEG).
+    /// Image folders: `DIR/train/<class>/*` and `DIR/test/<class>/*` (the formats of
+    /// torchvision's `ImageFolder`: PNG, JPEG, BMP, PPM, PGM, TIFF, WebP).
     Folder,
 }
 
