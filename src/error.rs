@@ -6,8 +6,8 @@ use std::path::PathBuf;
 /// Errors from loading data, validating a configuration, and training.
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
-    /// The data directory (or the CIFAR-10 files in it) could not be found.
-    #[error("CIFAR-10 binary data not found: looked for {wanted} in {}; {hint}",
+    /// The data directory (or the CIFAR-10 files in it, in either layout) could not be found.
+    #[error("CIFAR-10 data not found: looked for {wanted} in {}; {hint}",
             looked.iter().map(|p| p.display().to_string()).collect::<Vec<_>>().join(" and "))]
     DataNotFound { wanted: String, looked: Vec<PathBuf>, hint: String },
 
@@ -15,8 +15,9 @@ pub enum Error {
     #[error("{}: {reason} (at byte offset {offset})", path.display())]
     BadDataFile { path: PathBuf, offset: u64, reason: String },
 
-    /// An image-folder dataset is laid out wrongly (a missing split, an empty class folder,
-    /// test classes that are not the training classes).
+    /// A dataset is laid out wrongly (an image folder with a missing split, an empty class
+    /// folder, test classes that are not the training classes), or a file of it is malformed
+    /// where no byte offset says where (a pickled CIFAR-10 batch).
     #[error("{}: {reason}", path.display())]
     BadDataset { path: PathBuf, reason: String },
 
