@@ -69,7 +69,8 @@ pub enum Error {
     #[error("interrupted at epoch {epoch}, step {step}; the state is saved: resume with `tch-cifar10 train --resume {}`", run_dir.display())]
     Interrupted { epoch: usize, step: usize, run_dir: PathBuf },
 
-    /// A model file (safetensors) is unreadable, corrupt, or does not hold the `Net` parameters.
+    /// A model file (safetensors or `torch.save`) is unreadable, corrupt, of another kind, or
+    /// does not hold the `Net` parameters (all finite, in a floating-point dtype).
     #[error("{}: not a usable model file: {reason}", path.display())]
     BadModelFile { path: PathBuf, reason: String },
 

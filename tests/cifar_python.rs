@@ -1,6 +1,6 @@
 //! The CIFAR-10 python layout (`cifar-10-batches-py/`, what torchvision downloads): the same
 //! images written as Python 2 pickles (as the official files are) and as Python 3 pickles
-//! (protocols 2, 4, 5) load to exactly the tensors of the binary layout, and to what
+//! (protocols 2 to 5) load to exactly the tensors of the binary layout, and to what
 //! torchvision's `CIFAR10` reads from those files; each malformed file is an error naming it.
 //! The pickles are made by tests/common/cifar_python.py with the venv's numpy (skipped without
 //! it, except under `CI=true`) from synthetic records.
@@ -57,7 +57,7 @@ fn python_pickles_load_as_the_binary_files_and_as_torchvision_reads_them() -> Te
     let out = tempfile::tempdir()?;
     venv::run_script(&py, "cifar_python.py", &["good".as_ref(), bin.path().as_os_str(), out.path().as_os_str()]);
 
-    for style in ["py2", "py3-2", "py3-4", "py3-5"] {
+    for style in ["py2", "py3-2", "py3-3", "py3-4", "py3-5"] {
         let root = out.path().join(style);
         let found = cifar::find(&root)?;
         assert_eq!((found.layout, found.dir.clone()), (Layout::Python, root.join("cifar-10-batches-py")), "{style}");

@@ -8,7 +8,7 @@ in the wild, and reads each back with torchvision, for tests/cifar_python.rs.
       gives for those files (`train_data`, `test_data` as N x 32 x 32 x 3 uint8, `train_targets`,
       `test_targets` as int64; the class names in the metadata, JSON).
       Styles: py2 (as the official files: Python 2's cPickle at protocol 2, every string a
-      byte string), py3-2, py3-4 and py3-5 (Python 3's pickle at that protocol, str keys, as
+      byte string), py3-2 ... py3-5 (Python 3's pickle at that protocol, str keys, as
       the project's shared tool cifar10-jpeg-to-bin.py writes them).
 
   cifar_python.py bad ROOT OUT_ROOT
@@ -115,7 +115,7 @@ def main():
     mode, root, out_root = sys.argv[1:4]
     batches, classes = read_bin(root)
     if mode == "good":
-        for style in ("py2", "py3-2", "py3-4", "py3-5"):
+        for style in ("py2", "py3-2", "py3-3", "py3-4", "py3-5"):
             out = os.path.join(out_root, style)
             write_py(out, batches, classes, style)
             torchvision_view(out, os.path.join(out, "torchvision.safetensors"))

@@ -8,7 +8,7 @@
 //! the class names (index = label).
 //!
 //! The official files are Python 2 pickles (protocol 2, keys and strings as byte strings);
-//! files written again by Python 3 have `str` keys (any protocol up to 5). Both are read, as
+//! files written again by Python 3 have `str` keys (protocols 2 to 5). Both are read, as
 //! torchvision reads them (`pickle.load(f, encoding="latin1")`: byte strings are Latin-1).
 //! Parsing is serde-pickle's, which runs no code: a numpy array comes back as the arguments
 //! that would rebuild it, `(version, shape, dtype state, is_fortran, raw bytes)` for protocols
