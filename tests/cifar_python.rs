@@ -35,8 +35,12 @@ fn assert_same(a: &Dataset, b: &Dataset, what: &str) {
     assert_eq!(a.classes, b.classes, "{what}: classes");
 }
 
-/// torchvision's view of a split, from the script's dump: `[N, 32, 32, 3]` images (HWC) and labels.
-fn torchvision(path: &Path, split: &str) -> Result<(Vec<u8>, Vec<i64>, Vec<String>), Box<dyn std::error::Error>> {
+/// A split as torchvision's `CIFAR10` gives it: `[N, 32, 32, 3]` image bytes (HWC), labels,
+/// class names.
+type TorchvisionSplit = (Vec<u8>, Vec<i64>, Vec<String>);
+
+/// torchvision's view of a split, from the script's dump.
+fn torchvision(path: &Path, split: &str) -> Result<TorchvisionSplit, Box<dyn std::error::Error>> {
     let file = std::fs::read(path)?;
     let st = SafeTensors::deserialize(&file)?;
     let data = st.tensor(&format!("{split}_data"))?.data().to_vec();

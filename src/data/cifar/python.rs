@@ -154,7 +154,7 @@ fn read_batch(path: &Path, classes: &[String]) -> Result<(Tensor, Vec<i64>)> {
         [n, width] if width == IMAGE_BYTES && n.checked_mul(IMAGE_BYTES) == Some(bytes.len()) => n,
         _ => {
             let numel = shape.iter().try_fold(1usize, |a, &d| a.checked_mul(d)).unwrap_or(0);
-            let element = if numel == 0 { "".to_string() } else { format!(" of {}-byte elements", bytes.len() / numel) };
+            let element = bytes.len().checked_div(numel).map(|size| format!(" of {size}-byte elements")).unwrap_or_default();
             return Err(bad(path, format!("`data` is an array of shape {shape:?}{element}; expected uint8 of shape [N, {IMAGE_BYTES}]")));
         }
     };
