@@ -108,13 +108,14 @@ fn each_malformed_python_file_is_an_error_naming_it() -> TestResult {
     let out = tempfile::tempdir()?;
     venv::run_script(&py, "cifar_python.py", &["bad".as_ref(), bin.path().as_os_str(), out.path().as_os_str()]);
     // Each case's file and the words its error must hold (from the defect the script made).
-    let cases: [(&str, &str, &[&str]); 10] = [
+    let cases: [(&str, &str, &[&str]); 11] = [
         ("label_range", "test_batch", &["label 10 of image 2 is not below the 10 classes"]),
         ("float_data", "data_batch_2", &["shape [5, 3072]", "more than one byte", "expected uint8"]),
         ("wrong_shape", "data_batch_3", &["shape [5, 1024]", "expected uint8 of shape [N, 3072]"]),
         ("label_count", "data_batch_1", &["4 labels for 5 images"]),
         ("no_labels", "data_batch_4", &["no `labels` entry"]),
         ("labels_not_ints", "data_batch_4", &["label 0 is a str, expected an int"]),
+        ("labels_array", "data_batch_3", &["`labels` is a numpy array; expected a list of 5 ints"]),
         ("no_label_names", "batches.meta", &["no `label_names` entry"]),
         ("one_class", "batches.meta", &["`label_names` has 1 names", "between 2 and 256"]),
         ("not_a_dict", "data_batch_5", &["holds a list, expected a dict"]),

@@ -104,6 +104,7 @@ BAD = {
     "label_count": edit("data_batch_1", "labels", lambda l: l[:-1]),
     "no_labels": edit("data_batch_4", "labels", DELETE),
     "labels_not_ints": edit("data_batch_4", "labels", lambda l: [str(v) for v in l]),
+    "labels_array": edit("data_batch_3", "labels", lambda l: np.array(l, dtype=np.int64)),
     "no_label_names": edit("batches.meta", "label_names", DELETE),
     "one_class": edit("batches.meta", "label_names", lambda n: n[:1]),
     "not_a_dict": lambda name, entry: list(entry.items()) if name == "data_batch_5" else entry,

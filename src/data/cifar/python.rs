@@ -162,6 +162,9 @@ fn read_batch(path: &Path, classes: &[String]) -> Result<(Tensor, Vec<i64>)> {
         return Err(bad(path, "`data` holds no image"));
     }
     let labels = match take(&mut dict, "labels") {
+        Some(Value::Tuple(l)) if is_array(&l) => {
+            return Err(bad(path, format!("`labels` is a numpy array; expected a list of {n} ints, as the official files hold")))
+        }
         Some(Value::List(l) | Value::Tuple(l)) => l,
         Some(other) => return Err(bad(path, format!("`labels` is {}, expected a list of {n} ints", kind_of(&other)))),
         None => return Err(bad(path, "no `labels` entry; expected one label per image there")),
@@ -186,6 +189,11 @@ fn read_batch(path: &Path, classes: &[String]) -> Result<(Tensor, Vec<i64>)> {
         Tensor::from_slice(&bytes)
     };
     Ok((images.view([n as i64, CHANNELS, side, side]), labels))
+}
+
+/// Whether a tuple is what serde-pickle leaves of a numpy array (see [`array`]).
+fn is_array(parts: &[Value]) -> bool {
+    matches!(parts, [Value::I64(_), _, _, Value::Bool(_), _] | [Value::Bytes(_), Value::Tuple(_), Value::Tuple(_), _])
 }
 
 /// A pickled numpy array as serde-pickle leaves it (see the module doc): its shape, raw bytes,
