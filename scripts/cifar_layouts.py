@@ -3,7 +3,7 @@
   cifar-10-batches-bin/  the official binary release, read by tch-cifar10: data_batch_1.bin ..
                          data_batch_5.bin, test_batch.bin (3073-byte records: a label byte, then
                          1024 red, 1024 green, 1024 blue bytes, row-major) and batches.meta.txt
-  cifar-10-batches-py/   the official Python release, read by torchvision: the same files
+  cifar-10-batches-py/   the official Python release, read by torchvision (and tch-cifar10): the same files
                          without `.bin`, each a pickled dict {"data": uint8 [N, 3072],
                          "labels": [N ints], ...}, and batches.meta {"label_names": [...]}
 

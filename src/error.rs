@@ -10,8 +10,8 @@ use std::path::PathBuf;
 /// Errors from loading data, validating a configuration, and training.
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
-    /// The data directory (or the CIFAR-10 files in it) could not be found.
-    #[error("CIFAR-10 binary data not found: looked for {wanted} in {}; {hint}",
+    /// The data directory (or the CIFAR-10 files in it, in either layout) could not be found.
+    #[error("CIFAR-10 data not found: looked for {wanted} in {}; {hint}",
             looked.iter().map(|p| p.display().to_string()).collect::<Vec<_>>().join(" and "))]
     DataNotFound { wanted: String, looked: Vec<PathBuf>, hint: String },
 
@@ -19,8 +19,9 @@ pub enum Error {
     #[error("{}: {reason} (at byte offset {offset})", path.display())]
     BadDataFile { path: PathBuf, offset: u64, reason: String },
 
-    /// An image-folder dataset is laid out wrongly (a missing split, an empty class folder,
-    /// test classes that are not the training classes).
+    /// A dataset is laid out wrongly (an image folder with a missing split, an empty class
+    /// folder, test classes that are not the training classes), or a file of it is malformed
+    /// where no byte offset says where (a pickled CIFAR-10 batch).
     #[error("{}: {reason}", path.display())]
     BadDataset { path: PathBuf, reason: String },
 
@@ -89,7 +90,8 @@ pub enum Error {
     })]
     Interrupted { epoch: usize, step: usize, run_dir: Option<PathBuf> },
 
-    /// A model file (safetensors) is unreadable, corrupt, or does not hold the `Net` parameters.
+    /// A model file (safetensors or `torch.save`) is unreadable, corrupt, of another kind, or
+    /// does not hold the `Net` parameters (all finite, in a floating-point dtype).
     #[error("{}: not a usable model file: {reason}", path.display())]
     BadModelFile { path: PathBuf, reason: String },
 

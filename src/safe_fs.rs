@@ -25,6 +25,9 @@ pub const MAX_MODEL_FILE_BYTES: u64 = 64 << 20;
 pub const MAX_CHECKPOINT_BYTES: u64 = 3 * MAX_MODEL_FILE_BYTES;
 /// Bound on one image file (a 32x32 image is a few KB; photographs are a few MB).
 pub const MAX_IMAGE_FILE_BYTES: u64 = 64 << 20;
+/// Bound on one pickled CIFAR-10 batch (`cifar-10-batches-py/data_batch_1`: an official one
+/// holds 10,000 images in 31 MB).
+pub const MAX_DATA_BATCH_BYTES: u64 = 512 << 20;
 /// Bound on a small text or JSON file of a run (`config.json`, `batches.meta.txt`, ...).
 pub const MAX_TEXT_FILE_BYTES: u64 = 16 << 20;
 /// Bound on one CIFAR-10 binary batch file (`data_batch_N.bin`, `test_batch.bin`): the

@@ -181,8 +181,11 @@ fn mismatched_files_are_named_errors() -> TestResult {
     fc3[9].1 = vec![9];
     cases.push(("tensor fc3.bias has shape [9], expected [10]", fc3));
     let mut dtype = net_shapes(10);
-    dtype[4].2 = Dtype::F64;
-    cases.push(("tensor fc1.weight has dtype F64, expected F32", dtype));
+    dtype[4].2 = Dtype::I64;
+    cases.push(("tensor fc1.weight has dtype I64, expected a floating-point dtype: F32 (float32), or F16, BF16 or F64", dtype));
+    let mut dtype = net_shapes(10);
+    dtype[9].2 = Dtype::BOOL;
+    cases.push(("tensor fc3.bias has dtype BOOL, expected a floating-point dtype", dtype));
     cases.push(("fc3.weight has 1 output(s); a classifier needs at least 2", net_shapes(1)));
     for (want, tensors) in cases {
         write_raw(&path, &tensors, None);
@@ -230,6 +233,144 @@ fn garbage_and_truncated_files_are_errors_not_panics() -> TestResult {
     }
     let err = load_model(&dir.path().join("absent.safetensors"), Device::Cpu).unwrap_err();
     assert!(matches!(err, Error::Io { .. }) && err.to_string().contains("absent.safetensors"), "{err}");
+    Ok(())
+}
+
+#[test]
+fn files_that_are_no_model_file_say_what_they_look_like() -> TestResult {
+    let dir = tempfile::tempdir()?;
+    let path = dir.path().join("model.pth");
+    let cases: [(&[u8], &str); 7] = [
+        (b"", "an empty file (0 bytes)"),
+        (b"epoch,loss\n1,2.3\n", "text, starting \"epoch,loss\""),
+        (b"\x89PNG\r\n\x1a\n\0\0\0\rIHDR", "an image"),
+        (b"\x1f\x8b\x08\0\0\0\0\0\0\x03abc", "gzip-compressed data"),
+        (b"\x80\x04\x95\x10\0\0\0\0\0\0\0}\x94.", "a Python pickle"),
+        (b"\x89HDF\r\n\x1a\n\0\0", "an HDF5 file"),
+        (b"\x00\xff\x10\x20\x30\x40\x50\x60\x70\x80", "10 bytes of unrecognised binary data, starting 00 ff 10 20"),
+    ];
+    for (bytes, want) in cases {
+        std::fs::write(&path, bytes)?;
+        let text = bad_model_file(load_model(&path, Device::Cpu).unwrap_err(), &path);
+        assert!(text.contains(want), "want {want:?} in {text}");
+        assert!(text.contains("not a safetensors file nor a PyTorch torch.save archive"), "{text}");
+        assert!(text.contains("torch.save(net.state_dict(), path)"), "what is accepted: {text}");
+    }
+    // A directory or a device is refused before a byte is read (safe_fs), naming the path.
+    let err = load_model(dir.path(), Device::Cpu).unwrap_err();
+    assert!(matches!(err, Error::Io { .. }) && err.to_string().contains("a directory"), "{err}");
+    Ok(())
+}
+
+/// A safetensors file of `net`'s parameters as `kind` (no metadata), as PyTorch users save
+/// half-precision or double weights.
+fn write_as(path: &Path, net: &Net, kind: Kind) {
+    let tensors: Vec<(String, Tensor)> = net.parameters().iter().map(|(n, t)| (n.to_string(), t.to_kind(kind))).collect();
+    let dtype = match kind {
+        Kind::Half => Dtype::F16,
+        Kind::BFloat16 => Dtype::BF16,
+        Kind::Double => Dtype::F64,
+        _ => Dtype::F32,
+    };
+    let data: Vec<Vec<u8>> = tensors
+        .iter()
+        .map(|(_, t)| {
+            let mut bytes = vec![0u8; t.numel() * kind.elt_size_in_bytes()];
+            t.copy_data_u8(&mut bytes, t.numel());
+            bytes
+        })
+        .collect();
+    let views: Vec<(&str, TensorView)> = tensors
+        .iter()
+        .zip(&data)
+        .map(|((n, t), b)| (n.as_str(), TensorView::new(dtype, t.size().iter().map(|&d| d as usize).collect(), b).unwrap()))
+        .collect();
+    std::fs::write(path, safetensors::serialize(views, None::<HashMap<String, String>>).unwrap()).unwrap();
+}
+
+#[test]
+fn half_bfloat16_and_double_weights_are_cast_to_float32_as_pytorch_does() -> TestResult {
+    let dir = tempfile::tempdir()?;
+    let (_vs, net) = seeded_net(6, 10);
+    let xs = Tensor::randn([3, 3, 32, 32], (Kind::Float, Device::Cpu));
+    for kind in [Kind::Half, Kind::BFloat16, Kind::Double] {
+        let path = dir.path().join(format!("{kind:?}.safetensors"));
+        write_as(&path, &net, kind);
+        let loaded = load_model(&path, Device::Cpu)?;
+        // load_state_dict's `param.copy_(stored)`: the stored values converted to float32.
+        for ((n, a), (_, b)) in loaded.net.parameters().iter().zip(net.parameters()) {
+            assert_eq!(a.kind(), Kind::Float);
+            assert_eq!(bits(a), bits(&b.to_kind(kind).to_kind(Kind::Float)), "{kind:?} {n}");
+        }
+        let _ = loaded.net.forward(&xs);
+    }
+    // float64 holds every float32 exactly: the very same net.
+    let loaded = load_model(&dir.path().join("Double.safetensors"), Device::Cpu)?;
+    assert_eq!(bits(&loaded.net.forward(&xs)), bits(&net.forward(&xs)));
+    Ok(())
+}
+
+/// `net` with `value` written at flat index `at` of parameter `param` (0-based, PyTorch order).
+fn poisoned(dir: &Path, name: &str, param: usize, at: i64, value: f64) -> std::path::PathBuf {
+    let (_vs, net) = seeded_net(7, 10);
+    tch::no_grad(|| {
+        let _ = net.parameters()[param].1.view(-1).get(at).fill_(value);
+    });
+    let path = dir.join(name);
+    save_model(&path, &net, &names(10)).unwrap();
+    path
+}
+
+#[test]
+fn non_finite_weights_are_refused_by_read_eval_predict_and_finetune() -> TestResult {
+    let dir = tempfile::tempdir()?;
+    let nan = poisoned(dir.path(), "nan.safetensors", 6, 100, f64::NAN); // fc2.weight
+    let inf = poisoned(dir.path(), "inf.safetensors", 1, 2, f64::NEG_INFINITY); // conv1.bias
+    let text = bad_model_file(read_model_file(&nan).unwrap_err(), &nan);
+    assert!(text.contains("tensor fc2.weight holds 1 NaN and 0 infinite value(s) (the first at flat index 100)"), "{text}");
+    let text = bad_model_file(read_model_file(&inf).unwrap_err(), &inf);
+    assert!(text.contains("tensor conv1.bias holds 0 NaN and 1 infinite value(s) (the first at flat index 2)"), "{text}");
+
+    // Every command that loads a model stops with that error (exit 1), and writes no run.
+    let data = common::synthetic_cifar(20, 10, 10);
+    let img = dir.path().join("img.png");
+    common::images::record_image(&common::learnable_records(1, 10, 1)[0]).save(&img)?;
+    let (m, d, out) = (nan.to_str().unwrap(), data.path().to_str().unwrap(), dir.path().join("ft"));
+    let runs: [&[&str]; 3] = [
+        &["eval", "--checkpoint", m, "--data-dir", d],
+        &["predict", "--checkpoint", m, img.to_str().unwrap()],
+        &["finetune", "--from", m, "--data-dir", d, "--epochs", "1", "--out", out.to_str().unwrap()],
+    ];
+    for args in runs {
+        let o = std::process::Command::new(env!("CARGO_BIN_EXE_tch-cifar10")).args(args).args(["--device", "cpu"]).output()?;
+        let stderr = String::from_utf8_lossy(&o.stderr);
+        assert_eq!(o.status.code(), Some(1), "{args:?}: {stderr}");
+        assert!(stderr.contains(m) && stderr.contains("tensor fc2.weight holds 1 NaN"), "{args:?}: {stderr}");
+    }
+    assert!(!out.join(MODEL_FILE).exists(), "finetune wrote no model");
+    Ok(())
+}
+
+#[test]
+fn saving_the_same_net_twice_gives_the_same_bytes() -> TestResult {
+    let dir = tempfile::tempdir()?;
+    let (_vs, net) = seeded_net(4, 5);
+    let first = dir.path().join("a.safetensors");
+    save_model(&first, &net, &names(5))?;
+    let bytes = std::fs::read(&first)?;
+    // Three metadata entries: a map written in hash order would differ within a few saves.
+    for i in 0..20 {
+        let again = dir.path().join(format!("{i}.safetensors"));
+        save_model(&again, &net, &names(5))?;
+        assert!(std::fs::read(&again)? == bytes, "save {i} differs from the first");
+    }
+    // Still a safetensors file, its header keys in sorted order.
+    let header_len = u64::from_le_bytes(bytes[..8].try_into()?) as usize;
+    assert_eq!(header_len % 8, 0);
+    let header = std::str::from_utf8(&bytes[8..8 + header_len])?;
+    let meta = header.find(r#""__metadata__":{"classes":"#).zip(header.find(r#""format":"pt","tch_cifar10_version":"#));
+    assert!(meta.is_some_and(|(a, b)| a < b), "{header}");
+    assert_eq!(read_model_file(&first)?.classes, Some(names(5)));
     Ok(())
 }
 

@@ -5,6 +5,7 @@
 //! error, never a panic.
 
 pub mod model_file;
+pub(crate) mod pth;
 pub mod state;
 
 pub use model_file::{load_model, load_model_with_classes, model_path, save_model, ClassSource, LoadedModel, MODEL_FILE};

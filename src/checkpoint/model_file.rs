@@ -11,21 +11,30 @@
 //!   of `safetensors.torch`), `classes` = the class names as a JSON array (index = label), and
 //!   `tch_cifar10_version` = the crate version that wrote it.
 //!
-//! Reading checks everything before a variable is built: a file that is not safetensors, is
-//! truncated, misses a tensor, holds an extra one, or has a wrong dtype or shape is an
-//! [`Error::BadModelFile`] naming the file and the problem. A plain PyTorch `state_dict` saved
-//! with safetensors has no `classes` metadata; then the class names are the caller's (`--classes`)
-//! or, for a 10-output `fc3`, [`CIFAR10_CLASS_NAMES`].
+//! The bytes written are a function of the content alone (the header's keys sorted), so two
+//! saves of the same weights give identical files.
+//!
+//! Reading takes either format PyTorch users have, told apart by content (`sniff`): such a
+//! safetensors file, or PyTorch's own `torch.save(net.state_dict(), path)` archive
+//! (`checkpoint::pth`). Everything is checked before a variable is built: a file of any
+//! other kind (saying what it looks like), a truncated file, a missing or extra tensor, an
+//! integer dtype, a wrong shape, or a NaN or infinite value is an [`Error::BadModelFile`]
+//! naming the file and the problem. float16, bfloat16 and float64 tensors are cast to float32,
+//! as PyTorch's `load_state_dict` casts them. A plain PyTorch `state_dict` has no `classes`
+//! metadata; then the class names are the caller's (`--classes`) or, for a 10-output `fc3`,
+//! [`CIFAR10_CLASS_NAMES`].
 
 use std::{collections::HashMap, path::Path};
 
 use safetensors::{tensor::TensorView, Dtype, SafeTensors};
 use tch::{nn, Device, Kind, Tensor};
 
+use super::pth;
 use crate::{
     error::{Error, Result},
     model::Net,
     run_dir::write_atomic,
+    safe_fs,
 };
 
 /// The model file's name in a run directory.
@@ -175,24 +184,103 @@ pub fn load_model_with_classes(path: &Path, device: Device, classes: Option<&[St
     Ok(LoadedModel { vs, net, classes, class_source, written_by: file.written_by })
 }
 
-/// Reads and checks the model file at `path`: a safetensors file holding exactly the ten `Net`
-/// parameters, float32, with `Net`'s shapes (`fc3` of any width from 2), and, if present, a
-/// `classes` metadata entry that is a JSON array of one non-empty name per output.
+/// What [`read_model_file`] accepts, for error messages.
+const ACCEPTED: &str = "expected a model file: a run's model.safetensors, a state_dict saved with safetensors \
+     (`safetensors.torch.save_file(net.state_dict(), path)`), or one saved by PyTorch \
+     (`torch.save(net.state_dict(), path)`)";
+
+/// Reads and checks the model file at `path`, in either format PyTorch users have:
+///
+/// * safetensors: what [`save_model`] writes, or `safetensors.torch.save_file(net.state_dict(), path)`;
+/// * PyTorch's own, `torch.save(net.state_dict(), path)` (the tutorial's `cifar_net.pth`; read
+///   by `checkpoint::pth`).
+///
+/// `sniff` tells them apart by their first bytes, whatever the file's name. Either must hold
+/// exactly the ten `Net` parameters under PyTorch's names, with `Net`'s shapes (`fc3` of any
+/// width from 2), in a floating-point dtype: float32, or float16, bfloat16 or float64, which
+/// are cast to float32 as `load_state_dict` casts them when it copies them into a float32
+/// model (one log line says so). Every value must be finite. A safetensors file's `classes`
+/// metadata, if present, must be a JSON array of one non-empty name per output.
 ///
 /// # Errors
-/// [`Error::Io`] when `path` cannot be read; [`Error::BadModelFile`] naming `path` and the
-/// first problem found: not safetensors or truncated, missing or unexpected tensors, a wrong
-/// dtype or shape, or bad `classes` metadata.
+/// [`Error::Io`] when `path` cannot be read, is not a regular file, or is larger than
+/// [`safe_fs::MAX_MODEL_FILE_BYTES`]; [`Error::BadModelFile`] naming `path` and the first
+/// problem found: a file of another kind (saying what it looks like), a whole pickled module,
+/// a truncated file, missing or unexpected tensors, an integer dtype, a wrong shape, NaN or
+/// infinite values (naming the first such tensor), or bad `classes` metadata.
 pub fn read_model_file(path: &Path) -> Result<ModelFile> {
-    let bytes = crate::safe_fs::read_regular(path, crate::safe_fs::MAX_MODEL_FILE_BYTES)?;
+    let bytes = safe_fs::read_regular(path, safe_fs::MAX_MODEL_FILE_BYTES)?;
     let bad = |reason: String| Error::BadModelFile { path: path.to_path_buf(), reason };
-    let st = SafeTensors::deserialize(&bytes).map_err(|e| bad(format!("not a safetensors file, or truncated ({e})")))?;
-    let (_, header) = SafeTensors::read_metadata(&bytes).map_err(|e| bad(format!("not a safetensors file ({e})")))?;
+    let stored = match sniff(&bytes) {
+        Format::Safetensors => read_safetensors(&bytes).map_err(bad)?,
+        Format::TorchSave => pth::read(path, &bytes)?,
+        Format::Other(looks_like) => {
+            return Err(bad(format!("not a safetensors file nor a PyTorch torch.save archive: it is {looks_like}; {ACCEPTED}")))
+        }
+    };
+    check(path, &stored)
+}
+
+/// A model file's tensors as stored, before any check: what every format reader gives.
+pub(crate) struct Stored<'a> {
+    /// The tensors, in the file's order.
+    pub tensors: Vec<StoredTensor<'a>>,
+    /// String metadata (a safetensors header's `__metadata__`; none in a `torch.save` file).
+    pub metadata: HashMap<String, String>,
+}
+
+/// One stored tensor: what the file says about it, and how to build it.
+pub(crate) struct StoredTensor<'a> {
+    /// Its name in the file (`conv1.weight`, ...).
+    pub name: String,
+    /// The stored element type, named as safetensors names it (`F32`, `BF16`, `I64`, ...).
+    pub dtype: String,
+    /// The tch kind of a floating-point dtype (`F32`, `F16`, `BF16`, `F64`); `None` otherwise.
+    pub float: Option<Kind>,
+    /// Its shape.
+    pub shape: Vec<i64>,
+    /// Builds it as a contiguous CPU tensor of kind `float` (only called when that is `Some`).
+    pub read: Box<dyn Fn() -> Result<Tensor> + 'a>,
+}
+
+/// The tch kind of a floating-point dtype that loads into the float32 `Net`.
+fn float_kind(dtype: Dtype) -> Option<Kind> {
+    Some(match dtype {
+        Dtype::F32 => Kind::Float,
+        Dtype::F16 => Kind::Half,
+        Dtype::BF16 => Kind::BFloat16,
+        Dtype::F64 => Kind::Double,
+        _ => return None,
+    })
+}
+
+/// A safetensors file's tensors and metadata.
+fn read_safetensors(bytes: &[u8]) -> std::result::Result<Stored<'_>, String> {
+    let st = SafeTensors::deserialize(bytes).map_err(|e| format!("not a safetensors file, or truncated ({e})"))?;
+    let (_, header) = SafeTensors::read_metadata(bytes).map_err(|e| format!("not a safetensors file ({e})"))?;
+    let tensors = st
+        .tensors()
+        .into_iter()
+        .map(|(name, view)| StoredTensor {
+            name,
+            dtype: view.dtype().to_string(),
+            float: float_kind(view.dtype()),
+            shape: view.shape().iter().map(|&d| d as i64).collect(),
+            read: Box::new(move || tensor_from_view(&view, float_kind(view.dtype()).unwrap_or(Kind::Uint8))),
+        })
+        .collect();
+    Ok(Stored { tensors, metadata: header.metadata().clone().unwrap_or_default() })
+}
+
+/// The checks of [`read_model_file`], on any format's tensors.
+fn check(path: &Path, stored: &Stored<'_>) -> Result<ModelFile> {
+    let bad = |reason: String| Error::BadModelFile { path: path.to_path_buf(), reason };
+    let find = |name: &str| stored.tensors.iter().find(|t| t.name == name);
 
     // The shapes a Net of the file's width has; the width comes from fc3.weight `[outputs, 84]`
     // (its data then bounds `outputs` by the file size).
-    let outputs = match st.tensor("fc3.weight") {
-        Ok(t) if t.shape().len() == 2 && t.shape()[1] == FC3_INPUTS => t.shape()[0] as i64,
+    let outputs = match find("fc3.weight") {
+        Some(t) if t.shape.len() == 2 && t.shape[1] == FC3_INPUTS as i64 => t.shape[0],
         _ => 10, // reported below as a missing tensor or a wrong shape
     };
     if outputs < 2 {
@@ -203,8 +291,9 @@ pub fn read_model_file(path: &Path) -> Result<ModelFile> {
         let net = Net::new(&vs.root(), outputs);
         net.parameters().iter().map(|&(n, t)| (n, t.size())).collect()
     };
-    let missing: Vec<&str> = expected.iter().map(|(n, _)| *n).filter(|n| st.tensor(n).is_err()).collect();
-    let mut extra: Vec<String> = st.names().into_iter().filter(|n| !expected.iter().any(|(e, _)| e == n)).map(String::from).collect();
+    let missing: Vec<&str> = expected.iter().map(|(n, _)| *n).filter(|n| find(n).is_none()).collect();
+    let mut extra: Vec<&str> =
+        stored.tensors.iter().map(|t| t.name.as_str()).filter(|n| !expected.iter().any(|(e, _)| e == n)).collect();
     extra.sort();
     if !missing.is_empty() || !extra.is_empty() {
         let mut parts = Vec::new();
@@ -212,27 +301,47 @@ pub fn read_model_file(path: &Path) -> Result<ModelFile> {
             parts.push(format!("missing tensor(s) {}", missing.join(", ")));
         }
         if !extra.is_empty() {
-            parts.push(format!("unexpected tensor(s) {}", extra.join(", ")));
+            let shown = extra.iter().take(12).copied().collect::<Vec<_>>().join(", ");
+            let more = if extra.len() > 12 { format!(" and {} more", extra.len() - 12) } else { String::new() };
+            parts.push(format!("unexpected tensor(s) {shown}{more}"));
         }
-        return Err(bad(format!(
-            "{}; expected exactly the Net parameters conv1.weight ... fc3.bias",
-            parts.join("; ")
-        )));
-    }
-    let mut tensors = Vec::with_capacity(expected.len());
-    for (name, shape) in &expected {
-        let view = st.tensor(name).expect("presence checked above");
-        if view.dtype() != Dtype::F32 {
-            return Err(bad(format!("tensor {name} has dtype {}, expected F32 (float32)", view.dtype())));
-        }
-        let got: Vec<i64> = view.shape().iter().map(|&d| d as i64).collect();
-        if &got != shape {
-            return Err(bad(format!("tensor {name} has shape {got:?}, expected {shape:?}")));
-        }
-        tensors.push((name.to_string(), tensor_from_view(&view, Kind::Float)?));
+        let hint = prefix_hint(&expected, &extra);
+        return Err(bad(format!("{}; expected exactly the Net parameters conv1.weight ... fc3.bias{hint}", parts.join("; "))));
     }
 
-    let meta = header.metadata().clone().unwrap_or_default();
+    let mut tensors = Vec::with_capacity(expected.len());
+    let mut cast: Vec<&str> = Vec::new();
+    for (name, shape) in &expected {
+        let stored = find(name).expect("presence checked above");
+        let Some(kind) = stored.float else {
+            return Err(bad(format!(
+                "tensor {name} has dtype {}, expected a floating-point dtype: F32 (float32), or F16, BF16 or F64 (cast to float32)",
+                stored.dtype
+            )));
+        };
+        if &stored.shape != shape {
+            return Err(bad(format!("tensor {name} has shape {:?}, expected {shape:?}", stored.shape)));
+        }
+        let mut value = (stored.read)()?;
+        if kind != Kind::Float {
+            // As `load_state_dict` does: `param.copy_(input_param)` into the float32 parameter.
+            value = value.f_to_kind(Kind::Float)?;
+            if !cast.contains(&stored.dtype.as_str()) {
+                cast.push(&stored.dtype);
+            }
+        }
+        check_finite(name, &value, kind != Kind::Float).map_err(bad)?;
+        tensors.push((name.to_string(), value));
+    }
+    if !cast.is_empty() {
+        tracing::info!(
+            "{}: tensors stored as {} cast to float32 (F32), as PyTorch's load_state_dict casts them",
+            path.display(),
+            cast.join(" and ")
+        );
+    }
+
+    let meta = &stored.metadata;
     let classes = match meta.get(KEY_CLASSES) {
         None => None,
         Some(text) => {
@@ -248,6 +357,103 @@ pub fn read_model_file(path: &Path) -> Result<ModelFile> {
         }
     };
     Ok(ModelFile { tensors, outputs, classes, written_by: meta.get(KEY_VERSION).cloned() })
+}
+
+/// When every expected name is present under one prefix (`module.` from `DataParallel`, or an
+/// entry of a checkpoint dict), says so and how to save the `Net`'s own `state_dict`.
+fn prefix_hint(expected: &[(&str, Vec<i64>)], extra: &[&str]) -> String {
+    let first = expected[0].0;
+    let prefixes = extra.iter().filter_map(|e| e.strip_suffix(first)).filter(|p| p.ends_with('.'));
+    for prefix in prefixes {
+        if expected.iter().all(|(n, _)| extra.contains(&format!("{prefix}{n}").as_str())) {
+            let how = if prefix == "module." {
+                "saved from a DataParallel or DistributedDataParallel wrapper: save `net.module.state_dict()` instead"
+                    .to_string()
+            } else {
+                let key = prefix.trim_end_matches('.');
+                format!("a checkpoint holding more than the model: save that entry alone, e.g. `torch.save(checkpoint['{key}'], path)`")
+            };
+            return format!(". The file holds them under the prefix `{prefix}` ({how})");
+        }
+    }
+    String::new()
+}
+
+/// An error message when `value` (float32) holds NaN or infinite values.
+fn check_finite(name: &str, value: &Tensor, cast: bool) -> std::result::Result<(), String> {
+    let finite = value.isfinite();
+    if finite.all().int64_value(&[]) != 0 {
+        return Ok(());
+    }
+    let nan = value.isnan().sum(Kind::Int64).int64_value(&[]);
+    let inf = value.isinf().sum(Kind::Int64).int64_value(&[]);
+    let first = finite.flatten(0, -1).logical_not().nonzero().int64_value(&[0, 0]);
+    Err(format!(
+        "tensor {name} holds {nan} NaN and {inf} infinite value(s){} (the first at flat index {first}); \
+         a model with non-finite weights gives meaningless outputs (did its training diverge?)",
+        if cast { " after the cast to float32" } else { "" }
+    ))
+}
+
+/// The kind of a model file, from its first bytes.
+pub(crate) enum Format {
+    /// An 8-byte little-endian header length (at most 100 MB), then the header's `{`.
+    Safetensors,
+    /// A zip archive (`PK\x03\x04`): what `torch.save` writes since PyTorch 1.6.
+    TorchSave,
+    /// Anything else, with what it looks like.
+    Other(String),
+}
+
+/// Tells a model file's format by its content (never by its name), and for any other file
+/// says what it looks like: empty, a pickle, an old `torch.save` file, gzip, text, ...
+pub(crate) fn sniff(bytes: &[u8]) -> Format {
+    const MAX_SAFETENSORS_HEADER: u64 = 100_000_000; // the safetensors crate's own bound
+    if let Some(len) = bytes.first_chunk::<8>().map(|b| u64::from_le_bytes(*b)) {
+        if len <= MAX_SAFETENSORS_HEADER && matches!(bytes.get(8), None | Some(b'{')) {
+            return Format::Safetensors;
+        }
+    }
+    if bytes.starts_with(b"PK\x03\x04") || bytes.starts_with(b"PK\x05\x06") {
+        return Format::TorchSave;
+    }
+    // torch.save's format before PyTorch 1.6: pickles that open with this magic number.
+    const LEGACY_MAGIC: [u8; 10] = [0x6c, 0xfc, 0x9c, 0x46, 0xf9, 0x20, 0x6a, 0xa8, 0x50, 0x19];
+    let head = &bytes[..bytes.len().min(64)];
+    let looks_like = if bytes.is_empty() {
+        "an empty file (0 bytes)".to_string()
+    } else if head.windows(LEGACY_MAGIC.len()).any(|w| w == LEGACY_MAGIC) {
+        "a torch.save file in the format of PyTorch before 1.6 (`_use_new_zipfile_serialization=False`); \
+         load it with a current PyTorch and save it again"
+            .to_string()
+    } else if bytes[0] == 0x80 && matches!(bytes.get(1), Some(2..=5)) {
+        "a Python pickle (pickle.dump), not the zip archive torch.save writes".to_string()
+    } else if bytes.starts_with(&[0x1f, 0x8b]) {
+        "gzip-compressed data; decompress it first".to_string()
+    } else if bytes.starts_with(b"\x89HDF\r\n\x1a\n") {
+        "an HDF5 file (a Keras .h5 model?)".to_string()
+    } else if bytes.starts_with(b"\x89PNG") || bytes.starts_with(&[0xff, 0xd8, 0xff]) {
+        "an image, not a model".to_string()
+    } else if let Some(text) = as_text(head) {
+        format!("text, starting {text:?}")
+    } else {
+        let hex: String = head.iter().take(8).map(|b| format!("{b:02x} ")).collect();
+        format!("{} bytes of unrecognised binary data, starting {}", bytes.len(), hex.trim_end())
+    };
+    Format::Other(looks_like)
+}
+
+/// The first line of `head` (up to 40 characters) when it reads as text.
+fn as_text(head: &[u8]) -> Option<String> {
+    let text = match std::str::from_utf8(head) {
+        Ok(t) => t,
+        Err(e) if e.error_len().is_none() => std::str::from_utf8(&head[..e.valid_up_to()]).ok()?, // cut mid-character
+        Err(_) => return None,
+    };
+    if text.chars().any(|c| c.is_control() && !matches!(c, '\n' | '\r' | '\t')) {
+        return None;
+    }
+    Some(text.lines().next().unwrap_or("").chars().take(40).collect())
 }
 
 /// The safetensors dtype of a tch kind, for the kinds checkpoints use.
@@ -294,7 +500,36 @@ pub(crate) fn encode_tensors<'a>(
             (*name, view)
         })
         .collect::<Vec<_>>();
-    Ok(safetensors::serialize(views, Some(metadata)).expect("header of a few named tensors serialises"))
+    let bytes = safetensors::serialize(views, Some(metadata)).expect("header of a few named tensors serialises");
+    Ok(canonical_header(bytes))
+}
+
+/// The same safetensors file with its JSON header's keys in sorted order, so that the bytes
+/// are a function of the content: `safetensors::serialize` lays out the tensors in a fixed
+/// order (by dtype, then name) but writes the metadata map in its hash order, which differs
+/// from one run to the next. The data section does not move (offsets are relative to its
+/// start); the header keeps the format's 8-byte alignment, padded with spaces as the crate
+/// pads it.
+fn canonical_header(bytes: Vec<u8>) -> Vec<u8> {
+    fn sorted(value: serde_json::Value) -> serde_json::Value {
+        match value {
+            serde_json::Value::Object(map) => {
+                let mut entries: Vec<_> = map.into_iter().collect();
+                entries.sort_by(|a, b| a.0.cmp(&b.0));
+                serde_json::Value::Object(entries.into_iter().map(|(k, v)| (k, sorted(v))).collect())
+            }
+            other => other,
+        }
+    }
+    let len = u64::from_le_bytes(bytes[..8].try_into().expect("8 bytes")) as usize;
+    let header: serde_json::Value = serde_json::from_slice(&bytes[8..8 + len]).expect("the crate wrote valid JSON");
+    let mut text = serde_json::to_vec(&sorted(header)).expect("JSON values serialise");
+    text.resize(text.len().next_multiple_of(8), b' ');
+    let mut out = Vec::with_capacity(8 + text.len() + bytes.len() - 8 - len);
+    out.extend((text.len() as u64).to_le_bytes());
+    out.extend(text);
+    out.extend(&bytes[8 + len..]);
+    out
 }
 
 /// A CPU tensor holding a copy of a validated safetensors view. safetensors data is
@@ -318,6 +553,25 @@ mod tests {
             let dtype = dtype_of(kind).unwrap();
             assert_eq!(dtype.bitsize(), 8 * kind.elt_size_in_bytes(), "{kind:?}");
         }
+    }
+
+    #[test]
+    fn encoded_bytes_are_a_function_of_the_content() {
+        let t = Tensor::from_slice(&[1f32, 2.0]);
+        let u = Tensor::from_slice(&[3i64]);
+        let encode = || {
+            // A fresh map each time, as every save builds one: its hash order differs.
+            let meta: HashMap<String, String> = (0..6).map(|i| (format!("key{i}"), format!("value {i}"))).collect();
+            encode_tensors([("b", &t), ("a", &u), ("c", &t)], meta).unwrap()
+        };
+        let first = encode();
+        for _ in 0..20 {
+            assert_eq!(encode(), first);
+        }
+        let st = SafeTensors::deserialize(&first).unwrap();
+        assert_eq!(st.tensor("a").unwrap().data(), 3i64.to_le_bytes());
+        let (_, header) = SafeTensors::read_metadata(&first).unwrap();
+        assert_eq!(header.metadata().as_ref().unwrap()["key5"], "value 5");
     }
 
     #[test]

@@ -1,8 +1,9 @@
 //! Datasets held resident as one `uint8` image tensor per split, and the batch normalisation
 //! of the reference's `transforms.Compose([ToTensor(), Normalize((0.5,)*3, (0.5,)*3)])`.
 //!
-//! Sources: [`cifar`] (the official binary files), [`download`] (fetching them, verified),
-//! [`folder`] (image folders, read by [`image_file`]); [`split`] holds out a validation subset.
+//! Sources: [`cifar`] (the official binary or python files), [`download`] (fetching them,
+//! verified), [`folder`] (image folders, read by [`image_file`]); [`split`] holds out a
+//! validation subset.
 
 pub mod cifar;
 pub mod download;
@@ -45,6 +46,31 @@ impl Dataset {
         self.len() == 0
     }
 
+    /// A digest of the split, to tell whether two runs saw the same data (`train --resume`):
+    /// the image count, the class names, and a SHA-256 over the raw `uint8` images (`[N, 3, 32,
+    /// 32]`, row-major) followed by the `int64` labels (little-endian). Reads the images once,
+    /// a thousand at a time (150 MB for CIFAR-10's 50,000 training images).
+    pub fn fingerprint(&self) -> DataFingerprint {
+        use sha2::{Digest, Sha256};
+        const CHUNK: i64 = 1000;
+        let n = self.len() as i64;
+        let mut hasher = Sha256::new();
+        let mut buf = Vec::new();
+        for start in (0..n).step_by(CHUNK as usize) {
+            let chunk = self.images.narrow(0, start, CHUNK.min(n - start)).to_device(Device::Cpu).contiguous();
+            let numel = chunk.numel();
+            buf.resize(numel, 0);
+            chunk.copy_data_u8(&mut buf, numel); // images are uint8 (the Dataset invariant)
+            hasher.update(&buf);
+        }
+        let labels = Vec::<i64>::try_from(self.labels.to_device(Device::Cpu)).expect("labels are int64 (the Dataset invariant)");
+        for label in labels {
+            hasher.update(label.to_le_bytes());
+        }
+        let digest = hasher.finalize().iter().map(|b| format!("{b:02x}")).collect();
+        DataFingerprint { images: self.len(), classes: self.classes.clone(), digest }
+    }
+
     /// The same split with both tensors on `device` (uploaded once; batches are gathered there).
     pub fn to_device(&self, device: Device) -> Dataset {
         Dataset {
@@ -55,11 +81,24 @@ impl Dataset {
     }
 }
 
+/// What a split held, in a few bytes: see [`Dataset::fingerprint`]. Two splits with equal
+/// fingerprints hold the same images, labels and class names, in the same order.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DataFingerprint {
+    /// Number of images.
+    pub images: usize,
+    /// Class names, indexed by label.
+    pub classes: Vec<String>,
+    /// SHA-256 (lower-case hex) of the images' bytes, then the labels as little-endian `i64`.
+    pub digest: String,
+}
+
 /// Where the images come from.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
 #[serde(rename_all = "kebab-case")]
 pub enum DatasetKind {
-    /// The CIFAR-10 binary release: `DIR/cifar-10-batches-bin/*.bin`.
+    /// CIFAR-10 as released: `DIR/cifar-10-batches-bin/*.bin` or, as torchvision downloads
+    /// it, `DIR/cifar-10-batches-py/` (pickles).
     #[default]
     Cifar10,
     /// Image folders: `DIR/train/<class>/*` and `DIR/test/<class>/*` (the formats of
@@ -102,6 +141,41 @@ pub fn normalize(xs: &Tensor) -> Tensor {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn tiny(labels: &[i64]) -> Dataset {
+        let n = labels.len() as i64;
+        let images = Tensor::arange(n * 3 * 32 * 32, (Kind::Int64, Device::Cpu)).remainder(251).to_kind(Kind::Uint8).view([n, 3, 32, 32]);
+        Dataset { images, labels: Tensor::from_slice(labels), classes: vec!["a".into(), "b".into()] }
+    }
+
+    #[test]
+    fn fingerprint_changes_with_any_pixel_label_or_class_name() {
+        let data = tiny(&[0, 1, 1]);
+        let fp = data.fingerprint();
+        assert_eq!((fp.images, fp.classes.clone(), fp.digest.len()), (3, vec!["a".to_string(), "b".to_string()], 64));
+        assert_eq!(tiny(&[0, 1, 1]).fingerprint(), fp, "a function of the content only");
+        let pixel = tiny(&[0, 1, 1]);
+        let _ = pixel.images.get(2).get(1).get(31).get(30).fill_(7); // one byte of the last image
+        assert_ne!(pixel.fingerprint().digest, fp.digest);
+        let label = tiny(&[0, 1, 0]);
+        assert_ne!(label.fingerprint().digest, fp.digest);
+        let mut names = tiny(&[0, 1, 1]);
+        names.classes[1] = "c".into();
+        assert_ne!(names.fingerprint(), fp);
+        // Serialisable, for the training checkpoint.
+        let json = serde_json::to_string(&fp).unwrap();
+        assert_eq!(serde_json::from_str::<DataFingerprint>(&json).unwrap(), fp);
+    }
+
+    #[test]
+    fn fingerprint_is_sha256_of_images_then_labels() {
+        use sha2::{Digest, Sha256};
+        let data = tiny(&[1, 0]);
+        let mut bytes = Vec::<u8>::try_from(data.images.flatten(0, -1)).unwrap();
+        bytes.extend([1i64, 0].iter().flat_map(|l| l.to_le_bytes()));
+        let want: String = Sha256::digest(&bytes).iter().map(|b| format!("{b:02x}")).collect();
+        assert_eq!(data.fingerprint().digest, want);
+    }
 
     #[test]
     fn normalize_maps_bytes_to_minus_one_one() {

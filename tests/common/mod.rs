@@ -5,6 +5,7 @@
 
 pub mod http;
 pub mod images;
+pub mod venv;
 
 use std::{
     path::{Path, PathBuf},

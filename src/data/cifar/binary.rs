@@ -12,8 +12,8 @@ use std::{
 
 use tch::{Kind, Tensor};
 
-use super::{Dataset, CHANNELS, IMAGE_SIDE};
 use crate::{
+    data::{Dataset, CHANNELS, IMAGE_SIDE},
     error::{Error, Result},
     safe_fs,
 };
@@ -34,37 +34,27 @@ pub const TEST_FILE: &str = "test_batch.bin";
 /// Class names, one a line.
 pub const META_FILE: &str = "batches.meta.txt";
 
-/// The folder holding the `.bin` files: `dir` itself or `dir/cifar-10-batches-bin`.
-///
-/// # Errors
-/// [`Error::DataNotFound`] saying where it looked and how to get the data.
-pub fn locate(dir: &Path) -> Result<PathBuf> {
-    let looked = vec![dir.join(SUBDIR), dir.to_path_buf()];
-    looked.iter().find(|d| d.join(TRAIN_FILES[0]).is_file()).cloned().ok_or_else(|| Error::DataNotFound {
-        wanted: TRAIN_FILES[0].to_string(),
-        looked,
-        hint: "run `tch-cifar10 download --data-dir DIR` (or `train --download`), or unpack the official cifar-10-binary.tar.gz there".to_string(),
-    })
+/// Whether `dir` holds this layout (its first training file).
+pub(crate) fn holds(dir: &Path) -> bool {
+    dir.join(TRAIN_FILES[0]).is_file()
 }
 
-/// Loads the training and test splits from `dir` (see [`locate`]).
+/// Loads the training and test splits from `dir`, a folder holding the `.bin` files.
 ///
 /// # Errors
-/// A missing folder or file, a size that is not a whole number of records, a bad label.
-pub fn load(dir: &Path) -> Result<(Dataset, Dataset)> {
-    let dir = locate(dir)?;
+/// A missing file, a size that is not a whole number of records, a bad label.
+pub(crate) fn load(dir: &Path) -> Result<(Dataset, Dataset)> {
     let classes = read_classes(&dir.join(META_FILE))?;
     let train = read_split(&TRAIN_FILES.map(|f| dir.join(f)), &classes)?;
     let test = read_split(&[dir.join(TEST_FILE)], &classes)?;
     Ok((train, test))
 }
 
-/// Loads only the test split from `dir` (see [`locate`]), for `eval`.
+/// Loads only the test split from `dir`, a folder holding the `.bin` files.
 ///
 /// # Errors
 /// As [`load`].
-pub fn load_test(dir: &Path) -> Result<Dataset> {
-    let dir = locate(dir)?;
+pub(crate) fn load_test(dir: &Path) -> Result<Dataset> {
     let classes = read_classes(&dir.join(META_FILE))?;
     read_split(&[dir.join(TEST_FILE)], &classes)
 }

@@ -1,0 +1,127 @@
+//! CIFAR-10 as its two official releases lay it out on disk
+//! (<https://www.cs.toronto.edu/~kriz/cifar.html>), both read directly:
+//!
+//! * the binary release ([`binary`]): `cifar-10-batches-bin/`, what `tch-cifar10 download`
+//!   fetches;
+//! * the python release ([`python`]): `cifar-10-batches-py/`, pickled batches, what PyTorch's
+//!   tutorial leaves with `torchvision.datasets.CIFAR10(root='./data', download=True)`.
+//!
+//! [`find`] says which layout a folder holds (the binary one first when both are there), and
+//! [`load`] logs which one it read. The same images give the same tensors in either layout:
+//! `uint8 [N, 3, 32, 32]` images, `int64 [N]` labels, the training files concatenated in
+//! torchvision's order.
+
+pub mod binary;
+pub mod python;
+
+use std::{
+    fmt,
+    path::{Path, PathBuf},
+};
+
+pub use binary::{IMAGE_BYTES, META_FILE, RECORD_BYTES, SUBDIR, TEST_FILE, TRAIN_FILES};
+
+use super::Dataset;
+use crate::error::{Error, Result};
+
+/// Which release's files a folder holds.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Layout {
+    /// `data_batch_1.bin` ... (`cifar-10-binary.tar.gz`).
+    Binary,
+    /// `data_batch_1` ... as pickles (`cifar-10-python.tar.gz`, torchvision's download).
+    Python,
+}
+
+impl fmt::Display for Layout {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Layout::Binary => "binary",
+            Layout::Python => "python (pickled batches, as torchvision downloads them)",
+        })
+    }
+}
+
+/// A folder holding one layout's files.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Located {
+    /// Which layout.
+    pub layout: Layout,
+    /// The folder holding its files.
+    pub dir: PathBuf,
+}
+
+/// Where the files are under `dir`, in this order: `dir/cifar-10-batches-bin`, `dir` itself
+/// holding the `.bin` files, `dir/cifar-10-batches-py`, `dir` itself holding the pickles.
+/// A layout is recognised by its first training file.
+///
+/// # Errors
+/// [`Error::DataNotFound`] listing every place looked at, for both layouts, and how to get
+/// the data.
+pub fn find(dir: &Path) -> Result<Located> {
+    let candidates = [
+        (Layout::Binary, dir.join(binary::SUBDIR)),
+        (Layout::Binary, dir.to_path_buf()),
+        (Layout::Python, dir.join(python::SUBDIR)),
+        (Layout::Python, dir.to_path_buf()),
+    ];
+    let holds = |layout: Layout, d: &Path| match layout {
+        Layout::Binary => binary::holds(d),
+        Layout::Python => python::holds(d),
+    };
+    if let Some((layout, d)) = candidates.iter().find(|(layout, d)| holds(*layout, d)) {
+        return Ok(Located { layout: *layout, dir: d.clone() });
+    }
+    Err(Error::DataNotFound {
+        wanted: format!(
+            "{} (binary layout, {}/) or {} (python layout, {}/)",
+            binary::TRAIN_FILES[0],
+            binary::SUBDIR,
+            python::TRAIN_FILES[0],
+            python::SUBDIR
+        ),
+        looked: vec![dir.join(binary::SUBDIR), dir.join(python::SUBDIR), dir.to_path_buf()],
+        hint: "run `tch-cifar10 download --data-dir DIR` (or `train --download`), or unpack the official \
+               cifar-10-binary.tar.gz or cifar-10-python.tar.gz there (torchvision's \
+               `datasets.CIFAR10(root=DIR, download=True)` leaves the python one)"
+            .to_string(),
+    })
+}
+
+/// The folder holding the CIFAR-10 files under `dir` (see [`find`]).
+///
+/// # Errors
+/// As [`find`].
+pub fn locate(dir: &Path) -> Result<PathBuf> {
+    Ok(find(dir)?.dir)
+}
+
+/// Loads the training and test splits from `dir` (see [`find`]), logging which layout it read.
+///
+/// # Errors
+/// [`Error::DataNotFound`]; a missing or malformed file, named, with what is wrong in it.
+pub fn load(dir: &Path) -> Result<(Dataset, Dataset)> {
+    let found = found(dir)?;
+    match found.layout {
+        Layout::Binary => binary::load(&found.dir),
+        Layout::Python => python::load(&found.dir),
+    }
+}
+
+/// Loads only the test split from `dir` (see [`find`]), for `eval`.
+///
+/// # Errors
+/// As [`load`].
+pub fn load_test(dir: &Path) -> Result<Dataset> {
+    let found = found(dir)?;
+    match found.layout {
+        Layout::Binary => binary::load_test(&found.dir),
+        Layout::Python => python::load_test(&found.dir),
+    }
+}
+
+fn found(dir: &Path) -> Result<Located> {
+    let found = find(dir)?;
+    tracing::info!("CIFAR-10 in the {} layout, in {}", found.layout, found.dir.display());
+    Ok(found)
+}
