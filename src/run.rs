@@ -91,7 +91,7 @@ pub fn run_train(cfg: &TrainConfig, extras: &RunExtras, reporter: &mut dyn Repor
     if let Some(s) = steps.as_mut() {
         reporters.push(s);
     }
-    let session = train::Session { run_dir: Some(&run_dir), resume: None, stop };
+    let session = train::Session { run_dir: Some(&run_dir), resume: None, stop, data: Some(train_set.fingerprint()) };
     let run = train_and_report(&cfg, (train_set, test_set), &mut Fanout(reporters), session, &run_dir);
     steps.map_or(Ok(()), StepsJsonl::finish)?;
     run
@@ -153,8 +153,20 @@ pub fn resume_train(dir: &Path, opts: &ResumeOptions, reporter: &mut dyn Reporte
     let ck_path = run_dir.file(checkpoint::state::FILE);
     let ck = checkpoint::state::load(&ck_path, &expected)?;
     check_resumable(&cfg, &ck.state, train_set.len(), &ck_path)?;
+    let data = train_set.fingerprint();
+    if let Some(saved) = ck.state.data.as_ref().filter(|&saved| *saved != data) {
+        return Err(Error::BadCheckpoint {
+            path: ck_path,
+            reason: format!(
+                "the run was trained on other data: {} images of {} classes with digest {} then, {} images of {} classes with digest {} in {} now; \
+                 a run resumes exactly only on the same data (restore it, or start a new run)",
+                saved.images, saved.classes.len(), &saved.digest[..16.min(saved.digest.len())],
+                data.images, data.classes.len(), &data.digest[..16.min(data.digest.len())], cfg.data_dir.display()
+            ),
+        });
+    }
     tracing::info!("resuming {} after epoch {}, step {}", dir.display(), ck.state.epoch, ck.state.step);
-    let session = train::Session { run_dir: Some(&run_dir), resume: Some(ck), stop };
+    let session = train::Session { run_dir: Some(&run_dir), resume: Some(ck), stop, data: Some(data) };
     train_and_report(&cfg, (train_set, test_set), reporter, session, &run_dir)
 }
 

@@ -109,3 +109,25 @@ fn a_folder_holding_any_run_file_is_a_run() {
     assert!(stderr(&o).contains("this one holds a run (config.json, model.safetensors"), "{}", stderr(&o));
     assert_eq!(std::fs::read(run.join("model.safetensors")).unwrap(), model, "the finished run's model was overwritten");
 }
+
+#[test]
+fn resume_on_other_data_is_refused_naming_both() {
+    let data = common::synthetic_cifar(40, 10, 3);
+    let other = common::synthetic_cifar(30, 10, 3);
+    let run = data.path().join("run");
+    assert!(train(data.path(), &run, &["--epochs", "1"]).status.success());
+    // The training files change under the run.
+    let bin = |d: &Path| d.join("cifar-10-batches-bin");
+    for f in std::fs::read_dir(bin(other.path())).unwrap() {
+        let f = f.unwrap();
+        std::fs::copy(f.path(), bin(data.path()).join(f.file_name())).unwrap();
+    }
+    let o = bin_cmd_resume(&run);
+    assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
+    let err = stderr(&o);
+    assert!(err.contains("trained on other data: 40 images of 3 classes") && err.contains("30 images of 3 classes"), "{err}");
+}
+
+fn bin_cmd_resume(run: &Path) -> std::process::Output {
+    bin().args(["train", "--resume", run.to_str().unwrap(), "-q"]).output().unwrap()
+}

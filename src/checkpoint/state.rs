@@ -12,6 +12,7 @@ use tch::{Kind, Tensor};
 use super::model_file::{encode_tensors, tensor_from_view};
 use crate::{
     config::TrainConfig,
+    data::DataFingerprint,
     error::{Error, Result},
     report::EpochRecord,
     run_dir::write_atomic,
@@ -51,6 +52,10 @@ pub struct TrainState {
     /// the file gets it back on resume.
     #[serde(default)]
     pub last_record: Option<EpochRecord>,
+    /// What the run trains on (image count, class names, a digest of the training tensor):
+    /// `--resume` on other data is refused.
+    #[serde(default)]
+    pub data: Option<DataFingerprint>,
 }
 
 /// A checkpoint as read from disk.

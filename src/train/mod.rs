@@ -43,7 +43,7 @@ pub use sgd::Sgd;
 use crate::{
     checkpoint::state::{Checkpoint, TrainState},
     config::TrainConfig,
-    data::Dataset,
+    data::{DataFingerprint, Dataset},
     error::{Error, Result},
     model::Net,
     report::{EpochRecord, EvalMetrics, Reporter, TrainStart},
@@ -78,6 +78,8 @@ pub struct Session<'a> {
     /// When set, the loop stops after the current step (saving its state when there is a run
     /// directory) and returns [`Error::Interrupted`].
     pub stop: Option<&'a AtomicBool>,
+    /// What the run trains on, recorded in each checkpoint (see [`Dataset::fingerprint`]).
+    pub data: Option<DataFingerprint>,
 }
 
 /// Trains `Net` on `train` and evaluates it on `test`, reporting each epoch. `cfg` must have
@@ -116,7 +118,10 @@ fn fit(
     let save = |step: &dyn Step, state: &TrainState, val: &Option<validation::Validation>| match session.run_dir {
         Some(dir) => match net.first_non_finite() {
             Some(name) => Err(Error::NonFinite { epoch: state.epoch, what: format!("parameter {name}") }),
-            None => checkpointing::save(dir, cfg, &net, step, state, validation::kept_weights(val)),
+            None => {
+                let state = TrainState { data: session.data.clone(), ..state.clone() };
+                checkpointing::save(dir, cfg, &net, step, &state, validation::kept_weights(val))
+            }
         },
         None => Ok(()),
     };
