@@ -68,6 +68,9 @@ pub struct TrainConfig {
     pub freeze: Freeze,
     /// The run directory (`config.json`, metrics, checkpoints); `None`: `runs/YYYYMMDD-HHMMSS`.
     pub out_dir: Option<PathBuf>,
+    /// Also write TensorBoard event files into the run directory (`report::tensorboard`).
+    #[serde(default)]
+    pub tensorboard: bool,
 }
 
 impl Default for TrainConfig {
@@ -92,6 +95,7 @@ impl Default for TrainConfig {
             init_from: None,
             freeze: Freeze::None,
             out_dir: None,
+            tensorboard: false,
         }
     }
 }

@@ -25,6 +25,7 @@ pub mod report;
 pub mod run_dir;
 pub mod safe_fs;
 pub mod softmax;
+pub mod sweep;
 pub mod train;
 
 use std::{path::Path, sync::atomic::AtomicBool};
@@ -138,7 +139,8 @@ fn train_and_report(
     run_dir: &RunDir,
 ) -> Result<TrainRun> {
     let mut metrics = MetricsLog::new(run_dir.file(METRICS_FILE));
-    let outcome = train::train(cfg, &train_set, &test_set, &mut Fanout(vec![&mut metrics, reporter]), session)?;
+    let mut tensorboard = report::tensorboard::TensorBoard::new(cfg, run_dir.path());
+    let outcome = train::train(cfg, &train_set, &test_set, &mut Fanout(vec![&mut metrics, &mut tensorboard, reporter]), session)?;
     checkpoint::save_model(&run_dir.file(checkpoint::MODEL_FILE), &outcome.net, &train_set.classes)?;
     let records = metrics.finish()?;
     let device = device::device_name(outcome.device);

@@ -7,6 +7,7 @@
 pub mod chart;
 pub mod metrics;
 pub mod progress;
+pub mod tensorboard;
 mod text;
 
 use std::{fmt::Write, path::PathBuf};
