@@ -284,16 +284,17 @@ impl Setting {
     }
 }
 
-/// A number as ids and labels show it: whole numbers as such, others with 3 significant
-/// digits, in exponent form below 0.1 (`1e-3`, `3.46e-4`, `5e-2`, `0.95`).
+/// A number as ids and labels show it: whole numbers below a million as such, others with 3
+/// significant digits, in exponent form below 0.1 and from a million (`1e-3`, `3.46e-4`,
+/// `5e-2`, `0.95`, `100`, `1e30`).
 pub fn short(x: f64) -> String {
-    if x == x.trunc() && x.abs() < 1e15 {
+    if x == x.trunc() && x.abs() < 1e6 {
         return format!("{x:.0}");
     }
     let sig = format!("{x:.2e}"); // 3 significant digits: "3.46e-4", "1.00e-3"
     let (mantissa, exp) = sig.split_once('e').unwrap_or((&sig, "0"));
     let mantissa = mantissa.trim_end_matches('0').trim_end_matches('.');
-    if x.abs() < 0.1 {
+    if x.abs() < 0.1 || x.abs() >= 1e6 {
         format!("{mantissa}e{exp}")
     } else {
         let rounded: f64 = format!("{mantissa}e{exp}").parse().unwrap_or(x);
@@ -488,7 +489,7 @@ mod tests {
 
     #[test]
     fn short_numbers() {
-        let cases = [(1e-3, "1e-3"), (0.00034567, "3.46e-4"), (0.01, "1e-2"), (0.05, "5e-2"), (0.95, "0.95"), (0.123456, "0.123"), (100.0, "100"), (0.9, "0.9")];
+        let cases = [(1e-3, "1e-3"), (0.00034567, "3.46e-4"), (0.01, "1e-2"), (0.05, "5e-2"), (0.95, "0.95"), (0.123456, "0.123"), (100.0, "100"), (0.9, "0.9"), (1e30, "1e30"), (2.5e6, "2.5e6")];
         for (x, want) in cases {
             assert_eq!(short(x), want, "{x}");
         }
