@@ -65,9 +65,9 @@ pub mod tags {
     pub const TEST_ACC: &str = "Accuracy/test";
     /// The epoch's learning rate.
     pub const LEARNING_RATE: &str = "LearningRate";
-    /// The metrics an HParams table shows, with whether each is a validation figure.
-    pub const METRICS: [(&str, bool); 6] =
-        [(VAL_ACC, true), (VAL_LOSS, true), (TEST_ACC, false), (TEST_LOSS, false), (TRAIN_ACC, false), (TRAIN_LOSS, false)];
+    /// The metrics an HParams table shows, with `api.proto`'s `DatasetType` of each
+    /// (1 training, 2 validation, 0 unknown: there is no test kind).
+    pub const METRICS: [(&str, i32); 6] = [(VAL_ACC, 2), (VAL_LOSS, 2), (TEST_ACC, 0), (TEST_LOSS, 0), (TRAIN_ACC, 1), (TRAIN_LOSS, 1)];
 }
 
 /// The HParams plugin's name and the tags of its summaries (TensorBoard's
@@ -257,7 +257,7 @@ pub(crate) mod proto {
     pub struct MetricInfo {
         #[prost(message, optional, tag = "1")]
         pub name: Option<MetricName>,
-        /// `DatasetType`: 1 training, 2 validation.
+        /// `DatasetType`: 0 unknown, 1 training, 2 validation.
         #[prost(int32, tag = "5")]
         pub dataset_type: i32,
     }
@@ -451,7 +451,13 @@ impl Reporter for TensorBoard {
             }
         }
         // Runs that differ only in their seed form one group, which TensorBoard averages.
-        let group_name = self.hparams.iter().filter(|(k, _)| *k != "seed").map(|(k, v)| format!("{k}={v:?}")).collect::<Vec<_>>().join(" ");
+        let group_name = self
+            .hparams
+            .iter()
+            .filter(|(k, _)| *k != "seed")
+            .map(|(k, v)| if v.fract() == 0.0 { format!("{k}={v:.0}") } else { format!("{k}={v:?}") })
+            .collect::<Vec<_>>()
+            .join(" ");
         let hparams: HashMap<String, prost_types::Value> = self
             .hparams
             .iter()
@@ -526,9 +532,9 @@ pub fn write_experiment(dir: &Path, description: &str, hparams: &[(&str, Domain)
         .collect();
     let metric_infos = tags::METRICS
         .iter()
-        .map(|(tag, val)| proto::MetricInfo {
+        .map(|(tag, dataset_type)| proto::MetricInfo {
             name: Some(proto::MetricName { group: String::new(), tag: tag.to_string() }),
-            dataset_type: if *val { 2 } else { 1 },
+            dataset_type: *dataset_type,
         })
         .collect();
     let experiment = proto::Experiment { description: description.to_string(), time_created_secs: now_secs(), hparam_infos, metric_infos };
