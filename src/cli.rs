@@ -149,17 +149,10 @@ pub struct TrainArgs {
 
 /// `sweep`'s flags: the search space, the sweep's own options, and every `train` flag (which
 /// each trial gets). The six hyperparameters below take lists or distributions here; `train`'s
-/// own flags of those names are replaced (`mut_arg`), so `TrainArgs` is flattened whole and a
-/// new `train` flag reaches the trials with no change here.
+/// own flags of those names are renamed out of the way ([`train_flag_in_space`]), so
+/// `TrainArgs` is flattened whole and a new `train` flag reaches the trials with no change here.
 #[derive(Debug, Args)]
-#[command(
-    mut_arg("lr", train_flag_in_space),
-    mut_arg("momentum", train_flag_in_space),
-    mut_arg("batch_size", train_flag_in_space),
-    mut_arg("step_size", train_flag_in_space),
-    mut_arg("gamma", train_flag_in_space),
-    mut_arg("epochs", train_flag_in_space)
-)]
+#[command(mut_args(train_flag_in_space))]
 pub struct SweepArgs {
     /// Initial learning rates: a list (a grid: `1e-3,1e-2`) or a distribution drawn --trials
     /// times (`loguniform:1e-4:1e-1`, `uniform:A:B`, `choice:A,B,...`) [default: train's].
@@ -222,8 +215,8 @@ pub struct SweepArgs {
     pub train: TrainArgs,
 }
 
-/// `train`'s flag of a swept parameter, inside `sweep`: hidden and renamed `--train-NAME`, its
-/// value the default (the sweep's flag of that name replaces it).
+/// Inside `sweep`, `train`'s flag of a swept parameter is hidden and renamed `--train-NAME`,
+/// keeping its default (the sweep's flag of that name replaces it); other flags are unchanged.
 fn train_flag_in_space(arg: clap::Arg) -> clap::Arg {
     let long = match arg.get_id().as_str() {
         "lr" => "train-lr",
@@ -231,7 +224,8 @@ fn train_flag_in_space(arg: clap::Arg) -> clap::Arg {
         "batch_size" => "train-batch-size",
         "step_size" => "train-step-size",
         "gamma" => "train-gamma",
-        _ => "train-epochs",
+        "epochs" => "train-epochs",
+        _ => return arg,
     };
     arg.long(long).hide(true)
 }

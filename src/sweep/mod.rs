@@ -12,7 +12,7 @@
 //! training code itself.
 
 pub mod command;
-pub mod jobs;
+pub(crate) mod jobs;
 pub mod prune;
 pub mod results;
 pub mod space;
