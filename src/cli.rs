@@ -149,10 +149,10 @@ pub struct TrainArgs {
 
 /// `sweep`'s flags: the search space, the sweep's own options, and every `train` flag (which
 /// each trial gets). The six hyperparameters below take lists or distributions here; `train`'s
-/// own flags of those names are renamed out of the way ([`train_flag_in_space`]), so
+/// own flags of those names are renamed out of the way ([`train_flag_in_sweep`]), so
 /// `TrainArgs` is flattened whole and a new `train` flag reaches the trials with no change here.
 #[derive(Debug, Args)]
-#[command(mut_args(train_flag_in_space))]
+#[command(mut_args(train_flag_in_sweep))]
 pub struct SweepArgs {
     /// Initial learning rates: a list (a grid: `1e-3,1e-2`) or a distribution drawn --trials
     /// times (`loguniform:1e-4:1e-1`, `uniform:A:B`, `choice:A,B,...`) [default: train's].
@@ -215,10 +215,14 @@ pub struct SweepArgs {
     pub train: TrainArgs,
 }
 
-/// Inside `sweep`, `train`'s flag of a swept parameter is hidden and renamed `--train-NAME`,
-/// keeping its default (the sweep's flag of that name replaces it); other flags are unchanged.
-fn train_flag_in_space(arg: clap::Arg) -> clap::Arg {
+/// `train`'s flags inside `sweep`: that of a swept parameter is hidden and renamed
+/// `--train-NAME`, keeping its default (the sweep's flag of that name replaces it); `--out`
+/// names the sweep's folder; `--resume` is hidden (a sweep resumes itself); the others are
+/// unchanged.
+fn train_flag_in_sweep(arg: clap::Arg) -> clap::Arg {
     let long = match arg.get_id().as_str() {
+        "out" => return arg.help("The sweep's folder: sweep.json, the trials' run directories (trials/<id>/), the results"),
+        "resume" => return arg.hide(true),
         "lr" => "train-lr",
         "momentum" => "train-momentum",
         "batch_size" => "train-batch-size",
