@@ -8,7 +8,8 @@
 //! [`config`], [`device`], [`info`], [`error`]; [`checkpoint`] (model file, training state),
 //! [`eval`] and [`predict`] (using a saved model), [`softmax`] (the classifier head's mathematics);
 //! [`cuda`] loads libtorch's CUDA library where a driver is present; [`parity`] writes what
-//! `scripts/compare-pytorch` compares.
+//! `scripts/compare-pytorch` compares; [`sweep`] runs many trainings (grids, random search,
+//! seeds) as child processes and ranks them.
 
 pub mod checkpoint;
 pub mod config;
