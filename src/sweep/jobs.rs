@@ -13,7 +13,7 @@ use std::{
     collections::{BTreeMap, VecDeque},
     ffi::OsString,
     fs::{File, OpenOptions},
-    os::unix::process::CommandExt,
+    os::unix::process::{CommandExt, ExitStatusExt},
     path::{Path, PathBuf},
     process::{Command, ExitStatus, Stdio},
     sync::{
@@ -167,7 +167,10 @@ fn run_one(program: &Path, job: &Job, stop: Option<&AtomicBool>, pruning: Option
         }
         std::thread::sleep(POLL);
     };
-    match (status.code(), pruned) {
+    // A run signalled before its Ctrl-C handler was installed dies of the SIGINT itself, having
+    // saved nothing: the same outcome, to be run again from its last state.
+    let code = if signalled && status.signal() == Some(libc::SIGINT) { Some(INTERRUPTED) } else { status.code() };
+    match (code, pruned) {
         (Some(0), _) if job.dir.join(SUMMARY_FILE).is_file() => Exit::Done,
         (Some(0), _) => failed(job, format!("exited 0 without writing {SUMMARY_FILE}")),
         (Some(INTERRUPTED), Some(why)) => {
@@ -261,15 +264,29 @@ mod tests {
     }
 
     #[test]
+    fn a_run_killed_by_the_stop_before_it_could_save_is_interrupted_not_failed() {
+        let dir = tempfile::tempdir().unwrap();
+        let stop = AtomicBool::new(true); // set before the child starts: it dies of the SIGINT
+        let job = job(0, dir.path(), "sleep 5");
+        assert_eq!(run_one(Path::new("/bin/sh"), &job, Some(&stop), None), Exit::Interrupted);
+        assert!(!job.dir.join(FAILED_FILE).exists());
+    }
+
+    #[test]
     fn a_stop_interrupts_running_jobs_and_starts_no_more() {
         let dir = tempfile::tempdir().unwrap();
         let stop = AtomicBool::new(false);
-        // Saves and exits 130 on SIGINT, as train does.
-        let script = "trap 'exit 130' INT; while true; do sleep 0.05; done";
-        let jobs = (0..3).map(|i| job(i, dir.path(), script)).collect();
+        // Saves and exits 130 on SIGINT, as train does, once it says it is ready.
+        let ready = dir.path().join("ready");
+        let script = format!("trap 'exit 130' INT; touch {}; while true; do sleep 0.05; done", ready.display());
+        let jobs = (0..3).map(|i| job(i, dir.path(), &script)).collect();
         let mut events = Vec::new();
         run(Path::new("/bin/sh"), jobs, 1, Some(&stop), None, |e| {
             if e == Event::Started(0) {
+                let t0 = std::time::Instant::now();
+                while !ready.exists() && t0.elapsed() < Duration::from_secs(30) {
+                    std::thread::sleep(Duration::from_millis(5));
+                }
                 stop.store(true, Ordering::SeqCst);
             }
             events.push(e);

@@ -278,10 +278,16 @@ pub fn differences(saved: &SweepSpec, now: &SweepSpec) -> Vec<String> {
         .collect()
 }
 
-/// The arguments that run (or resume) `trial`, with `threads` for it.
-fn trial_args(trial: &Trial, resume: bool) -> Vec<OsString> {
+/// Whether `trial` has a saved training state to continue from (stopped, or failed after it).
+fn resumable(trial: &Trial) -> bool {
+    trial.dir.join(crate::checkpoint::state::FILE).is_file()
+}
+
+/// The arguments that run `trial`: `train --resume` when it is [`resumable`], else its whole
+/// configuration.
+fn trial_args(trial: &Trial) -> Vec<OsString> {
     let mut args: Vec<OsString> = vec!["-q".into()];
-    if resume {
+    if resumable(trial) {
         args.extend(["train".into(), "--resume".into(), trial.dir.clone().into_os_string(), "--device".into(), trial.cfg.device.to_string().into()]);
         if let Some(n) = trial.cfg.threads {
             args.extend(["--threads".into(), n.to_string().into()]);
@@ -331,7 +337,7 @@ fn print_commands(opts: &SweepOptions) -> Result<SweepOutcome> {
         if matches!(status, Status::Done | Status::Pruned) {
             continue;
         }
-        let _ = writeln!(report, "{}", command::shell_line(program.as_os_str(), &trial_args(t, status == Status::Interrupted))?);
+        let _ = writeln!(report, "{}", command::shell_line(program.as_os_str(), &trial_args(t))?);
     }
     Ok(SweepOutcome { dir: opts.dir.clone(), report, failed: Vec::new(), interrupted: false })
 }
@@ -357,10 +363,12 @@ fn run_trials(opts: &SweepOptions, stop: Option<&AtomicBool>) -> Result<SweepOut
             }
         }
         if !matches!(status, Status::Done | Status::Pruned) {
-            jobs.push(Job { index: t.index, dir: t.dir.clone(), args: trial_args(t, *status == Status::Interrupted), judge });
+            jobs.push(Job { index: t.index, dir: t.dir.clone(), args: trial_args(t), judge });
         }
     }
     let count = |s: Status| statuses.iter().filter(|x| **x == s).count();
+    let resumes: Vec<bool> = trials.iter().map(resumable).collect();
+    let to_resume = jobs.iter().filter(|j| resumes[j.index]).count();
     tracing::info!(
         "sweep {}: {} trials ({} setting(s) x {} seed(s)); {} done, {} pruned, {} to resume, {} to run; {how}",
         opts.dir.display(),
@@ -369,8 +377,8 @@ fn run_trials(opts: &SweepOptions, stop: Option<&AtomicBool>) -> Result<SweepOut
         spec.seeds.len(),
         count(Status::Done),
         count(Status::Pruned),
-        count(Status::Interrupted),
-        jobs.len() - count(Status::Interrupted)
+        to_resume,
+        jobs.len() - to_resume
     );
     if spec.base.tensorboard {
         tensorboard::write_experiment(&opts.dir, &format!("tch-cifar10 sweep {}", opts.dir.display()), &hparam_domains(spec))?;
@@ -383,7 +391,7 @@ fn run_trials(opts: &SweepOptions, stop: Option<&AtomicBool>) -> Result<SweepOut
     let (mut failed, mut interrupted) = (Vec::new(), false);
     jobs::run(&program, jobs, opts.jobs, stop, pruning.as_ref(), |event| match event {
         Event::Started(i) => {
-            let verb = if statuses[i] == Status::Interrupted { "resume" } else { "start " };
+            let verb = if resumes[i] { "resume" } else { "start " };
             tracing::info!("[{}/{total}] {verb} {}", i + 1, trials[i].id);
         }
         Event::Finished(i, exit) => {
@@ -467,4 +475,64 @@ fn build_results(dir: &Path, spec: &SweepSpec, trials: &[Trial]) -> Result<Strin
     let _ = writeln!(report, "\nsweep      {}/ ({} trials in {TRIALS_DIR}/)", dir.display(), trials.len());
     let _ = writeln!(report, "files      {}", names.join("  "));
     Ok(report)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn spec(lr: &str, seeds: &[i64]) -> SweepSpec {
+        let space = Space([(space::Param::Lr, Spec::parse(space::Param::Lr, lr).unwrap())].into_iter().collect());
+        SweepSpec { space, seeds: seeds.to_vec(), trials: None, sweep_seed: 0, prune: None, base: TrainConfig::default() }
+    }
+
+    #[test]
+    fn trials_go_seed_by_seed_with_readable_ids_and_absolute_folders() {
+        let trials = plan(Path::new("runs/s"), &spec("1e-3,1e-2", &[0, 1])).unwrap();
+        let ids: Vec<&str> = trials.iter().map(|t| t.id.as_str()).collect();
+        assert_eq!(ids, ["t001-lr=1e-3-seed=0", "t002-lr=1e-2-seed=0", "t003-lr=1e-3-seed=1", "t004-lr=1e-2-seed=1"]);
+        let t = &trials[3];
+        assert_eq!((t.setting_label.as_str(), t.cfg.learning_rate, t.cfg.seed), ("lr=1e-2", 1e-2, 1));
+        assert!(t.dir.is_absolute() && t.dir.ends_with("runs/s/trials/t004-lr=1e-2-seed=1"), "{}", t.dir.display());
+        assert_eq!(t.cfg.out_dir.as_deref(), Some(t.dir.as_path()));
+        assert!(t.cfg.data_dir.is_absolute());
+        // A value train refuses is refused before anything runs, naming the flag.
+        let err = plan(Path::new("s"), &spec("1e-3,-1", &[0])).unwrap_err().to_string();
+        assert!(err.starts_with("invalid lr = -1"), "{err}");
+    }
+
+    #[test]
+    fn differences_name_each_flag_and_ignore_device_threads_and_tensorboard() {
+        let a = spec("1e-3,1e-2", &[0, 1]);
+        let mut b = a.clone();
+        (b.base.threads, b.base.device, b.base.tensorboard) = (Some(3), DeviceSpec::Cuda(0), true);
+        assert!(differences(&a, &b).is_empty());
+        b.base.val_size = 500;
+        b.seeds = vec![0];
+        b.prune = Some(PruneRule { after_epoch: 2 });
+        assert_eq!(
+            differences(&a, &b),
+            [
+                "--prune-after: off in sweep.json, 2 now",
+                "--seeds: 0,1 in sweep.json, 0 now",
+                "--val-size: 0 in sweep.json, 500 now",
+            ]
+        );
+        let c = spec("1e-3", &[0, 1]);
+        assert_eq!(differences(&a, &c), ["--lr: 0.001,0.01 in sweep.json, 0.001 now"]);
+    }
+
+    #[test]
+    fn a_trial_with_a_saved_state_resumes_even_after_a_failure() {
+        let dir = tempfile::tempdir().unwrap();
+        let t = plan(dir.path(), &spec("1e-3", &[0])).unwrap().remove(0);
+        let args = |t: &Trial| trial_args(t).into_iter().map(|a| a.into_string().unwrap()).collect::<Vec<_>>();
+        assert_eq!(args(&t)[..2], ["-q", "train"]);
+        assert!(args(&t).contains(&"--lr".to_string()));
+        std::fs::create_dir_all(&t.dir).unwrap();
+        std::fs::write(t.dir.join(results::FAILED_FILE), r#"{"reason": "diverged"}"#).unwrap();
+        std::fs::write(t.dir.join(crate::checkpoint::state::FILE), b"").unwrap();
+        assert_eq!(results::status(&t.dir), (Status::Failed, "diverged".to_string()));
+        assert_eq!(args(&t), ["-q", "train", "--resume", t.dir.to_str().unwrap(), "--device", "auto"]);
+    }
 }
