@@ -267,7 +267,7 @@ mod tests {
     fn a_run_killed_by_the_stop_before_it_could_save_is_interrupted_not_failed() {
         let dir = tempfile::tempdir().unwrap();
         let stop = AtomicBool::new(true); // set before the child starts: it dies of the SIGINT
-        let job = job(0, dir.path(), "sleep 5");
+        let job = job(0, dir.path(), "exec sleep 5");
         assert_eq!(run_one(Path::new("/bin/sh"), &job, Some(&stop), None), Exit::Interrupted);
         assert!(!job.dir.join(FAILED_FILE).exists());
     }
