@@ -1,4 +1,5 @@
-//! The command line: `tch-cifar10 train`, `download`, `plot`, `info`, `eval`, `predict` and `export`.
+//! The command line: `tch-cifar10 train`, `download`, `plot`, `info`, `eval`, `predict`,
+//! `export` and `sweep`.
 //! Argument structs convert into the library's one [`TrainConfig`]; their defaults are read from
 //! it, so they cannot drift.
 
@@ -6,6 +7,11 @@ use std::path::{Path, PathBuf};
 
 use clap::{ArgAction, Args, Parser, Subcommand};
 use tch_cifar10::{
+    sweep::{
+        prune::PruneRule,
+        space::{self, Param, Space, Spec},
+        SweepOptions, SweepRequest, SweepSpec,
+    },
     config::{CudaGraphs, Freeze, Kernels},
     data::download::{CIFAR10_URL, DEFAULT_MAX_DOWNLOAD_BYTES, MAX_BYTES_ENV, MD5_ENV, SHA256_ENV, URL_ENV},
     eval::EvalOptions,
@@ -49,6 +55,10 @@ pub enum Command {
     Finetune(FinetuneArgs),
     /// Show the libtorch version, CUDA support, visible GPUs and CPU threads.
     Info(InfoArgs),
+    /// Train over a grid or random draws of hyperparameters and several seeds, each trial a run
+    /// directory under OUT/trials/, then rank the settings (mean ± std over seeds) and chart them.
+    /// Rerunning the same command resumes it.
+    Sweep(Box<SweepArgs>),
     /// Evaluate a saved model on the CIFAR-10 test set: loss, accuracy, per-class accuracy,
     /// confusion matrix.
     Eval(EvalArgs),
@@ -145,12 +155,152 @@ pub struct TrainArgs {
     #[arg(long, value_name = "DIR", conflicts_with_all = [
         "data_dir", "epochs", "batch_size", "lr", "momentum", "step_size", "gamma", "seed",
         "eval_every", "checkpoint_every", "out", "dataset", "resize_filter", "download", "val_size",
-        "early_stop_patience", "steps_jsonl",
+        "early_stop_patience", "steps_jsonl", "tensorboard",
     ])]
     pub resume: Option<PathBuf>,
+    /// Also write TensorBoard event files (per-epoch loss, accuracy and learning rate, and the
+    /// hyperparameters for the HParams view) into the run directory: `tensorboard --logdir runs`.
+    #[arg(long)]
+    pub tensorboard: bool,
     /// Write every step's loss as JSON lines (for scripts/compare-pytorch).
     #[arg(long, value_name = "PATH", hide = true)]
     pub steps_jsonl: Option<PathBuf>,
+}
+
+/// `sweep`'s flags: the search space, the sweep's own options, and every `train` flag (which
+/// each trial gets). The six hyperparameters below take lists or distributions here; `train`'s
+/// own flags of those names are renamed out of the way ([`train_flag_in_sweep`]), so
+/// `TrainArgs` is flattened whole and a new `train` flag reaches the trials with no change here.
+#[derive(Debug, Args)]
+#[command(mut_args(train_flag_in_sweep))]
+pub struct SweepArgs {
+    /// Initial learning rates: a list (a grid: `1e-3,1e-2`) or a distribution drawn --trials
+    /// times (`loguniform:1e-4:1e-1`, `uniform:A:B`, `choice:A,B,...`) [default: train's].
+    #[arg(long = "lr", id = "sweep_lr", value_name = "VALUES", allow_hyphen_values = true)]
+    pub lr: Option<String>,
+    /// SGD momentum values: a list or a distribution, as --lr [default: train's].
+    #[arg(long = "momentum", id = "sweep_momentum", value_name = "VALUES", allow_hyphen_values = true)]
+    pub momentum: Option<String>,
+    /// Batch sizes: a list or a distribution, as --lr (draws are rounded) [default: train's].
+    #[arg(long = "batch-size", id = "sweep_batch_size", value_name = "VALUES")]
+    pub batch_size: Option<String>,
+    /// StepLR step sizes: a list or a distribution, as --lr [default: train's].
+    #[arg(long = "step-size", id = "sweep_step_size", value_name = "VALUES")]
+    pub step_size: Option<String>,
+    /// StepLR decay factors: a list or a distribution, as --lr [default: train's].
+    #[arg(long = "gamma", id = "sweep_gamma", value_name = "VALUES", allow_hyphen_values = true)]
+    pub gamma: Option<String>,
+    /// Epochs: a list or a distribution, as --lr [default: train's].
+    #[arg(long = "epochs", id = "sweep_epochs", value_name = "VALUES")]
+    pub epochs: Option<String>,
+    /// The space as a JSON or TOML file instead (or as well, for other parameters): keys lr,
+    /// momentum, batch-size, step-size, gamma, epochs; values a list of numbers, a number, or a
+    /// string as on the command line ("loguniform:1e-4:1e-1").
+    #[arg(long, value_name = "FILE")]
+    pub space: Option<PathBuf>,
+    /// Random search: draw the distributions N times (crossed with any lists).
+    #[arg(long, value_name = "N")]
+    pub trials: Option<usize>,
+    /// Seed of the random draws: the same seed, the same trials.
+    #[arg(long, value_name = "S", default_value_t = 0)]
+    pub sweep_seed: u64,
+    /// Training seeds each setting runs with: a list (0,1,2) or a range (0..5 = 0 to 4)
+    /// [default: --seed].
+    #[arg(long, value_name = "SEEDS", conflicts_with = "seed")]
+    pub seeds: Option<String>,
+    /// Trials run at a time (each a process; on the CPU each gets cores / N threads unless
+    /// --threads says otherwise).
+    #[arg(long, value_name = "N", default_value_t = 1)]
+    pub jobs: usize,
+    /// Stop trials that are behind: after epoch --prune-after, a trial whose best validation
+    /// accuracy is below the median of the trials that got there (3 or more) stops (needs
+    /// --val-size).
+    #[arg(long)]
+    pub prune: bool,
+    /// The epoch after which --prune judges each trial.
+    #[arg(long, value_name = "E", default_value_t = 1, requires = "prune")]
+    pub prune_after: usize,
+    /// Print one `tch-cifar10 train` command per unfinished trial (for GNU parallel or a Slurm
+    /// array) instead of running them; `sweep --collect OUT` then builds the results.
+    #[arg(long)]
+    pub print_commands: bool,
+    /// Build the results table, results.csv/.jsonl and charts of the sweep in DIR from whatever
+    /// trials finished, running nothing.
+    #[arg(long, value_name = "DIR", conflicts_with_all = [
+        "out", "sweep_lr", "sweep_momentum", "sweep_batch_size", "sweep_step_size", "sweep_gamma",
+        "sweep_epochs", "space", "trials", "seeds", "jobs", "prune", "print_commands",
+    ])]
+    pub collect: Option<PathBuf>,
+    #[command(flatten)]
+    pub train: TrainArgs,
+}
+
+/// `train`'s flags inside `sweep`: that of a swept parameter is hidden and renamed
+/// `--train-NAME`, keeping its default (the sweep's flag of that name replaces it); `--out`
+/// names the sweep's folder; `--resume` is hidden (a sweep resumes itself); the others are
+/// unchanged.
+fn train_flag_in_sweep(arg: clap::Arg) -> clap::Arg {
+    let long = match arg.get_id().as_str() {
+        "out" => return arg.help("The sweep's folder: sweep.json, the trials' run directories (trials/<id>/), the results"),
+        "resume" => return arg.hide(true),
+        "lr" => "train-lr",
+        "momentum" => "train-momentum",
+        "batch_size" => "train-batch-size",
+        "step_size" => "train-step-size",
+        "gamma" => "train-gamma",
+        "epochs" => "train-epochs",
+        _ => return arg,
+    };
+    arg.long(long).hide(true)
+}
+
+impl SweepArgs {
+    /// The request: collect, print or run, with the space and the base configuration.
+    ///
+    /// # Errors
+    /// A flag that `sweep` does not take (`--resume`, `--steps-jsonl`), no `--out`, a bad space
+    /// value or file, a parameter given in both, bad `--seeds`, `--download` with folders.
+    pub fn request(self, quiet: bool) -> anyhow::Result<SweepRequest> {
+        if let Some(dir) = self.collect {
+            return Ok(SweepRequest::Collect(dir));
+        }
+        anyhow::ensure!(self.train.resume.is_none(), "sweep resumes by itself: run the same sweep command again (--resume is for one run)");
+        anyhow::ensure!(self.train.steps_jsonl.is_none(), "--steps-jsonl is for one run, not a sweep");
+        let dir = self.train.out.clone().ok_or_else(|| anyhow::anyhow!("sweep needs --out DIR, the sweep's folder"))?;
+        let download = self.train.extras(quiet)?.download;
+        let mut space = match &self.space {
+            Some(file) => Space::from_file(file)?,
+            None => Space::default(),
+        };
+        for (param, text) in [
+            (Param::Lr, &self.lr),
+            (Param::Momentum, &self.momentum),
+            (Param::BatchSize, &self.batch_size),
+            (Param::StepSize, &self.step_size),
+            (Param::Gamma, &self.gamma),
+            (Param::Epochs, &self.epochs),
+        ] {
+            let Some(text) = text else { continue };
+            if space.0.insert(param, Spec::parse(param, text)?).is_some() {
+                anyhow::bail!("--{param} is given both on the command line and in {}", self.space.unwrap_or_default().display());
+            }
+        }
+        let base = TrainConfig { out_dir: None, ..TrainConfig::from(self.train) };
+        let seeds = match &self.seeds {
+            Some(text) => space::parse_seeds(text)?,
+            None => vec![base.seed],
+        };
+        let spec = SweepSpec {
+            space,
+            seeds,
+            trials: self.trials,
+            sweep_seed: self.sweep_seed,
+            prune: self.prune.then_some(PruneRule { after_epoch: self.prune_after }),
+            base,
+        };
+        let opts = SweepOptions { dir, spec, jobs: self.jobs, download };
+        Ok(if self.print_commands { SweepRequest::PrintCommands(opts) } else { SweepRequest::Run(opts) })
+    }
 }
 
 /// `finetune`'s flags: the trained weights, what to freeze, and every `train` flag.
@@ -193,6 +343,7 @@ impl From<TrainArgs> for TrainConfig {
             val_size: a.val_size,
             early_stop_patience: a.early_stop_patience,
             out_dir: a.out,
+            tensorboard: a.tensorboard,
             init_from: None,
             freeze: Default::default(),
             kernels: a.kernels.unwrap_or_default(),
@@ -272,6 +423,10 @@ pub struct PlotArgs {
     /// The PNG to write [default: RUN/curves.png for one run, ./curves.png for several].
     #[arg(long, value_name = "FILE")]
     pub out: Option<PathBuf>,
+    /// The legend's name of each RUN, in order (repeat once per RUN) [default: a run
+    /// directory's name; a metrics file's own name, or its folder's for metrics.jsonl].
+    #[arg(long = "label", value_name = "LABEL")]
+    pub labels: Vec<String>,
 }
 
 /// `eval`'s flags.
@@ -497,6 +652,100 @@ mod tests {
         let cli = Cli::try_parse_from(["tch-cifar10", "eval", "--checkpoint", "m", "--classes", "a,b,c"]).unwrap();
         let Command::Eval(args) = cli.command else { panic!("expected eval") };
         assert_eq!(args.classes.unwrap(), ["a", "b", "c"]);
+    }
+
+    /// `to_args` is the inverse of this parser: every field survives the round trip.
+    #[test]
+    fn to_args_round_trips_through_the_parser() {
+        use tch_cifar10::sweep::command::to_args;
+        let every_field = TrainConfig {
+            data_dir: PathBuf::from("my data"),
+            epochs: 7,
+            batch_size: 13,
+            learning_rate: 0.1 + 0.2, // 0.30000000000000004: the last bit must survive
+            momentum: 0.85,
+            step_size: 3,
+            gamma: 0.5,
+            seed: 42,
+            device: DeviceSpec::Cuda(1),
+            threads: Some(3),
+            eval_every: Some(2),
+            dataset: DatasetKind::Folder,
+            resize_filter: ResizeFilter::Lanczos3,
+            val_size: 100,
+            early_stop_patience: Some(4),
+            checkpoint_every: 2,
+            init_from: Some(PathBuf::from("runs/a/model.safetensors")),
+            freeze: Freeze::Features,
+            out_dir: Some(PathBuf::from("runs/it's")),
+            tensorboard: true,
+            kernels: Kernels::Fast,
+            cuda_graphs: CudaGraphs::Off,
+            deterministic: true,
+        };
+        let train = TrainConfig { init_from: None, freeze: Freeze::None, ..every_field.clone() };
+        for cfg in [every_field, train, TrainConfig::default()] {
+            let args = std::iter::once("tch-cifar10".into()).chain(to_args(&cfg));
+            let parsed = match Cli::try_parse_from(args).unwrap().command {
+                Command::Train(a) => TrainConfig::from(a),
+                Command::Finetune(a) => TrainConfig::from(a),
+                other => panic!("{other:?}"),
+            };
+            assert_eq!(parsed, cfg);
+        }
+    }
+
+    fn sweep(args: &[&str]) -> Result<SweepRequest, String> {
+        let cli = Cli::try_parse_from(["tch-cifar10", "sweep"].iter().chain(args)).map_err(|e| e.to_string())?;
+        let Command::Sweep(args) = cli.command else { panic!("expected sweep") };
+        args.request(true).map_err(|e| e.to_string())
+    }
+
+    #[test]
+    fn the_show_sweep_parses_into_its_space_and_seeds() {
+        let request = sweep(&[
+            "--out", "runs/sweep", "--data-dir", "data", "--lr", "1e-3,3e-3,1e-2", "--seeds", "0,1,2", "--epochs", "5",
+            "--val-size", "5000", "--jobs", "2", "--device", "cpu", "--tensorboard",
+        ])
+        .unwrap();
+        let SweepRequest::Run(opts) = request else { panic!("expected a run") };
+        assert_eq!((opts.dir, opts.jobs), (PathBuf::from("runs/sweep"), 2));
+        let spec = opts.spec;
+        assert_eq!(spec.space.0[&Param::Lr], Spec::Grid(vec![1e-3, 3e-3, 1e-2]));
+        assert_eq!(spec.space.0[&Param::Epochs], Spec::Grid(vec![5.0]));
+        assert_eq!(spec.seeds, [0, 1, 2]);
+        assert_eq!((spec.base.val_size, spec.base.device, spec.base.tensorboard), (5000, DeviceSpec::Cpu, true));
+        assert_eq!(spec.base.out_dir, None, "the sweep folder is not a run directory");
+        // Unswept parameters keep train's defaults; the trials' folders come from the plan.
+        assert_eq!(spec.base.learning_rate, TrainConfig::default().learning_rate);
+        let SweepRequest::PrintCommands(_) = sweep(&["--out", "d", "--lr", "uniform:0.1:0.2", "--trials", "3", "--print-commands"]).unwrap() else {
+            panic!("expected print")
+        };
+        let SweepRequest::Collect(dir) = sweep(&["--collect", "d"]).unwrap() else { panic!("expected collect") };
+        assert_eq!(dir, PathBuf::from("d"));
+    }
+
+    #[test]
+    fn bad_sweeps_are_refused_naming_the_flag() {
+        for (args, needle) in [
+            (&["--out", "d", "--lr", "fast"][..], "invalid lr = fast"),
+            (&["--out", "d", "--seeds", "0..0"], "invalid seeds"),
+            (&["--out", "d", "--seed", "1", "--seeds", "0,1"], "--seed"),
+            (&["--out", "d", "--prune-after", "2"], "--prune"),
+            (&["--collect", "d", "--lr", "0.1"], "--lr"),
+            (&["--out", "d", "--resume", "r"], "--resume"),
+            (&["--lr", "0.1"], "--out"),
+        ] {
+            let err = sweep(args).unwrap_err();
+            assert!(err.contains(needle), "{args:?}: {err}");
+        }
+    }
+
+    #[test]
+    fn plot_takes_one_label_per_run() {
+        let cli = Cli::try_parse_from(["tch-cifar10", "plot", "a", "b", "--label", "PyTorch", "--label", "tch"]).unwrap();
+        let Command::Plot(args) = cli.command else { panic!("expected plot") };
+        assert_eq!(args.labels, ["PyTorch", "tch"]);
     }
 
     #[test]

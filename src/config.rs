@@ -122,6 +122,9 @@ pub struct TrainConfig {
     pub deterministic: bool,
     /// The run directory (`config.json`, metrics, checkpoints); `None`: `runs/YYYYMMDD-HHMMSS`.
     pub out_dir: Option<PathBuf>,
+    /// Also write TensorBoard event files into the run directory (`report::tensorboard`).
+    #[serde(default)]
+    pub tensorboard: bool,
 }
 
 impl Default for TrainConfig {
@@ -149,6 +152,7 @@ impl Default for TrainConfig {
             cuda_graphs: CudaGraphs::Auto,
             deterministic: false,
             out_dir: None,
+            tensorboard: false,
         }
     }
 }

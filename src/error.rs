@@ -99,6 +99,22 @@ pub enum Error {
     #[error("{}: cannot use this image: {reason}", path.display())]
     BadImage { path: PathBuf, reason: String },
 
+    /// A sweep's space file (`sweep --space FILE`) cannot be used.
+    #[error("space file {}: {reason}", path.display())]
+    BadSpaceFile { path: PathBuf, reason: String },
+
+    /// A sweep folder holds another sweep (`sweep.json` records a different space or options).
+    #[error("{} holds another sweep; its sweep.json differs from this command in:\n  {}\nrerun with the same settings to continue it, or pick another --out", dir.display(), differences.join("\n  "))]
+    SweepMismatch { dir: PathBuf, differences: Vec<String> },
+
+    /// A sweep folder or one of its files cannot be used (`sweep.json`, a trial's files).
+    #[error("{}: {reason}", path.display())]
+    BadSweep { path: PathBuf, reason: String },
+
+    /// A sweep was interrupted (Ctrl-C); its running trials saved their state.
+    #[error("sweep interrupted: finished trials are kept and running ones saved their state; run the same command again to continue (in {})", dir.display())]
+    SweepInterrupted { dir: PathBuf },
+
     /// A call into the CUDA shim (CUDA graphs, streams, cuDNN switches) failed, or the shim is
     /// not loaded (see `tch-cifar10 info`).
     #[error("CUDA shim: {call}: {reason}")]

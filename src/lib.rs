@@ -10,7 +10,9 @@
 //!   generator), [`run_dir`];
 //! * data: [`data`] (CIFAR-10 files, verified download, image folders, validation split,
 //!   normalisation), [`safe_fs`] (bounded reads of regular files);
-//! * results: [`report`] (reporters, progress, metrics files, per-step losses, charts);
+//! * results: [`report`] (reporters, progress, metrics files, per-step losses, TensorBoard
+//!   event files, charts);
+//! * many runs: [`sweep`] (grids, random search, seeds, as child processes; ranked tables);
 //! * saved models: [`checkpoint`] (model file, training state), [`eval`] and [`predict`] (the
 //!   subcommands), [`export`] (TorchScript, ONNX), [`softmax`] (the classifier head's
 //!   mathematics);
@@ -35,6 +37,7 @@ pub mod run;
 pub mod run_dir;
 pub mod safe_fs;
 pub mod softmax;
+pub mod sweep;
 pub mod train;
 
 pub use config::TrainConfig;

@@ -42,7 +42,7 @@ fn main() -> ExitCode {
         .init();
     match run(cli.command, cli.quiet > 0) {
         Ok(()) => ExitCode::SUCCESS,
-        Err(e) if matches!(e.downcast_ref::<Error>(), Some(Error::Interrupted { .. })) => {
+        Err(e) if matches!(e.downcast_ref::<Error>(), Some(Error::Interrupted { .. } | Error::SweepInterrupted { .. })) => {
             eprintln!("{}", report::escape::escape_control_lines(&e.to_string()));
             ExitCode::from(130)
         }
@@ -122,7 +122,7 @@ fn run(command: Command, quiet: bool) -> anyhow::Result<()> {
             finish_train(run, quiet)?;
         }
         Command::Plot(args) => {
-            let out = chart::plot_runs(&args.runs, args.out.as_deref()).context("plot failed")?;
+            let out = chart::plot_labelled(&args.runs, &args.labels, args.out.as_deref()).context("plot failed")?;
             println!("{}", out.display());
         }
         Command::Download(args) => {
@@ -152,6 +152,12 @@ fn run(command: Command, quiet: bool) -> anyhow::Result<()> {
         Command::Export(args) => {
             let exported = tch_cifar10::export::run_export(&(&args).into()).context("export failed")?;
             println!("{}", exported.out.display());
+        }
+        Command::Sweep(args) => {
+            install_ctrl_c();
+            let outcome = tch_cifar10::sweep::run(&args.request(quiet)?, Some(&STOP)).context("sweep failed")?;
+            print!("{}", outcome.report);
+            outcome.status()?;
         }
         Command::Info(args) => {
             let info = info::info();

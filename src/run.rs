@@ -19,6 +19,7 @@ use crate::{
         chart::{self, RunCurves, CURVES_FILE},
         metrics::{MetricsLog, METRICS_FILE, SUMMARY_FILE},
         steps::StepsJsonl,
+        tensorboard::TensorBoard,
         Fanout, Reporter, Summary,
     },
     run_dir::RunDir,
@@ -220,7 +221,8 @@ fn train_and_report(
     run_dir: &RunDir,
 ) -> Result<TrainRun> {
     let mut metrics = MetricsLog::new(run_dir.file(METRICS_FILE));
-    let outcome = train::train(cfg, &train_set, &test_set, &mut Fanout(vec![&mut metrics, reporter]), session)?;
+    let mut tensorboard = TensorBoard::new(cfg, run_dir.path());
+    let outcome = train::train(cfg, &train_set, &test_set, &mut Fanout(vec![&mut metrics, &mut tensorboard, reporter]), session)?;
     if let Some(name) = outcome.net.first_non_finite() {
         return Err(Error::NonFinite { epoch: cfg.epochs, what: format!("parameter {name}") });
     }

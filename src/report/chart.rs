@@ -5,6 +5,8 @@
 //!   of one or several runs (read from their `metrics.jsonl`, see [`super::metrics`]), with the
 //!   learning-rate changes marked as dashed vertical lines.
 //! * [`confusion_matrix_png`]: counts of true (rows) against predicted (columns) classes.
+//! * [`scatter_png`]: a figure against a parameter, with the mean at each value (a sweep's
+//!   `val-acc-vs-<param>.png`), on a logarithmic axis for rates.
 //!
 //! Text is drawn with DejaVu Sans, compiled into the binary (the `dejavu` crate; the fonts are
 //! under the Bitstream Vera / DejaVu licence), by the private `report::text` module, so charts render the same on
@@ -120,28 +122,41 @@ pub fn curves_png(path: &Path, runs: &[RunCurves]) -> Result<()> {
 
 /// Reads `metrics.jsonl` of each run (a run directory, or the file itself) and draws their
 /// curves to `out`, by default `curves.png` in the run directory for one run, in the current
-/// directory for several. Returns the path written.
+/// directory for several. Returns the path written. Runs are labelled as [`plot_labelled`] does
+/// without labels.
 ///
 /// # Errors
 /// A missing or malformed metrics file (named), or a chart that cannot be drawn or written.
 pub fn plot_runs(runs: &[PathBuf], out: Option<&Path>) -> Result<PathBuf> {
+    plot_labelled(runs, &[], out)
+}
+
+/// [`plot_runs`] with the legend's labels: `labels[i]` for `runs[i]` when given (one per run);
+/// otherwise a run directory's name, or a metrics file's own name when it is not
+/// `metrics.jsonl` (so `DIR/pytorch.metrics.jsonl` and `DIR` differ), or its folder's name when
+/// it is. Runs that would share a label are told apart by their paths.
+///
+/// # Errors
+/// As [`plot_runs`], and [`Error::InvalidConfig`] (`label`) when `labels` is neither empty nor
+/// one per run.
+pub fn plot_labelled(runs: &[PathBuf], labels: &[String], out: Option<&Path>) -> Result<PathBuf> {
+    if !labels.is_empty() && labels.len() != runs.len() {
+        return Err(Error::InvalidConfig {
+            field: "label",
+            value: labels.join(", "),
+            expected: format!("one --label per run: {} labels for {} runs", labels.len(), runs.len()),
+        });
+    }
     let files: Vec<PathBuf> = runs.iter().map(|r| if r.is_dir() { r.join(METRICS_FILE) } else { r.clone() }).collect();
     let mut curves = Vec::with_capacity(runs.len());
-    for file in &files {
+    for (file, label) in files.iter().zip(legend_labels(&files, labels)) {
         if !file.exists() {
             return Err(Error::Io {
                 path: file.clone(),
                 cause: std::io::Error::new(std::io::ErrorKind::NotFound, "no metrics file (expected a run directory holding metrics.jsonl)"),
             });
         }
-        curves.push(RunCurves { label: run_label(file), records: read_metrics(file)? });
-    }
-    // Two runs of the same name (runs/a/x and runs/b/x) are told apart by their paths.
-    let labels: Vec<String> = curves.iter().map(|c| c.label.clone()).collect();
-    for (c, file) in curves.iter_mut().zip(&files) {
-        if labels.iter().filter(|l| **l == c.label).count() > 1 {
-            c.label = file.parent().unwrap_or(file).display().to_string();
-        }
+        curves.push(RunCurves { label, records: read_metrics(file)? });
     }
     let out = match (out, files.as_slice()) {
         (Some(out), _) => out.to_path_buf(),
@@ -152,11 +167,118 @@ pub fn plot_runs(runs: &[PathBuf], out: Option<&Path>) -> Result<PathBuf> {
     Ok(out)
 }
 
-/// A run's name: its directory's name (or the metrics file's name when it has none).
+/// The legend's labels of the metrics files `files`: `given` when there are some (one per
+/// file); else each file's default label ([`run_label`]), and for labels shared by several
+/// files, their paths (a run directory's for its `metrics.jsonl`).
+fn legend_labels(files: &[PathBuf], given: &[String]) -> Vec<String> {
+    if !given.is_empty() {
+        return given.to_vec();
+    }
+    let labels: Vec<String> = files.iter().map(|f| run_label(f)).collect();
+    labels
+        .iter()
+        .zip(files)
+        .map(|(label, file)| {
+            if labels.iter().filter(|l| *l == label).count() == 1 {
+                return label.clone();
+            }
+            let path = if file.file_name().is_some_and(|n| n == METRICS_FILE) { file.parent().unwrap_or(file) } else { file };
+            path.display().to_string()
+        })
+        .collect()
+}
+
+/// A metrics file's default label: its own name when it is not `metrics.jsonl`
+/// (`pytorch.metrics.jsonl`), else its run directory's name.
 fn run_label(metrics_file: &Path) -> String {
+    match metrics_file.file_name() {
+        Some(name) if name != METRICS_FILE => return name.to_string_lossy().into_owned(),
+        _ => {}
+    }
     let dir = metrics_file.parent().filter(|p| !p.as_os_str().is_empty()).map_or_else(|| PathBuf::from("."), Path::to_path_buf);
     let dir = std::fs::canonicalize(&dir).unwrap_or(dir);
     dir.file_name().map_or_else(|| metrics_file.display().to_string(), |n| n.to_string_lossy().into_owned())
+}
+
+/// Width and height of a [`scatter_png`] chart in pixels.
+pub const SCATTER_SIZE: (u32, u32) = (900, 600);
+
+/// What [`scatter_png`] draws: points, and a line through the mean at each x.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Scatter {
+    /// The chart's title.
+    pub title: String,
+    /// The x axis's name.
+    pub x_label: String,
+    /// The y axis's name.
+    pub y_label: String,
+    /// A logarithmic x axis (for rates); every x must then be positive.
+    pub log_x: bool,
+    /// The points.
+    pub points: Vec<(f64, f64)>,
+}
+
+/// Draws `chart` to `path` ([`SCATTER_SIZE`]): each point as a dot, and a line through the mean
+/// of the points sharing an x (the mean over seeds of a grid value).
+///
+/// # Errors
+/// [`Error::Chart`] when there is no finite point (or, on a log axis, a point with x <= 0) or
+/// drawing fails; [`Error::Io`] when the file cannot be written.
+pub fn scatter_png(path: &Path, chart: &Scatter) -> Result<()> {
+    let points: Vec<(f64, f64)> = chart.points.iter().copied().filter(|(x, y)| x.is_finite() && y.is_finite()).collect();
+    if points.is_empty() {
+        return Err(Error::Chart { path: path.to_path_buf(), reason: "no points to draw".to_string() });
+    }
+    if chart.log_x && points.iter().any(|(x, _)| *x <= 0.0) {
+        return Err(Error::Chart { path: path.to_path_buf(), reason: format!("{} must be positive on a logarithmic axis", chart.x_label) });
+    }
+    let mut xs: Vec<f64> = points.iter().map(|p| p.0).collect();
+    xs.sort_by(f64::total_cmp);
+    xs.dedup();
+    let means: Vec<(f64, f64)> = xs
+        .iter()
+        .map(|&x| {
+            let ys: Vec<f64> = points.iter().filter(|p| p.0 == x).map(|p| p.1).collect();
+            (x, ys.iter().sum::<f64>() / ys.len() as f64)
+        })
+        .collect();
+    let (y_lo, y_hi) = padded(points.iter().map(|p| p.1));
+    let (x_min, x_max) = (xs[0], xs[xs.len() - 1]);
+    render(path, SCATTER_SIZE, |root| {
+        let (head, area) = root.split_vertically(40);
+        let (head_width, _) = head.dim_in_pixel();
+        let title = TextStyle::from((FONT, 22).into_font().style(FontStyle::Bold)).pos(Pos::new(HPos::Center, VPos::Center));
+        head.draw(&Text::new(chart.title.as_str(), (head_width as i32 / 2, 24), title))?;
+        let dot = RUN_COLORS[0].mix(0.7).filled();
+        let line = RUN_COLORS[1].stroke_width(2);
+        macro_rules! draw {
+            ($x_range:expr, $fmt:expr) => {{
+                let mut c = ChartBuilder::on(&area).margin(20).x_label_area_size(48).y_label_area_size(64).build_cartesian_2d($x_range, y_lo..y_hi)?;
+                c.configure_mesh()
+                    .x_desc(chart.x_label.as_str())
+                    .y_desc(chart.y_label.as_str())
+                    .x_label_formatter($fmt)
+                    .label_style((FONT, 15))
+                    .axis_desc_style((FONT, 17))
+                    .light_line_style(RGBColor(235, 235, 235))
+                    .bold_line_style(RGBColor(215, 215, 215))
+                    .draw()?;
+                c.draw_series(points.iter().map(|&p| Circle::new(p, 5, dot)))?;
+                c.draw_series(LineSeries::new(means.iter().copied(), line))?;
+            }};
+        }
+        if chart.log_x {
+            let (lo, hi) = if x_max > x_min { (x_min / (x_max / x_min).powf(0.05), x_max * (x_max / x_min).powf(0.05)) } else { (x_min / 2.0, x_max * 2.0) };
+            draw!((lo..hi).log_scale(), &|x: &f64| format!("{x:.0e}"));
+        } else {
+            let (lo, hi) = padded(xs.iter().copied());
+            draw!(lo..hi, &|x: &f64| {
+                let text = format!("{x:.4}");
+                text.trim_end_matches('0').trim_end_matches('.').to_string()
+            });
+        }
+        Ok(())
+    })
 }
 
 #[derive(Clone, Copy, PartialEq)]
@@ -402,6 +524,48 @@ mod tests {
             images_per_sec: 1.0,
             device: "cpu".into(),
         }
+    }
+
+    #[test]
+    fn labels_name_files_by_their_name_and_runs_by_their_folder() {
+        let p = |s: &str| PathBuf::from(s);
+        let files = [p("runs/a/pytorch.metrics.jsonl"), p("runs/a/metrics.jsonl"), p("runs/b/other.jsonl")];
+        assert_eq!(legend_labels(&files, &[]), ["pytorch.metrics.jsonl", "a", "other.jsonl"]);
+        // Shared names fall back to paths: two runs named x, two files named m.jsonl.
+        let files = [p("runs/1/x/metrics.jsonl"), p("runs/2/x/metrics.jsonl"), p("a/m.jsonl"), p("b/m.jsonl")];
+        assert_eq!(legend_labels(&files, &[]), ["runs/1/x", "runs/2/x", "a/m.jsonl", "b/m.jsonl"]);
+        let given = ["PyTorch".to_string(), "tch".to_string()];
+        assert_eq!(legend_labels(&files[..2], &given), given);
+    }
+
+    #[test]
+    fn one_label_per_run() {
+        let err = plot_labelled(&[PathBuf::from("a"), PathBuf::from("b")], &["x".to_string()], None).unwrap_err().to_string();
+        assert!(err.contains("1 labels for 2 runs"), "{err}");
+    }
+
+    #[test]
+    fn scatter_charts_draw_on_linear_and_log_axes_and_refuse_nothing_to_draw() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut chart = Scatter {
+            title: "t".into(),
+            x_label: "lr".into(),
+            y_label: "acc".into(),
+            log_x: true,
+            points: vec![(1e-3, 50.0), (1e-3, 52.0), (1e-2, 60.0)],
+        };
+        let path = dir.path().join("s.png");
+        scatter_png(&path, &chart).unwrap();
+        let decoder = png::Decoder::new(std::io::BufReader::new(std::fs::File::open(&path).unwrap()));
+        let info = decoder.read_info().unwrap().info().clone();
+        assert_eq!((info.width, info.height), SCATTER_SIZE);
+        chart.log_x = false;
+        scatter_png(&path, &chart).unwrap();
+        chart.points.push((0.0, 1.0));
+        chart.log_x = true;
+        assert!(scatter_png(&path, &chart).unwrap_err().to_string().contains("positive"));
+        chart.points.clear();
+        assert!(scatter_png(&path, &chart).unwrap_err().to_string().contains("no points"));
     }
 
     #[test]

@@ -9,6 +9,7 @@ pub mod escape;
 pub mod metrics;
 pub mod progress;
 pub mod steps;
+pub mod tensorboard;
 mod text;
 
 use std::{fmt::Write, path::PathBuf};

@@ -1,0 +1,521 @@
+//! The search space of a sweep and its expansion into settings: pure functions, no I/O.
+//!
+//! Each of the six swept hyperparameters ([`Param`]) is either a list of values (a grid axis)
+//! or a distribution drawn `--trials N` times: `uniform:A:B`, `loguniform:A:B` (uniform in
+//! `ln x`, the usual prior for rates), `choice:A,B,...`. The settings are the cartesian product
+//! of the grid axes crossed with the N draws (the same N draws for every grid point, so grid
+//! values are compared on equal terms). The draws come from a ChaCha8 generator seeded with
+//! `--sweep-seed` (`rand_chacha`, whose output is fixed for a given seed), in a fixed order
+//! (draw by draw, parameters in [`Param::ALL`] order), so the same command gives the same trials.
+
+use std::{collections::BTreeMap, fmt, path::Path};
+
+use rand_chacha::{
+    rand_core::{RngCore, SeedableRng},
+    ChaCha8Rng,
+};
+use serde::{Deserialize, Serialize};
+
+use crate::{
+    config::TrainConfig,
+    error::{Error, Result},
+};
+
+/// A hyperparameter a sweep can vary, named as its `train` flag.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Param {
+    /// `--lr`, the initial learning rate.
+    Lr,
+    /// `--momentum`.
+    Momentum,
+    /// `--batch-size`.
+    BatchSize,
+    /// `--step-size`, StepLR's epochs between decays.
+    StepSize,
+    /// `--gamma`, StepLR's decay factor.
+    Gamma,
+    /// `--epochs`.
+    Epochs,
+}
+
+impl Param {
+    /// Every parameter, in the order of ids, labels and random draws.
+    pub const ALL: [Param; 6] = [Param::Lr, Param::Momentum, Param::BatchSize, Param::StepSize, Param::Gamma, Param::Epochs];
+
+    /// The flag's name without dashes (`lr`, `batch-size`).
+    pub fn flag(self) -> &'static str {
+        match self {
+            Param::Lr => "lr",
+            Param::Momentum => "momentum",
+            Param::BatchSize => "batch-size",
+            Param::StepSize => "step-size",
+            Param::Gamma => "gamma",
+            Param::Epochs => "epochs",
+        }
+    }
+
+    /// The parameter named `name` (`lr`, `batch-size` or `batch_size`).
+    pub fn from_name(name: &str) -> Option<Param> {
+        Param::ALL.into_iter().find(|p| p.flag() == name || p.flag().replace('-', "_") == name)
+    }
+
+    /// Whether values are whole numbers (batch size, step size, epochs).
+    pub fn is_integer(self) -> bool {
+        matches!(self, Param::BatchSize | Param::StepSize | Param::Epochs)
+    }
+
+    /// Whether charts draw it on a logarithmic axis (the learning rate).
+    pub fn log_axis(self) -> bool {
+        self == Param::Lr
+    }
+
+    /// Its value in `cfg`.
+    pub fn get(self, cfg: &TrainConfig) -> f64 {
+        match self {
+            Param::Lr => cfg.learning_rate,
+            Param::Momentum => cfg.momentum,
+            Param::BatchSize => cfg.batch_size as f64,
+            Param::StepSize => cfg.step_size as f64,
+            Param::Gamma => cfg.gamma,
+            Param::Epochs => cfg.epochs as f64,
+        }
+    }
+
+    /// Sets it in `cfg` (whole-number parameters take `value` rounded; it is one already).
+    pub fn set(self, cfg: &mut TrainConfig, value: f64) {
+        let whole = value.round().max(0.0) as usize;
+        match self {
+            Param::Lr => cfg.learning_rate = value,
+            Param::Momentum => cfg.momentum = value,
+            Param::BatchSize => cfg.batch_size = whole,
+            Param::StepSize => cfg.step_size = whole,
+            Param::Gamma => cfg.gamma = value,
+            Param::Epochs => cfg.epochs = whole,
+        }
+    }
+}
+
+impl fmt::Display for Param {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.flag())
+    }
+}
+
+/// The values one parameter takes.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Spec {
+    /// A grid axis: every value, in order (`1e-3,1e-2`; one value just sets it).
+    Grid(Vec<f64>),
+    /// Uniform on `[a, b]` (`uniform:A:B`).
+    Uniform(f64, f64),
+    /// Log-uniform on `[a, b]`, `0 < a < b` (`loguniform:A:B`).
+    LogUniform(f64, f64),
+    /// One of the values, each equally likely (`choice:A,B,...`).
+    Choice(Vec<f64>),
+}
+
+impl Spec {
+    /// Parses the command-line form of `param`'s values (see the module doc).
+    ///
+    /// # Errors
+    /// [`Error::InvalidConfig`] naming the flag and the text, saying what was expected.
+    pub fn parse(param: Param, text: &str) -> Result<Spec> {
+        let bad = |why: String| Error::InvalidConfig {
+            field: param.flag(),
+            value: text.to_string(),
+            expected: format!(
+                "{why}; expected a comma-separated list of values (a grid), or uniform:A:B, loguniform:A:B or choice:A,B,..."
+            ),
+        };
+        let number = |s: &str| -> Result<f64> {
+            let x: f64 = s.trim().parse().map_err(|_| bad(format!("'{}' is not a number", s.trim())))?;
+            if !x.is_finite() {
+                return Err(bad(format!("'{}' is not a finite number", s.trim())));
+            }
+            Ok(x)
+        };
+        let list = |s: &str| -> Result<Vec<f64>> {
+            let values = s.split(',').map(number).collect::<Result<Vec<_>>>()?;
+            if param.is_integer() {
+                if let Some(v) = values.iter().find(|v| v.fract() != 0.0 || **v < 0.0) {
+                    return Err(bad(format!("--{param} takes whole numbers, not {v}")));
+                }
+            }
+            Ok(values)
+        };
+        let bounds = |s: &str| -> Result<(f64, f64)> {
+            let parts: Vec<&str> = s.split(':').collect();
+            let [a, b] = parts[..] else { return Err(bad("a range needs two bounds, A:B".into())) };
+            let (a, b) = (number(a)?, number(b)?);
+            if a >= b {
+                return Err(bad(format!("the lower bound {a} must be below the upper bound {b}")));
+            }
+            Ok((a, b))
+        };
+        let spec = if let Some(rest) = text.strip_prefix("uniform:") {
+            let (a, b) = bounds(rest)?;
+            Spec::Uniform(a, b)
+        } else if let Some(rest) = text.strip_prefix("loguniform:") {
+            let (a, b) = bounds(rest)?;
+            if a <= 0.0 {
+                return Err(bad(format!("loguniform needs a positive lower bound, not {a}")));
+            }
+            Spec::LogUniform(a, b)
+        } else if let Some(rest) = text.strip_prefix("choice:") {
+            Spec::Choice(list(rest)?)
+        } else if text.contains(':') {
+            return Err(bad(format!("unknown distribution '{}'", text.split(':').next().unwrap_or_default())));
+        } else {
+            Spec::Grid(list(text)?)
+        };
+        Ok(spec)
+    }
+
+    /// Whether the values are drawn (`uniform`, `loguniform`, `choice`) rather than listed.
+    pub fn is_random(&self) -> bool {
+        !matches!(self, Spec::Grid(_))
+    }
+
+    /// A draw from `u` in `[0, 1)`; `None` for a grid axis.
+    fn draw(&self, param: Param, u: f64) -> Option<f64> {
+        let x = match self {
+            Spec::Grid(_) => return None,
+            Spec::Uniform(a, b) => a + u * (b - a),
+            Spec::LogUniform(a, b) => (a.ln() + u * (b.ln() - a.ln())).exp(),
+            Spec::Choice(values) => values[((u * values.len() as f64) as usize).min(values.len() - 1)],
+        };
+        Some(if param.is_integer() { x.round() } else { x })
+    }
+}
+
+impl fmt::Display for Spec {
+    /// The command-line form, which [`Spec::parse`] reads back.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let join = |v: &[f64]| v.iter().map(|x| format!("{x:?}")).collect::<Vec<_>>().join(",");
+        match self {
+            Spec::Grid(v) => f.write_str(&join(v)),
+            Spec::Uniform(a, b) => write!(f, "uniform:{a:?}:{b:?}"),
+            Spec::LogUniform(a, b) => write!(f, "loguniform:{a:?}:{b:?}"),
+            Spec::Choice(v) => write!(f, "choice:{}", join(v)),
+        }
+    }
+}
+
+/// The parameters a sweep varies (or sets), each with its values; the others keep the base
+/// configuration's value.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct Space(pub BTreeMap<Param, Spec>);
+
+impl Space {
+    /// Reads a space file: a JSON object (`.json`) or TOML table (`.toml`) whose keys are the
+    /// parameters (`lr`, `momentum`, `batch-size` or `batch_size`, `step-size`, `gamma`,
+    /// `epochs`) and whose values are a list of numbers (a grid axis), one number, or a string
+    /// in the command-line form (`"loguniform:1e-4:1e-1"`, `"1e-3,1e-2"`).
+    ///
+    /// # Errors
+    /// [`Error::BadSpaceFile`] naming the file: unreadable, another extension, not parseable,
+    /// an unknown key or a value of the wrong kind (the key is named).
+    pub fn from_file(path: &Path) -> Result<Space> {
+        let bad = |reason: String| Error::BadSpaceFile { path: path.to_path_buf(), reason };
+        let text = crate::safe_fs::read_text(path, crate::safe_fs::MAX_TEXT_FILE_BYTES)?;
+        let ext = path.extension().and_then(|e| e.to_str()).unwrap_or_default().to_ascii_lowercase();
+        let table: BTreeMap<String, serde_json::Value> = match ext.as_str() {
+            "json" => serde_json::from_str(&text).map_err(|e| bad(format!("not a JSON object of parameters: {e}")))?,
+            "toml" => {
+                let table: toml::Table = toml::from_str(&text).map_err(|e| bad(format!("not TOML: {e}")))?;
+                let json = serde_json::to_value(table).map_err(|e| bad(e.to_string()))?;
+                serde_json::from_value(json).map_err(|e| bad(e.to_string()))?
+            }
+            _ => return Err(bad("expected a .json or .toml file".to_string())),
+        };
+        let mut space = Space::default();
+        for (key, value) in table {
+            let Some(param) = Param::from_name(&key) else {
+                let known = Param::ALL.map(Param::flag).join(", ");
+                return Err(bad(format!("unknown parameter '{key}' (known: {known})")));
+            };
+            let text = match &value {
+                serde_json::Value::String(s) => s.clone(),
+                serde_json::Value::Number(n) => n.to_string(),
+                serde_json::Value::Array(items) if items.iter().all(serde_json::Value::is_number) && !items.is_empty() => {
+                    items.iter().map(ToString::to_string).collect::<Vec<_>>().join(",")
+                }
+                other => return Err(bad(format!("{key} = {other}: expected a list of numbers, a number or a string such as \"uniform:0.8:0.99\""))),
+            };
+            let spec = Spec::parse(param, &text).map_err(|e| bad(format!("{key}: {e}")))?;
+            if space.0.insert(param, spec).is_some() {
+                return Err(bad(format!("{key} is given twice")));
+            }
+        }
+        Ok(space)
+    }
+
+    /// The parameters whose value changes from one setting to another: drawn ones and grid
+    /// axes of two or more values.
+    pub fn varying(&self) -> Vec<Param> {
+        self.0.iter().filter(|(_, s)| !matches!(s, Spec::Grid(v) if v.len() < 2)).map(|(p, _)| *p).collect()
+    }
+}
+
+/// One point of the space: a value for each parameter of the space, in [`Param`] order.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Setting(pub Vec<(Param, f64)>);
+
+impl Setting {
+    /// The value of `param`, if the space has it.
+    pub fn get(&self, param: Param) -> Option<f64> {
+        self.0.iter().find(|(p, _)| *p == param).map(|(_, v)| *v)
+    }
+
+    /// `base` with this setting's values.
+    pub fn apply(&self, base: &TrainConfig) -> TrainConfig {
+        let mut cfg = base.clone();
+        for &(p, v) in &self.0 {
+            p.set(&mut cfg, v);
+        }
+        cfg
+    }
+
+    /// `lr=1e-3 momentum=0.9` for the parameters in `shown` (see [`short`]).
+    pub fn label(&self, shown: &[Param]) -> Vec<String> {
+        self.0.iter().filter(|(p, _)| shown.contains(p)).map(|(p, v)| format!("{p}={}", short(*v))).collect()
+    }
+}
+
+/// A number as ids and labels show it: whole numbers below a million as such, others with 3
+/// significant digits, in exponent form below 0.1 and from a million (`1e-3`, `3.46e-4`,
+/// `5e-2`, `0.95`, `100`, `1e30`).
+pub fn short(x: f64) -> String {
+    if x == x.trunc() && x.abs() < 1e6 {
+        return format!("{x:.0}");
+    }
+    let sig = format!("{x:.2e}"); // 3 significant digits: "3.46e-4", "1.00e-3"
+    let (mantissa, exp) = sig.split_once('e').unwrap_or((&sig, "0"));
+    let mantissa = mantissa.trim_end_matches('0').trim_end_matches('.');
+    if x.abs() < 0.1 || x.abs() >= 1e6 {
+        format!("{mantissa}e{exp}")
+    } else {
+        let rounded: f64 = format!("{mantissa}e{exp}").parse().unwrap_or(x);
+        format!("{rounded}")
+    }
+}
+
+/// A uniform draw in `[0, 1)` from the top 53 bits of the generator's next word.
+fn unit(rng: &mut ChaCha8Rng) -> f64 {
+    (rng.next_u64() >> 11) as f64 / (1u64 << 53) as f64
+}
+
+/// The settings of `space`: the grid axes' cartesian product (the last parameter varying
+/// fastest), each crossed with `trials` draws of the distributions from `sweep_seed`.
+///
+/// # Errors
+/// [`Error::InvalidConfig`]: distributions without `--trials`, `--trials` without any
+/// distribution, or `--trials 0`.
+pub fn expand(space: &Space, trials: Option<usize>, sweep_seed: u64) -> Result<Vec<Setting>> {
+    let random: Vec<(Param, &Spec)> = space.0.iter().filter(|(_, s)| s.is_random()).map(|(p, s)| (*p, s)).collect();
+    let draws: Vec<Vec<(Param, f64)>> = match (trials, random.first()) {
+        (None, None) => vec![Vec::new()],
+        (None, Some((p, s))) => {
+            return Err(Error::InvalidConfig {
+                field: p.flag(),
+                value: s.to_string(),
+                expected: "a distribution is drawn --trials N times: give --trials".into(),
+            })
+        }
+        (Some(n), None) => {
+            return Err(Error::InvalidConfig {
+                field: "trials",
+                value: n.to_string(),
+                expected: "--trials draws from distributions (uniform:A:B, loguniform:A:B, choice:A,B,...); no parameter has one".into(),
+            })
+        }
+        (Some(0), Some(_)) => return Err(Error::InvalidConfig { field: "trials", value: "0".into(), expected: "at least 1".into() }),
+        (Some(n), Some(_)) => {
+            let mut rng = ChaCha8Rng::seed_from_u64(sweep_seed);
+            (0..n)
+                .map(|_| random.iter().map(|(p, s)| (*p, s.draw(*p, unit(&mut rng)).expect("random specs draw"))).collect())
+                .collect()
+        }
+    };
+    let mut grid: Vec<Vec<(Param, f64)>> = vec![Vec::new()];
+    for (p, spec) in &space.0 {
+        if let Spec::Grid(values) = spec {
+            grid = grid.into_iter().flat_map(|point| values.iter().map(move |&v| [point.clone(), vec![(*p, v)]].concat())).collect();
+        }
+    }
+    Ok(grid
+        .iter()
+        .flat_map(|point| {
+            draws.iter().map(move |draw| {
+                let mut values = [point.clone(), draw.clone()].concat();
+                values.sort_by_key(|(p, _)| *p);
+                Setting(values)
+            })
+        })
+        .collect())
+}
+
+/// Parses `--seeds`: `0,1,2` or a half-open range `0..5` (0 to 4).
+///
+/// # Errors
+/// [`Error::InvalidConfig`] naming `seeds` for anything else, a negative seed, an empty range
+/// or a repeated seed.
+pub fn parse_seeds(text: &str) -> Result<Vec<i64>> {
+    let bad = |why: &str| Error::InvalidConfig {
+        field: "seeds",
+        value: text.to_string(),
+        expected: format!("{why}; expected non-negative seeds, as a list (0,1,2) or a range (0..5, meaning 0 to 4)"),
+    };
+    let seed = |s: &str| s.trim().parse::<i64>().ok().filter(|s| *s >= 0).ok_or_else(|| bad(&format!("'{}' is not a seed", s.trim())));
+    let seeds: Vec<i64> = match text.split_once("..") {
+        Some((a, b)) => {
+            let (a, b) = (seed(a)?, seed(b)?);
+            if a >= b {
+                return Err(bad("an empty range"));
+            }
+            (a..b).collect()
+        }
+        None => text.split(',').map(seed).collect::<Result<_>>()?,
+    };
+    let mut sorted = seeds.clone();
+    sorted.sort_unstable();
+    if sorted.windows(2).any(|w| w[0] == w[1]) {
+        return Err(bad("a seed is repeated"));
+    }
+    Ok(seeds)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn space(specs: &[(Param, &str)]) -> Space {
+        Space(specs.iter().map(|(p, s)| (*p, Spec::parse(*p, s).unwrap())).collect())
+    }
+
+    #[test]
+    fn parses_lists_and_distributions_and_prints_them_back() {
+        let cases = [
+            (Param::Lr, "1e-3,1e-2", Spec::Grid(vec![1e-3, 1e-2])),
+            (Param::Momentum, "uniform:0.8:0.99", Spec::Uniform(0.8, 0.99)),
+            (Param::Lr, "loguniform:1e-4:1e-1", Spec::LogUniform(1e-4, 1e-1)),
+            (Param::BatchSize, "choice:50,100", Spec::Choice(vec![50.0, 100.0])),
+            (Param::Epochs, "5", Spec::Grid(vec![5.0])),
+        ];
+        for (p, text, want) in cases {
+            let spec = Spec::parse(p, text).unwrap();
+            assert_eq!(spec, want, "{text}");
+            assert_eq!(Spec::parse(p, &spec.to_string()).unwrap(), want, "{spec}");
+        }
+    }
+
+    #[test]
+    fn bad_values_name_the_flag_and_say_why() {
+        let cases = [
+            (Param::Lr, "fast", "'fast' is not a number"),
+            (Param::Lr, "1e-3,,1e-2", "'' is not a number"),
+            (Param::Lr, "loguniform:0:1", "positive lower bound"),
+            (Param::Momentum, "uniform:0.9:0.8", "must be below"),
+            (Param::Momentum, "uniform:0.9", "two bounds"),
+            (Param::Gamma, "normal:0:1", "unknown distribution 'normal'"),
+            (Param::BatchSize, "10.5", "whole numbers"),
+            (Param::Epochs, "inf", "finite"),
+        ];
+        for (p, text, needle) in cases {
+            let err = Spec::parse(p, text).unwrap_err().to_string();
+            assert!(err.starts_with(&format!("invalid {} = {text}:", p.flag())) && err.contains(needle), "{err}");
+        }
+    }
+
+    #[test]
+    fn a_grid_is_the_cartesian_product_last_parameter_fastest() {
+        let s = space(&[(Param::Lr, "1e-3,1e-2"), (Param::BatchSize, "50,100,200"), (Param::Gamma, "0.5")]);
+        let settings = expand(&s, None, 0).unwrap();
+        let pairs: Vec<(f64, f64)> = settings.iter().map(|s| (s.get(Param::Lr).unwrap(), s.get(Param::BatchSize).unwrap())).collect();
+        assert_eq!(pairs, [(1e-3, 50.0), (1e-3, 100.0), (1e-3, 200.0), (1e-2, 50.0), (1e-2, 100.0), (1e-2, 200.0)]);
+        assert!(settings.iter().all(|s| s.get(Param::Gamma) == Some(0.5)));
+        assert_eq!(s.varying(), [Param::Lr, Param::BatchSize]);
+        assert_eq!(expand(&Space::default(), None, 0).unwrap(), [Setting(vec![])]);
+    }
+
+    #[test]
+    fn random_draws_are_deterministic_in_range_and_crossed_with_the_grid() {
+        let s = space(&[
+            (Param::Lr, "loguniform:1e-4:1e-1"),
+            (Param::Momentum, "uniform:0.8:0.99"),
+            (Param::BatchSize, "choice:50,100"),
+            (Param::Epochs, "2,3"),
+        ]);
+        let a = expand(&s, Some(4), 7).unwrap();
+        assert_eq!(a, expand(&s, Some(4), 7).unwrap(), "the same seed gives the same trials");
+        assert_ne!(a, expand(&s, Some(4), 8).unwrap(), "another seed, other trials");
+        assert_eq!(a.len(), 8);
+        // The same four draws for each grid value.
+        assert_eq!(a[..4].iter().map(|s| s.get(Param::Lr)).collect::<Vec<_>>(), a[4..].iter().map(|s| s.get(Param::Lr)).collect::<Vec<_>>());
+        for s in &a {
+            let (lr, m, b) = (s.get(Param::Lr).unwrap(), s.get(Param::Momentum).unwrap(), s.get(Param::BatchSize).unwrap());
+            assert!((1e-4..=1e-1).contains(&lr) && (0.8..=0.99).contains(&m) && (b == 50.0 || b == 100.0), "{s:?}");
+        }
+        // Recorded from this function (a change of generator or draw order shows here); each
+        // value is within its bounds above.
+        let first: Vec<String> = a[0].0.iter().map(|(p, v)| format!("{p}={}", short(*v))).collect();
+        assert_eq!(first, FIRST_DRAW);
+    }
+
+    /// The first setting of `random_draws_are_deterministic_in_range_and_crossed_with_the_grid`.
+    const FIRST_DRAW: [&str; 4] = ["lr=2.97e-4", "momentum=0.832", "batch-size=100", "epochs=2"];
+
+    #[test]
+    fn trials_and_distributions_go_together() {
+        let grid = space(&[(Param::Lr, "1e-3")]);
+        assert!(expand(&grid, Some(3), 0).unwrap_err().to_string().contains("no parameter has one"));
+        let random = space(&[(Param::Momentum, "uniform:0.8:0.99")]);
+        assert!(expand(&random, None, 0).unwrap_err().to_string().contains("give --trials"));
+        assert!(expand(&random, Some(0), 0).unwrap_err().to_string().contains("at least 1"));
+    }
+
+    #[test]
+    fn seeds_are_lists_or_ranges() {
+        assert_eq!(parse_seeds("0,1,2").unwrap(), [0, 1, 2]);
+        assert_eq!(parse_seeds("0..5").unwrap(), [0, 1, 2, 3, 4]);
+        assert_eq!(parse_seeds("7").unwrap(), [7]);
+        for bad in ["", "a", "-1", "3..3", "1,1", "0..x"] {
+            let err = parse_seeds(bad).unwrap_err().to_string();
+            assert!(err.starts_with("invalid seeds ="), "{err}");
+        }
+    }
+
+    #[test]
+    fn short_numbers() {
+        let cases = [(1e-3, "1e-3"), (0.00034567, "3.46e-4"), (0.01, "1e-2"), (0.05, "5e-2"), (0.95, "0.95"), (0.123456, "0.123"), (100.0, "100"), (0.9, "0.9"), (1e30, "1e30"), (2.5e6, "2.5e6")];
+        for (x, want) in cases {
+            assert_eq!(short(x), want, "{x}");
+        }
+    }
+
+    #[test]
+    fn space_files_in_json_and_toml() {
+        let dir = tempfile::tempdir().unwrap();
+        let json = dir.path().join("s.json");
+        std::fs::write(&json, r#"{"lr": [0.001, 0.01], "momentum": "uniform:0.8:0.99", "batch_size": 50}"#).unwrap();
+        let toml = dir.path().join("s.toml");
+        std::fs::write(&toml, "lr = [0.001, 0.01]\nmomentum = \"uniform:0.8:0.99\"\nbatch-size = 50\n").unwrap();
+        let want = space(&[(Param::Lr, "0.001,0.01"), (Param::Momentum, "uniform:0.8:0.99"), (Param::BatchSize, "50")]);
+        assert_eq!(Space::from_file(&json).unwrap(), want);
+        assert_eq!(Space::from_file(&toml).unwrap(), want);
+        for (name, text, needle) in [
+            ("a.json", r#"{"learning_rate": [1]}"#, "unknown parameter 'learning_rate'"),
+            ("b.json", r#"{"lr": {"min": 1}}"#, "expected a list of numbers"),
+            ("c.json", r#"{"lr": "loguniform:0:1"}"#, "positive lower bound"),
+            ("d.toml", "lr = [", "not TOML"),
+            ("e.yaml", "lr: 1", "expected a .json or .toml file"),
+        ] {
+            let path = dir.path().join(name);
+            std::fs::write(&path, text).unwrap();
+            let err = Space::from_file(&path).unwrap_err().to_string();
+            assert!(err.contains(name) && err.contains(needle), "{err}");
+        }
+    }
+}

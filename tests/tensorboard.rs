@@ -1,0 +1,121 @@
+//! `--tensorboard`: the event files of a sweep's trials (each a `train --tensorboard` run) hold
+//! every epoch's figures of `metrics.jsonl` under the documented tags, and the HParams data;
+//! read back both by our reader (CRCs checked) and by TensorBoard's own
+//! (`scripts/read_tensorboard.py` in `.torch-venv`). Without `.torch-venv` (or `tensorboard` in
+//! it) the Python half is skipped with the reason printed, except when `CI=true`: then it fails.
+
+mod common;
+
+use std::{
+    path::{Path, PathBuf},
+    process::Command,
+};
+
+use serde_json::Value;
+use tch_cifar10::report::{metrics::read_metrics, tensorboard::read_scalars};
+
+type TestResult = Result<(), Box<dyn std::error::Error>>;
+
+/// The venv's Python, if it has `tensorboard`; else why not.
+fn python() -> Result<PathBuf, String> {
+    let py = Path::new(env!("CARGO_MANIFEST_DIR")).join(".torch-venv/bin/python");
+    if !py.exists() {
+        return Err(format!("{} not found (run scripts/setup-libtorch)", py.display()));
+    }
+    let out = Command::new(&py).args(["-c", "import tensorboard"]).output().map_err(|e| format!("cannot run {}: {e}", py.display()))?;
+    if !out.status.success() {
+        return Err(format!("{} lacks tensorboard (run scripts/setup-libtorch)", py.display()));
+    }
+    Ok(py)
+}
+
+fn event_file(dir: &Path) -> PathBuf {
+    let files: Vec<PathBuf> = std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.file_name().unwrap().to_str().unwrap().starts_with("events.out.tfevents."))
+        .collect();
+    assert_eq!(files.len(), 1, "{files:?}");
+    files[0].clone()
+}
+
+/// `(tag, epoch, value)` of every figure in a run's `metrics.jsonl`, as the event file should
+/// hold them (float32, as `SummaryWriter.add_scalar` writes).
+fn expected(run: &Path) -> Vec<(String, i64, f32)> {
+    let mut out = Vec::new();
+    for r in read_metrics(&run.join("metrics.jsonl")).unwrap() {
+        let e = r.epoch as i64;
+        let mut put = |tag: &str, v: Option<f64>| {
+            if let Some(v) = v {
+                out.push((tag.to_string(), e, v as f32));
+            }
+        };
+        put("Loss/train", Some(r.train_loss));
+        put("Accuracy/train", Some(r.train_acc));
+        put("LearningRate", Some(r.lr));
+        put("Loss/val", r.val_loss);
+        put("Accuracy/val", r.val_acc);
+        put("Loss/test", r.test_loss);
+        put("Accuracy/test", r.test_acc);
+    }
+    out.sort_by(|a, b| a.partial_cmp(b).unwrap());
+    out
+}
+
+#[test]
+fn event_files_hold_every_epoch_and_the_hyperparameters() -> TestResult {
+    let data = common::synthetic_cifar(40, 10, 3);
+    let out = data.path().join("sweep");
+    let o = Command::new(env!("CARGO_BIN_EXE_tch-cifar10"))
+        .args(["sweep", "--data-dir", data.path().to_str().unwrap(), "--out", out.to_str().unwrap(), "--device", "cpu"])
+        .args(["--lr", "0.01,0.05", "--epochs", "2", "--batch-size", "10", "--val-size", "10", "--eval-every", "1", "--seeds", "4"])
+        .args(["--jobs", "2", "--tensorboard"])
+        .output()?;
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let runs = ["trials/t001-lr=1e-2-seed=4", "trials/t002-lr=5e-2-seed=4"];
+    for run in runs {
+        let mut got = read_scalars(&event_file(&out.join(run)))?;
+        got.sort_by(|a, b| a.partial_cmp(b).unwrap());
+        let want = expected(&out.join(run));
+        assert_eq!(want.len(), 2 * 7, "every figure of both epochs");
+        assert_eq!(got, want, "{run}");
+    }
+
+    let py = match python() {
+        Ok(py) => py,
+        Err(reason) if std::env::var("CI").as_deref() == Ok("true") => panic!("CI=true, so this must run: {reason}"),
+        Err(reason) => {
+            eprintln!("skipping TensorBoard's reader: {reason}");
+            return Ok(());
+        }
+    };
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("scripts/read_tensorboard.py");
+    let o = Command::new(py).arg(script).arg(&out).output()?;
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let tb: Value = serde_json::from_slice(&o.stdout)?;
+    for run in runs {
+        let mut got: Vec<(String, i64, f32)> = tb["scalars"][run]
+            .as_object()
+            .unwrap_or_else(|| panic!("no scalars for {run}: {tb}"))
+            .iter()
+            .flat_map(|(tag, points)| points.as_array().unwrap().iter().map(move |p| (tag.clone(), p[0].as_i64().unwrap(), p[1].as_f64().unwrap() as f32)))
+            .collect();
+        got.sort_by(|a, b| a.partial_cmp(b).unwrap());
+        assert_eq!(got, expected(&out.join(run)), "{run}");
+
+        let start = &tb["hparams"][run]["_hparams_/session_start_info"]["sessionStartInfo"];
+        let lr = if run.contains("lr=1e-2") { 0.01 } else { 0.05 };
+        assert_eq!(start["hparams"]["lr"], lr, "{start}");
+        assert_eq!((start["hparams"]["seed"].as_f64(), start["hparams"]["batch-size"].as_f64()), (Some(4.0), Some(10.0)), "{start}");
+        assert_eq!(start["groupName"], format!("lr={lr} momentum=0.9 batch-size=10 step-size=20 gamma=0.1 epochs=2"));
+        assert_eq!(tb["hparams"][run]["_hparams_/session_end_info"]["sessionEndInfo"]["status"], "STATUS_SUCCESS");
+    }
+    // The sweep's experiment, in the log directory's own run: the swept parameter and the seed.
+    let experiment = &tb["hparams"]["."]["_hparams_/experiment"]["experiment"];
+    let names: Vec<&str> = experiment["hparamInfos"].as_array().unwrap().iter().map(|h| h["name"].as_str().unwrap()).collect();
+    assert_eq!(names, ["lr", "seed"], "{experiment}");
+    assert_eq!(experiment["hparamInfos"][0]["domainDiscrete"], serde_json::json!([0.01, 0.05]));
+    let metrics: Vec<&str> = experiment["metricInfos"].as_array().unwrap().iter().map(|m| m["name"]["tag"].as_str().unwrap()).collect();
+    assert_eq!(metrics, ["Accuracy/val", "Loss/val", "Accuracy/test", "Loss/test", "Accuracy/train", "Loss/train"]);
+    Ok(())
+}
