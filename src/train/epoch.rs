@@ -23,7 +23,7 @@ pub(crate) enum EpochEnd {
     Done(EpochMetrics),
     /// A stop request came before step `state.step` (0-based): the state to save, with the
     /// figures of the steps done.
-    Stopped(TrainState),
+    Stopped(Box<TrainState>),
 }
 
 /// Runs epoch `epoch` (1-based) at learning rate `lr` over `data` (resident on the device) in
@@ -57,13 +57,13 @@ pub(crate) fn run(
     };
     for (i, index) in perm.split(batch_size as i64, 0).iter().enumerate().skip(skip) {
         if stop.is_some_and(|s| s.load(Ordering::Relaxed)) {
-            return Ok(EpochEnd::Stopped(TrainState {
+            return Ok(EpochEnd::Stopped(Box::new(TrainState {
                 step: i,
                 partial_losses: read(&tally, i)?,
                 partial_correct: resumed.partial_correct + tally.correct.int64_value(&[]),
                 partial_seconds: resumed.partial_seconds + t0.elapsed().as_secs_f64(),
                 ..resumed.clone()
-            }));
+            })));
         }
         step.step(net, &Batch { images: &data.images, labels: &data.labels, index, step: i }, &mut tally)?;
         reporter.step_end(i + 1, &tally.losses); // reads nothing unless the reporter does, rarely

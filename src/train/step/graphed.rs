@@ -93,7 +93,7 @@ impl Step for Graphed {
             let eager = &mut self.eager;
             return on_stream(&self.side, self.device, || eager.step(net, b, tally));
         }
-        let _ = self.index.copy_(b.index);
+        self.index.copy_(b.index);
         if self.graph.is_none() {
             let mut graph = CudaGraph::new()?;
             let (eager, index, loss, correct) = (&mut self.eager, &self.index, &self.loss, &self.correct);
