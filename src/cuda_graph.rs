@@ -220,6 +220,8 @@ fn locate() -> std::result::Result<PathBuf, String> {
 
 /// `dlopen`s the shim, checks its ABI version and resolves every function. The library is
 /// never closed.
+// The transmutes take their types from the `Api` fields they fill (see the SAFETY note below).
+#[allow(clippy::missing_transmute_annotations)]
 fn load(path: &Path) -> std::result::Result<Api, String> {
     let c = CString::new(path.as_os_str().as_encoded_bytes()).map_err(|_| format!("{}: path holds a NUL byte", path.display()))?;
     // SAFETY: a plain dlopen of the shim, whose only initialisers are libtorch's (already loaded).
