@@ -73,10 +73,11 @@ pub enum Command {
 /// `train`'s flags; defaults are the reference program's.
 #[derive(Debug, Args)]
 pub struct TrainArgs {
-    /// Folder holding `cifar-10-batches-bin/` (or the `.bin` files themselves); with `--dataset
-    /// folder`, holding `train/<class>/` and `test/<class>/`.
-    #[arg(long, default_value_os_t = TrainConfig::default().data_dir)]
-    pub data_dir: PathBuf,
+    /// Folder holding `cifar-10-batches-bin/` or `cifar-10-batches-py/` (or their files
+    /// themselves); with `--dataset folder`, holding `train/<class>/` and `test/<class>/`
+    /// [default: data; with --resume: the run's, and another folder must hold the same data].
+    #[arg(long, value_name = "DATA_DIR")]
+    pub data_dir: Option<PathBuf>,
     /// cifar10: the official binary files; folder: image folders as torchvision's ImageFolder
     /// reads them (PNG, JPEG, BMP, PPM, PGM, TIFF, WebP), classes from the sorted subfolder names
     /// (the last layer gets that many outputs).
@@ -150,10 +151,11 @@ pub struct TrainArgs {
     /// On CUDA, cuDNN's deterministic algorithms and no benchmark search, so runs repeat exactly.
     #[arg(long)]
     pub deterministic: bool,
-    /// Continue the run in DIR from its last saved state, with its saved settings (only --device
-    /// and --threads may be given too). The result equals an uninterrupted run.
+    /// Continue the run in DIR from its last saved state, with its saved settings (only
+    /// --device, --threads, --data-dir (the same data), --cuda-graphs, --deterministic, and
+    /// --kernels equal to the run's may be given too). The result equals an uninterrupted run.
     #[arg(long, value_name = "DIR", conflicts_with_all = [
-        "data_dir", "epochs", "batch_size", "lr", "momentum", "step_size", "gamma", "seed",
+        "epochs", "batch_size", "lr", "momentum", "step_size", "gamma", "seed",
         "eval_every", "checkpoint_every", "out", "dataset", "resize_filter", "download", "val_size",
         "early_stop_patience", "steps_jsonl", "tensorboard",
     ])]
@@ -326,7 +328,7 @@ impl From<FinetuneArgs> for TrainConfig {
 impl From<TrainArgs> for TrainConfig {
     fn from(a: TrainArgs) -> TrainConfig {
         TrainConfig {
-            data_dir: a.data_dir,
+            data_dir: a.data_dir.unwrap_or_else(|| TrainConfig::default().data_dir),
             epochs: a.epochs,
             batch_size: a.batch_size,
             learning_rate: a.lr,
@@ -362,7 +364,7 @@ impl TrainArgs {
     pub fn extras(&self, quiet: bool) -> anyhow::Result<RunExtras> {
         let download = if self.download {
             anyhow::ensure!(self.dataset == DatasetKind::Cifar10, "--download fetches CIFAR-10; it does not apply to --dataset folder");
-            Some(self.source.options(&self.data_dir, quiet))
+            Some(self.source.options(self.data_dir.as_deref().unwrap_or(&TrainConfig::default().data_dir), quiet))
         } else {
             None
         };

@@ -108,6 +108,7 @@ fn run(command: Command, quiet: bool) -> anyhow::Result<()> {
                     let opts = tch_cifar10::ResumeOptions {
                         device: args.device,
                         threads: args.threads,
+                        data_dir: args.data_dir.clone(),
                         kernels: args.kernels,
                         cuda_graphs: args.cuda_graphs,
                         deterministic: args.deterministic,

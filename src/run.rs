@@ -69,22 +69,15 @@ pub fn run_train(cfg: &TrainConfig, extras: &RunExtras, reporter: &mut dyn Repor
     if let Some(opts) = &extras.download {
         run_download(opts)?;
     }
-    let (train_set, test_set) = load_data(cfg)?;
-    // The run directory is made only once the data is known good.
     let mut cfg = cfg.clone();
-    let run_dir = RunDir::create(cfg.out_dir.get_or_insert_with(RunDir::default_path).clone())?;
+    let run_dir = RunDir::at(cfg.out_dir.get_or_insert_with(RunDir::default_path).clone());
+    refuse_a_run(&run_dir)?; // before the data is read
+    let (train_set, test_set) = load_data(&cfg)?;
+    data::split::check_size(cfg.val_size, train_set.len())?;
+    // The run directory is made only once the data and settings are known good.
+    let run_dir = RunDir::create(run_dir.path())?;
     let _lock = run_dir.lock()?;
-    let held = run_dir.run_files();
-    if !held.is_empty() {
-        return Err(Error::InvalidConfig {
-            field: "out",
-            value: run_dir.path().display().to_string(),
-            expected: format!(
-                "a new run directory: this one holds a run ({}; continue it with --resume, or pick another --out)",
-                held.join(", ")
-            ),
-        });
-    }
+    refuse_a_run(&run_dir)?; // again under the lock: another process may have started one
     run_dir.remove_stale_temporaries();
     run_dir.write_json(CONFIG_FILE, &cfg)?;
     let mut steps = extras.steps_jsonl.as_deref().map(StepsJsonl::create).transpose()?;
@@ -106,6 +99,9 @@ pub struct ResumeOptions {
     pub device: Option<DeviceSpec>,
     /// Use this many libtorch threads instead of the run's setting.
     pub threads: Option<usize>,
+    /// Read the data from here instead of the run's `data_dir` (a run started with a relative
+    /// path, resumed from another folder); it must be the same data (checked by its fingerprint).
+    pub data_dir: Option<PathBuf>,
     /// `--kernels`: refused when it is not the run's.
     pub kernels: Option<Kernels>,
     /// `--cuda-graphs`: how this session computes its steps on CUDA (the same numbers).
@@ -140,6 +136,7 @@ pub fn resume_train(dir: &Path, opts: &ResumeOptions, reporter: &mut dyn Reporte
     }
     cfg.device = opts.device.unwrap_or(cfg.device);
     cfg.threads = opts.threads.or(cfg.threads);
+    cfg.data_dir = opts.data_dir.clone().unwrap_or(cfg.data_dir);
     cfg.cuda_graphs = opts.cuda_graphs.unwrap_or(cfg.cuda_graphs);
     cfg.deterministic |= opts.deterministic;
     cfg.out_dir = Some(dir.to_path_buf());
@@ -171,6 +168,22 @@ pub fn resume_train(dir: &Path, opts: &ResumeOptions, reporter: &mut dyn Reporte
     train_and_report(&cfg, (train_set, test_set), reporter, session, &run_dir)
 }
 
+/// Refuses a folder that already holds a run (any run file).
+///
+/// # Errors
+/// [`Error::InvalidConfig`] for `--out`, naming the files found.
+fn refuse_a_run(run_dir: &RunDir) -> Result<()> {
+    let held = run_dir.run_files();
+    if held.is_empty() {
+        return Ok(());
+    }
+    Err(Error::InvalidConfig {
+        field: "out",
+        value: run_dir.path().display().to_string(),
+        expected: format!("a new run directory: this one holds a run ({}; continue it with --resume, or pick another --out)", held.join(", ")),
+    })
+}
+
 /// Checks that the training state at `path` continues the run that `cfg` (from `config.json`,
 /// with the device and thread count of this session) describes, on `train_images` images: the
 /// same settings as when it was saved, and a position inside the run.
@@ -181,10 +194,19 @@ pub fn resume_train(dir: &Path, opts: &ResumeOptions, reporter: &mut dyn Reporte
 fn check_resumable(cfg: &TrainConfig, state: &TrainState, train_images: usize, path: &Path) -> Result<()> {
     let bad = |reason: String| Err(Error::BadCheckpoint { path: path.to_path_buf(), reason });
     if let Some(saved) = &state.config {
-        // Only the device, the thread count, how CUDA runs the steps (the same numbers) and the
-        // folder's own path may change.
+        // Only the device, the thread count, how CUDA runs the steps (the same numbers), where
+        // the data is read from (the same data: its fingerprint is checked) and the folder's own
+        // path may change.
         let comparable = |c: &TrainConfig| {
-            let neutral = TrainConfig { device: DeviceSpec::Auto, threads: None, out_dir: None, cuda_graphs: CudaGraphs::Auto, deterministic: false, ..c.clone() };
+            let neutral = TrainConfig {
+                device: DeviceSpec::Auto,
+                threads: None,
+                out_dir: None,
+                cuda_graphs: CudaGraphs::Auto,
+                deterministic: false,
+                data_dir: PathBuf::new(),
+                ..c.clone()
+            };
             let mut v = serde_json::to_value(neutral)
                 .expect("configurations serialise to JSON");
             std::mem::take(v.as_object_mut().expect("a configuration is a JSON object"))
@@ -194,7 +216,7 @@ fn check_resumable(cfg: &TrainConfig, state: &TrainState, train_images: usize, p
             let was = then.get(key).map_or_else(|| "absent".to_string(), ToString::to_string);
             return bad(format!(
                 "{CONFIG_FILE} says {key} = {value}, but the run was trained with {was}; a resumed run keeps its settings \
-                 (only --device and --threads may change): restore {CONFIG_FILE}, or start a new run"
+                 (only --device, --threads, --data-dir, --cuda-graphs and --deterministic may change): restore {CONFIG_FILE}, or start a new run"
             ));
         }
     }

@@ -42,6 +42,11 @@ impl RunDir {
         Ok(RunDir { path })
     }
 
+    /// The folder at `path`, which may not exist yet (nothing is created or checked).
+    pub fn at(path: impl Into<PathBuf>) -> RunDir {
+        RunDir { path: path.into() }
+    }
+
     /// An existing run folder.
     ///
     /// # Errors

@@ -129,3 +129,36 @@ fn resume_on_other_data_is_refused_naming_both() {
 fn bin_cmd_resume(run: &Path) -> std::process::Output {
     bin().args(["train", "--resume", run.to_str().unwrap(), "-q"]).output().unwrap()
 }
+
+#[test]
+fn a_failed_start_leaves_no_run_folder_behind() {
+    let data = common::synthetic_cifar(40, 10, 3);
+    let run = data.path().join("bad");
+    let o = train(data.path(), &run, &["--epochs", "1", "--val-size", "40"]);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(stderr(&o).contains("invalid val-size = 40: between 1 and 39"), "{}", stderr(&o));
+    assert!(!run.exists(), "the refused run left {:?}", std::fs::read_dir(&run).map(|d| d.count()));
+    // So the same folder takes the corrected command.
+    assert!(train(data.path(), &run, &["--epochs", "1", "--val-size", "10"]).status.success());
+}
+
+#[test]
+fn a_run_with_a_relative_data_dir_resumes_elsewhere_with_data_dir() {
+    let data = common::synthetic_cifar(40, 10, 3);
+    let o = bin()
+        .current_dir(data.path())
+        .args(["train", "--data-dir", ".", "--out", "run", "--epochs", "1", "--batch-size", "10", "--device", "cpu", "-q"])
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", stderr(&o));
+    let run = data.path().join("run");
+    // From another folder "." is not the data; --data-dir says where it is.
+    let o = bin().current_dir("/").args(["train", "--resume", run.to_str().unwrap(), "-q"]).output().unwrap();
+    assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
+    let o = bin()
+        .current_dir("/")
+        .args(["train", "--resume", run.to_str().unwrap(), "--data-dir", data.path().to_str().unwrap(), "-q"])
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", stderr(&o));
+}

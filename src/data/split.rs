@@ -12,6 +12,25 @@ use tch::{Kind, Tensor};
 use super::Dataset;
 use crate::error::{Error, Result};
 
+/// Checks that holding out `val_size` of `n` training images leaves some (0: no split).
+///
+/// # Errors
+/// [`Error::InvalidConfig`] for `--val-size` unless `val_size < n`.
+pub fn check_size(val_size: usize, n: usize) -> Result<()> {
+    if val_size >= n {
+        return Err(bad_size(val_size, n));
+    }
+    Ok(())
+}
+
+fn bad_size(val_size: usize, n: usize) -> Error {
+    Error::InvalidConfig {
+        field: "val-size",
+        value: val_size.to_string(),
+        expected: format!("between 1 and {} (below the {n} training images)", n.saturating_sub(1)),
+    }
+}
+
 /// Splits `data` into (training, validation) subsets, `val_size` images held out, as
 /// `random_split` with a generator seeded by `seed`.
 ///
@@ -23,13 +42,10 @@ use crate::error::{Error, Result};
 /// [`Error::InvalidConfig`] for `--val-size` unless `1 <= val_size < data.len()`.
 pub fn holdout(data: &Dataset, val_size: usize, seed: i64) -> Result<(Dataset, Dataset)> {
     let n = data.len();
-    if val_size == 0 || val_size >= n {
-        return Err(Error::InvalidConfig {
-            field: "val-size",
-            value: val_size.to_string(),
-            expected: format!("between 1 and {} (below the {n} training images)", n.saturating_sub(1)),
-        });
+    if val_size == 0 {
+        return Err(bad_size(0, n));
     }
+    check_size(val_size, n)?;
     let rng = crate::rng::lock_global_rng();
     tch::manual_seed(seed);
     let perm = Tensor::randperm(n as i64, (Kind::Int64, tch::Device::Cpu)).to_device(data.images.device());
