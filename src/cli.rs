@@ -378,7 +378,7 @@ pub struct SourceArgs {
     /// Archive to download (a mirror of cifar-10-binary.tar.gz).
     #[arg(long, env = URL_ENV, default_value = CIFAR10_URL)]
     pub url: String,
-    /// Expected SHA-256 of the archive, hex [default: the official archive's MD5].
+    /// Expected SHA-256 of the archive, hex [default: none; the official archive is checked by its MD5].
     #[arg(long, env = SHA256_ENV, value_parser = |s: &str| Checksum::sha256(s), conflicts_with = "md5")]
     pub sha256: Option<Checksum>,
     /// Expected MD5 of the archive, hex.
@@ -434,7 +434,7 @@ pub struct PlotArgs {
 /// `eval`'s flags.
 #[derive(Debug, Args)]
 pub struct EvalArgs {
-    /// Model file (model.safetensors, or a PyTorch state_dict saved with safetensors), or a run
+    /// Model file (model.safetensors, or a PyTorch state_dict saved with safetensors or torch.save), or a run
     /// directory holding model.safetensors.
     #[arg(long, value_name = "PATH")]
     pub checkpoint: PathBuf,
@@ -479,7 +479,7 @@ impl From<&EvalArgs> for EvalOptions {
     predict::RESIZE_FILTER
 ))]
 pub struct PredictArgs {
-    /// Model file (model.safetensors, or a PyTorch state_dict saved with safetensors), or a run
+    /// Model file (model.safetensors, or a PyTorch state_dict saved with safetensors or torch.save), or a run
     /// directory holding model.safetensors.
     #[arg(long, value_name = "PATH")]
     pub checkpoint: PathBuf,
@@ -527,7 +527,7 @@ impl From<&PredictArgs> for PredictOptions {
     export::onnx::BATCH,
 ))]
 pub struct ExportArgs {
-    /// Model file (model.safetensors, or a PyTorch state_dict saved with safetensors), or a run
+    /// Model file (model.safetensors, or a PyTorch state_dict saved with safetensors or torch.save), or a run
     /// directory holding model.safetensors.
     #[arg(long, value_name = "PATH")]
     pub checkpoint: PathBuf,
