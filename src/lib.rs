@@ -11,7 +11,7 @@
 //! * data: [`data`] (CIFAR-10 files, verified download, image folders, validation split,
 //!   normalisation), [`safe_fs`] (bounded reads of regular files);
 //! * results: [`report`] (reporters, progress, metrics files, per-step losses, TensorBoard
-//!   event files, charts);
+//!   event files, charts), [`bars`] (the process's one set of progress bars);
 //! * many runs: [`sweep`] (grids, random search, seeds, as child processes; ranked tables);
 //! * saved models: [`checkpoint`] (model file, training state), [`eval`] and [`predict`] (the
 //!   subcommands), [`export`] (TorchScript, ONNX), [`softmax`] (the classifier head's
@@ -19,6 +19,7 @@
 //! * the machine: [`device`], [`cuda`] (loads libtorch's CUDA library where a driver is
 //!   present), [`cuda_graph`] (the CUDA shim: graphs, streams, cuDNN switches), [`info`]; [`error`].
 
+pub mod bars;
 pub mod checkpoint;
 pub mod config;
 pub mod cuda;

@@ -544,7 +544,7 @@ fn fetch(opts: &DownloadOptions, part: &Path) -> Result<bool> {
     let agent = ureq::Agent::new_with_config(config);
     tracing::info!("downloading {} to {}", opts.url, part.display());
     // In the process's one bar set, so log lines print above it rather than through it.
-    let bar = crate::report::progress::bytes_bar(None, ARCHIVE_NAME, opts.progress && io::stderr().is_terminal());
+    let bar = crate::bars::bytes_bar(None, ARCHIVE_NAME, opts.progress && io::stderr().is_terminal());
     let mut delay = opts.retry_delay;
     let mut resumed = false;
     let attempts = opts.attempts.max(1);

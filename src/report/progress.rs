@@ -12,19 +12,16 @@
 
 use std::{
     io::{IsTerminal, Write},
-    sync::LazyLock,
 };
 
-use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressState, ProgressStyle};
+use indicatif::{ProgressBar, ProgressState, ProgressStyle};
 use tch::{Kind, Tensor};
 
 use super::{EpochMetrics, EvalMetrics, LogReporter, Reporter, TrainStart};
+use crate::bars::BARS;
 
 /// Steps between two reads of the running loss from the device.
 pub const LOSS_READ_EVERY: usize = 50;
-
-/// Every bar of the process, drawn on stderr (hidden when stderr is not a terminal).
-static BARS: LazyLock<MultiProgress> = LazyLock::new(|| MultiProgress::with_draw_target(ProgressDrawTarget::stderr()));
 
 /// Whether to draw progress bars: stderr is a terminal and `--quiet` was not given.
 pub fn wanted(quiet: bool) -> bool {
@@ -58,23 +55,6 @@ impl<'a> tracing_subscriber::fmt::MakeWriter<'a> for LogWriter {
     fn make_writer(&'a self) -> LogWriter {
         LogWriter
     }
-}
-
-/// A bar for a transfer of `total` bytes (a download; `None` until the size is known, then
-/// `set_length`), in the process's one bar set, hidden unless `show`.
-pub fn bytes_bar(total: Option<u64>, message: &str, show: bool) -> ProgressBar {
-    if !show {
-        return ProgressBar::hidden();
-    }
-    let bar = ProgressBar::no_length().with_style(
-        ProgressStyle::with_template("{msg} [{bar:30.cyan/blue}] {bytes}/{total_bytes}  {bytes_per_sec}  ETA {eta}")
-            .expect("the download bar template is valid")
-            .progress_chars("=> "),
-    );
-    if let Some(n) = total {
-        bar.set_length(n);
-    }
-    BARS.add(bar.with_message(message.to_string()))
 }
 
 /// Progress bars for training, plus [`LogReporter`]'s epoch lines printed above them.
