@@ -314,3 +314,19 @@ fn a_failed_trial_is_reported_and_makes_the_sweep_exit_1() -> TestResult {
     assert!(rows[1]["reason"].as_str().unwrap().contains("non-finite training loss"), "{}", rows[1]);
     Ok(())
 }
+
+#[test]
+fn a_sweep_folder_in_use_is_refused_naming_the_process() {
+    let data = common::synthetic_cifar(40, 10, 3);
+    let dir = data.path().join("sweep");
+    std::fs::create_dir_all(&dir).unwrap();
+    let _held = tch_cifar10::RunDir::at(&dir).lock().unwrap(); // as a sweep in progress would
+    let o = std::process::Command::new(env!("CARGO_BIN_EXE_tch-cifar10"))
+        .args(["sweep", "--out", dir.to_str().unwrap(), "--data-dir", data.path().to_str().unwrap()])
+        .args(["--lr", "1e-2", "--epochs", "1", "--batch-size", "10", "--device", "cpu", "-q"])
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(o.status.code(), Some(1), "{err}");
+    assert!(err.contains(&format!("is in use by process {}", std::process::id())), "{err}");
+}

@@ -346,6 +346,8 @@ fn print_commands(opts: &SweepOptions) -> Result<SweepOutcome> {
 fn run_trials(opts: &SweepOptions, stop: Option<&AtomicBool>) -> Result<SweepOutcome> {
     let (threads, how) = threads_per_trial(opts)?;
     let trials = with_threads(open(opts)?, threads);
+    // One sweep per folder at a time (each trial's own folder is locked by its child too).
+    let _lock = RunDir::at(&opts.dir).lock()?;
     if let Some(download) = &opts.download {
         crate::data::download::ensure(download)?;
     }
