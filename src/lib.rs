@@ -6,7 +6,8 @@
 //!
 //! * a run: [`run`] (its life cycle: run folder, `config.json`, data, training, model file,
 //!   summary, chart), [`config`] (the one [`TrainConfig`]), [`train`] (the one loop, the step
-//!   seam, schedule, evaluation, validation), [`model`] (`Net`), [`rng`] (libtorch's global
+//!   seam, schedule, evaluation, validation), [`model`] (`Net`), `kernels` (the CPU kernels of
+//!   `--kernels fast`: one SGD step of `Net`, threads and SIMD), [`rng`] (libtorch's global
 //!   generator), [`run_dir`];
 //! * data: [`data`] (CIFAR-10 files, verified download, image folders, validation split,
 //!   normalisation), [`safe_fs`] (bounded reads of regular files);
@@ -30,6 +31,7 @@ pub mod error;
 pub mod eval;
 pub mod export;
 pub mod info;
+pub(crate) mod kernels;
 pub mod model;
 pub mod predict;
 pub mod report;

@@ -4,13 +4,16 @@
 //! [`super::train`]; a [`Step`] owns its optimizer (and whatever buffers it keeps) and only
 //! computes.
 //!
-//! Kinds: [`reference::Reference`] (bit for bit the PyTorch program on the CPU) and
-//! [`fast::Fast`] (`--kernels fast`: the same mathematics, faster kernels, other rounding);
+//! Kinds: [`reference::Reference`] (bit for bit the PyTorch program on the CPU) and, for
+//! `--kernels fast` (the same mathematics, faster kernels, other rounding),
+//! [`fast_cpu::FastCpu`] on the CPU (this crate's own kernels) and [`fast::Fast`] elsewhere
+//! (libtorch's kernels in channels-last layout);
 //! on CUDA either one may be captured and replayed as a CUDA graph ([`graphed::Graphed`],
 //! `--cuda-graphs`).
 //! [`build`] is the one place that reads the configuration to choose one.
 
 pub(crate) mod fast;
+pub(crate) mod fast_cpu;
 pub(crate) mod graphed;
 pub(crate) mod reference;
 
@@ -108,6 +111,7 @@ pub(crate) fn build(cfg: &TrainConfig, vs: &nn::VarStore, net: &Net, device: Dev
     }
     let eager: Box<dyn Step> = match cfg.kernels {
         Kernels::Reference => Box::new(reference::Reference::new(cfg, vs, net)?),
+        Kernels::Fast if device == Device::Cpu => Box::new(fast_cpu::FastCpu::new(cfg, net)?),
         Kernels::Fast => Box::new(fast::Fast::new(cfg, vs, net)?),
     };
     Ok(match (graphed::wanted(cfg.cuda_graphs, device)?, device) {

@@ -1,0 +1,392 @@
+//! The gradients of one batch for [`crate::model::Net`] on the kernels of this module's parent:
+//! phase 1 runs each chunk of 8 images through the forward pass, the cross-entropy and the
+//! backward pass (on whichever worker takes it); phase 2 sums the linear layers' weight gradients
+//! and the chunks' convolution gradients by rows. Line by line the reference's
+//!
+//! ```python
+//! x = self.pool(F.relu(self.conv1(x))); x = self.pool(F.relu(self.conv2(x)))
+//! x = torch.flatten(x, 1); x = F.relu(self.fc1(x)); x = F.relu(self.fc2(x)); x = self.fc3(x)
+//! loss = F.cross_entropy(x, labels); loss.backward()
+//! ```
+
+use std::ops::Range;
+
+use rayon::prelude::*;
+
+use super::{conv, dense, multiversion, pool, SendPtr, L};
+
+/// Bytes of one image, `uint8 [3, 32, 32]`.
+pub(crate) const IMAGE: usize = 3 * 32 * 32;
+
+/// `ToTensor()` then `Normalize(0.5, 0.5)` of each byte value, in float32 exactly as the reference
+/// computes it (`x / 255`, then `(x - 0.5) / 0.5`; see [`crate::data::normalize`]).
+const NORMALIZE: [f32; 256] = {
+    let mut t = [0f32; 256];
+    let mut b = 0;
+    while b < 256 {
+        t[b] = (b as f32 / 255.0 - 0.5) / 0.5;
+        b += 1;
+    }
+    t
+};
+
+/// Elements of each parameter in `Net::parameters()` order (`conv1.weight [6, 3, 5, 5]` ...
+/// `fc3.bias [classes]`).
+pub(crate) fn param_sizes(classes: usize) -> [usize; 10] {
+    [6 * 3 * 25, 6, 16 * 6 * 25, 16, 120 * 400, 120, 84 * 120, 84, classes * 84, classes]
+}
+
+/// Offsets of the convolution gradients within a chunk's partial sums: conv1.weight,
+/// conv1.bias, conv2.weight, conv2.bias, end.
+const CONV_PARTS: [usize; 5] = [0, 450, 456, 2856, 2872];
+
+/// One training batch on the host: the resident images and labels and this step's rows.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Inputs<'a> {
+    /// `uint8 [N, 3, 32, 32]`, flat.
+    pub images: &'a [u8],
+    /// `int64 [N]`, each in `0..classes`.
+    pub labels: &'a [i64],
+    /// `int64 [B]`: the rows of this batch, each in `0..N`.
+    pub index: &'a [i64],
+}
+
+/// One chunk's activations and gradients (sizes per the layout of [`super`]); reused every step.
+#[derive(Debug)]
+struct Chunk {
+    /// Images in this chunk (the rest of the lanes are zero padding).
+    lanes: usize,
+    x0: Vec<f32>,
+    /// conv1's output, then its gradient.
+    a1: Vec<f32>,
+    p1: Vec<f32>,
+    i1: Vec<u8>,
+    /// conv2's output, then its gradient.
+    a2: Vec<f32>,
+    p2: Vec<f32>,
+    i2: Vec<u8>,
+    h1: Vec<f32>,
+    h2: Vec<f32>,
+    z: Vec<f32>,
+    dz: Vec<f32>,
+    dh2: Vec<f32>,
+    dh1: Vec<f32>,
+    dp2: Vec<f32>,
+    dp1: Vec<f32>,
+    /// The linear layers' inputs transposed, `[L][n_in]`, for phase 2.
+    xt1: Vec<f32>,
+    xt2: Vec<f32>,
+    xt3: Vec<f32>,
+    /// This chunk's convolution weight and bias gradients (see [`CONV_PARTS`]).
+    dconv: Vec<f32>,
+    /// The sum of this chunk's image losses, and how many of its images were classified right.
+    loss: f64,
+    correct: usize,
+}
+
+impl Chunk {
+    fn new(classes: usize) -> Chunk {
+        let f = |n: usize| vec![0f32; n * L];
+        Chunk {
+            lanes: 0,
+            x0: f(IMAGE),
+            a1: f(6 * 28 * 28),
+            p1: f(6 * 14 * 14),
+            i1: vec![0; 6 * 14 * 14 * L],
+            a2: f(16 * 10 * 10),
+            p2: f(400),
+            i2: vec![0; 400 * L],
+            h1: f(120),
+            h2: f(84),
+            z: f(classes),
+            dz: f(classes),
+            dh2: f(84),
+            dh1: f(120),
+            dp2: f(400),
+            dp1: f(6 * 14 * 14),
+            xt1: f(400),
+            xt2: f(120),
+            xt3: f(84),
+            dconv: vec![0.0; CONV_PARTS[4]],
+            loss: 0.0,
+            correct: 0,
+        }
+    }
+}
+
+/// The batch gradients of `Net` on the CPU kernels, with the buffers and the worker threads they
+/// use.
+#[derive(Debug)]
+pub(crate) struct LeNet {
+    classes: usize,
+    chunks: Vec<Chunk>,
+    /// The gradient of the batch-mean loss for each parameter, `Net::parameters()` order, after
+    /// [`LeNet::gradients`].
+    pub grads: [Vec<f32>; 10],
+    pool: rayon::ThreadPool,
+}
+
+impl LeNet {
+    /// Buffers for a network of `classes` outputs, and `threads` worker threads.
+    ///
+    /// # Errors
+    /// The threads could not be started.
+    pub(crate) fn new(classes: usize, threads: usize) -> Result<LeNet, rayon::ThreadPoolBuildError> {
+        let pool = rayon::ThreadPoolBuilder::new().num_threads(threads).thread_name(|i| format!("fast-kernels-{i}")).build()?;
+        Ok(LeNet { classes, chunks: Vec::new(), grads: param_sizes(classes).map(|n| vec![0.0; n]), pool })
+    }
+
+    /// Worker threads.
+    pub(crate) fn threads(&self) -> usize {
+        self.pool.current_num_threads()
+    }
+
+    /// Computes into [`LeNet::grads`] the gradient of the mean cross-entropy of batch `inp` with
+    /// respect to every parameter (`w`, in `Net::parameters()` order, float32, PyTorch's shapes),
+    /// and returns the sum of the batch's losses and how many images the network classified
+    /// right. With `features` false (conv1 and conv2 frozen), their gradients are left as they
+    /// were and the backward pass stops at fc1.
+    ///
+    /// # Panics
+    /// A parameter of the wrong size, an index outside the images or a label outside the classes
+    /// (the caller checks these; see `train::step::fast_cpu`).
+    pub(crate) fn gradients(&mut self, w: &[&[f32]; 10], inp: &Inputs<'_>, features: bool) -> (f64, usize) {
+        let (bsz, classes) = (inp.index.len(), self.classes);
+        assert!(w.iter().zip(param_sizes(classes)).all(|(p, n)| p.len() == n), "parameter sizes");
+        assert!(inp.images.len() == inp.labels.len() * IMAGE, "images and labels");
+        assert!(inp.index.iter().all(|&r| (0..inp.labels.len() as i64).contains(&r)), "batch index");
+        assert!(inp.index.iter().all(|&r| (0..classes as i64).contains(&inp.labels[r as usize])), "labels");
+        let n = bsz.div_ceil(L);
+        while self.chunks.len() < n {
+            self.chunks.push(Chunk::new(classes));
+        }
+        let chunks = &mut self.chunks[..n];
+        let grads = self.grads.each_mut().map(|g| SendPtr(g.as_mut_ptr()));
+        self.pool.install(|| {
+            chunks.par_iter_mut().enumerate().for_each(|(j, ch)| {
+                // SAFETY: the sizes were checked above; each chunk writes only its own buffers.
+                unsafe { chunk_pass(ch, w, inp, j * L, bsz, classes, features) }
+            });
+            let chunks = &*chunks;
+            let parts = |dy: fn(&Chunk) -> &Vec<f32>, xt: fn(&Chunk) -> &Vec<f32>| -> Vec<dense::Part> {
+                chunks.iter().map(|c| dense::Part { dy: dy(c).as_ptr(), xt: xt(c).as_ptr(), lanes: c.lanes }).collect()
+            };
+            let layers = [
+                (parts(|c| &c.dh1, |c| &c.xt1), 400, 4),
+                (parts(|c| &c.dh2, |c| &c.xt2), 120, 6),
+                (parts(|c| &c.dz, |c| &c.xt3), 84, 8),
+            ];
+            let mut tasks: Vec<(usize, Range<usize>)> = (0..120).step_by(8).map(|r| (0, r..r + 8)).collect();
+            tasks.extend([(1, 0..28), (1, 28..56), (1, 56..84), (2, 0..classes)]);
+            rayon::join(
+                || {
+                    tasks.par_iter().for_each(|(layer, rows)| {
+                        let (parts, n_in, p) = &layers[*layer];
+                        // SAFETY: every part points into a chunk's buffers, which phase 1 filled
+                        // and nobody writes now; each task writes only its rows.
+                        unsafe { dense_task(parts, *n_in, rows.clone(), grads[*p].0, grads[*p + 1].0) }
+                    });
+                },
+                || {
+                    if features {
+                        for (p, r) in CONV_PARTS.windows(2).enumerate() {
+                            for (e, k) in (r[0]..r[1]).enumerate() {
+                                // SAFETY: `grads[p]` has `r[1] - r[0]` elements; only this closure writes them.
+                                unsafe { *grads[p].0.add(e) = chunks.iter().map(|c| c.dconv[k]).fold(0.0, |s, g| s + g) };
+                            }
+                        }
+                    }
+                },
+            );
+        });
+        let chunks = &self.chunks[..n];
+        (chunks.iter().map(|c| c.loss).sum(), chunks.iter().map(|c| c.correct).sum())
+    }
+}
+
+// SAFETY: a part only reads chunk buffers that no thread writes during phase 2.
+unsafe impl Send for dense::Part {}
+// SAFETY: as above.
+unsafe impl Sync for dense::Part {}
+
+multiversion! {
+    /// Phase 2 for rows `rows` of one linear layer (see [`dense::weight_grad`]).
+    unsafe fn dense_task(parts: &[dense::Part], n_in: usize, rows: Range<usize>, dw: *mut f32, db: *mut f32) {
+        dense::weight_grad(parts, n_in, rows, dw, db)
+    }
+}
+
+multiversion! {
+    /// Phase 1 for the chunk of images `first..first + 8` of a batch of `bsz`.
+    unsafe fn chunk_pass(ch: &mut Chunk, w: &[&[f32]; 10], inp: &Inputs<'_>, first: usize, bsz: usize, classes: usize, features: bool) {
+        let lanes = (bsz - first).min(L);
+        ch.lanes = lanes;
+        // The batch, gathered into the lanes and normalised (`ToTensor()`, `Normalize(0.5, 0.5)`).
+        for l in 0..L {
+            let img = (l < lanes).then(|| &inp.images[inp.index[first + l] as usize * IMAGE..][..IMAGE]);
+            for e in 0..IMAGE {
+                ch.x0[e * L + l] = img.map_or(0.0, |img| NORMALIZE[usize::from(img[e])]);
+            }
+        }
+        let p = |i: usize| w[i].as_ptr();
+        // x = self.pool(F.relu(self.conv1(x)))                          [6, 28, 28] -> [6, 14, 14]
+        conv::forward::<6, 2>(ch.x0.as_ptr(), (3, 32, 32), p(0), p(1), (6, 5), ch.a1.as_mut_ptr());
+        pool::forward(ch.a1.as_ptr(), (6, 28, 28), ch.p1.as_mut_ptr(), ch.i1.as_mut_ptr());
+        // x = self.pool(F.relu(self.conv2(x)))                          [16, 10, 10] -> [16, 5, 5]
+        conv::forward::<4, 2>(ch.p1.as_ptr(), (6, 14, 14), p(2), p(3), (16, 5), ch.a2.as_mut_ptr());
+        pool::forward(ch.a2.as_ptr(), (16, 10, 10), ch.p2.as_mut_ptr(), ch.i2.as_mut_ptr());
+        // x = torch.flatten(x, 1); x = F.relu(self.fc1(x)); x = F.relu(self.fc2(x)); x = self.fc3(x)
+        dense::forward(ch.p2.as_ptr(), 400, p(4), p(5), 120, true, ch.h1.as_mut_ptr());
+        dense::forward(ch.h1.as_ptr(), 120, p(6), p(7), 84, true, ch.h2.as_mut_ptr());
+        dense::forward(ch.h2.as_ptr(), 84, p(8), p(9), classes, false, ch.z.as_mut_ptr());
+        // loss = F.cross_entropy(x, labels): mean over the batch of logsumexp(z) - z[label]; its
+        // gradient (softmax(z) - onehot(label)) / B, zero on the padding lanes.
+        (ch.loss, ch.correct) = (0.0, 0);
+        for l in 0..L {
+            let z = |c: usize| ch.z[c * L + l];
+            if l >= lanes {
+                (0..classes).for_each(|c| ch.dz[c * L + l] = 0.0);
+                continue;
+            }
+            let y = inp.labels[inp.index[first + l] as usize] as usize;
+            let (mut m, mut arg) = (z(0), 0);
+            for c in 1..classes {
+                if z(c) > m {
+                    (m, arg) = (z(c), c);
+                }
+            }
+            let s: f32 = (0..classes).map(|c| (z(c) - m).exp()).sum();
+            ch.loss += f64::from(m + s.ln() - z(y));
+            ch.correct += usize::from(arg == y);
+            for c in 0..classes {
+                ch.dz[c * L + l] = ((z(c) - m).exp() / s - f32::from(u8::from(c == y))) / bsz as f32;
+            }
+        }
+        for (xt, x, n) in [(&mut ch.xt1, &ch.p2, 400), (&mut ch.xt2, &ch.h1, 120), (&mut ch.xt3, &ch.h2, 84)] {
+            for i in 0..n {
+                for l in 0..L {
+                    xt[l * n + i] = x[i * L + l];
+                }
+            }
+        }
+        // loss.backward(): fc3, fc2, fc1 (input gradients; their weights' come in phase 2)
+        dense::input_grad(ch.dz.as_ptr(), classes, p(8), 84, Some(ch.h2.as_ptr()), ch.dh2.as_mut_ptr());
+        dense::input_grad(ch.dh2.as_ptr(), 84, p(6), 120, Some(ch.h1.as_ptr()), ch.dh1.as_mut_ptr());
+        if !features {
+            return;
+        }
+        dense::input_grad(ch.dh1.as_ptr(), 120, p(4), 400, None, ch.dp2.as_mut_ptr());
+        // pool and ReLU, conv2 (weights and input), pool and ReLU, conv1 (weights)
+        pool::backward(ch.dp2.as_ptr(), ch.p2.as_ptr(), ch.i2.as_ptr(), (16, 10, 10), ch.a2.as_mut_ptr());
+        let d = ch.dconv.as_mut_ptr();
+        conv::weight_grad::<2, 5>(ch.a2.as_ptr(), 16, ch.p1.as_ptr(), (6, 14, 14), d.add(CONV_PARTS[2]), d.add(CONV_PARTS[3]));
+        conv::input_grad::<6>(ch.a2.as_ptr(), (16, 10, 10), p(2), 5, ch.dp1.as_mut_ptr());
+        pool::backward(ch.dp1.as_ptr(), ch.p1.as_ptr(), ch.i1.as_ptr(), (6, 28, 28), ch.a1.as_mut_ptr());
+        conv::weight_grad::<2, 5>(ch.a1.as_ptr(), 6, ch.x0.as_ptr(), (3, 32, 32), d.add(CONV_PARTS[0]), d.add(CONV_PARTS[1]));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use tch::{nn, nn::Module, Device, Kind, Tensor};
+
+    use super::*;
+    use crate::{data::normalize, model::Net};
+
+    /// A PyTorch-initialised `Net` of `classes` outputs and `n` random images and labels.
+    fn setup(classes: i64, n: i64, seed: i64) -> (nn::VarStore, Net, Tensor, Tensor) {
+        let _rng = crate::rng::lock_global_rng();
+        tch::manual_seed(seed);
+        let vs = nn::VarStore::new(Device::Cpu);
+        let net = Net::new(&vs.root(), classes);
+        net.init_pytorch();
+        let images = Tensor::randint(256, [n, 3, 32, 32], (Kind::Uint8, Device::Cpu));
+        let labels = Tensor::randint(classes, [n], (Kind::Int64, Device::Cpu));
+        (vs, net, images, labels)
+    }
+
+    fn host<T>(t: &Tensor) -> Vec<T>
+    where
+        Vec<T>: TryFrom<Tensor, Error = tch::TchError>,
+    {
+        Vec::<T>::try_from(t.contiguous().view(-1)).unwrap()
+    }
+
+    /// Our gradients, loss sum and correct count for `net` on rows `index`.
+    fn ours(net: &Net, images: &Tensor, labels: &Tensor, index: &[i64], threads: usize, features: bool) -> (Vec<Vec<f32>>, f64, usize) {
+        let w: Vec<Vec<f32>> = net.parameters().iter().map(|(_, p)| host(p)).collect();
+        let (images, labels) = (host::<u8>(images), host::<i64>(labels));
+        let classes = net.parameters()[9].1.size()[0] as usize;
+        let mut k = LeNet::new(classes, threads).unwrap();
+        let ws: [&[f32]; 10] = std::array::from_fn(|i| w[i].as_slice());
+        let (loss, correct) = k.gradients(&ws, &Inputs { images: &images, labels: &labels, index }, features);
+        (k.grads.to_vec(), loss, correct)
+    }
+
+    /// libtorch's autograd: `F.cross_entropy(net(normalize(x)), y).backward()`.
+    fn autograd(net: &Net, images: &Tensor, labels: &Tensor, index: &[i64]) -> (Vec<Vec<f32>>, f64, usize) {
+        let index = Tensor::from_slice(index);
+        let (xs, ys) = (normalize(&images.index_select(0, &index)), labels.index_select(0, &index));
+        let logits = net.forward(&xs);
+        let loss = logits.cross_entropy_for_logits(&ys);
+        loss.backward();
+        let correct = logits.argmax(-1, false).eq_tensor(&ys).sum(Kind::Int64).int64_value(&[]) as usize;
+        let grads = net.parameters().iter().map(|(_, p)| host(&p.grad())).collect();
+        (grads, loss.double_value(&[]) * index.size()[0] as f64, correct)
+    }
+
+    /// The largest difference of `a` from `b`, relative to `b`'s largest magnitude.
+    fn rel(a: &[f32], b: &[f32]) -> f32 {
+        let scale = b.iter().fold(0f32, |m, x| m.max(x.abs()));
+        a.iter().zip(b).fold(0f32, |m, (x, y)| m.max((x - y).abs())) / scale
+    }
+
+    #[test]
+    fn gradients_equal_libtorch_autograd_within_rounding() {
+        // 13 images: a full chunk and a ragged one; 3 classes: fc3 rows not a multiple of 4.
+        for (classes, n, index) in [(10, 40, vec![3, 17, 0, 39, 8, 8, 22, 5, 31, 12, 1, 27, 9]), (3, 12, (0..8).collect())] {
+            let (_vs, net, images, labels) = setup(classes, n, 7);
+            let (want, want_loss, want_correct) = autograd(&net, &images, &labels, &index);
+            let (got, loss, correct) = ours(&net, &images, &labels, &index, 2, true);
+            for ((name, _), (g, w)) in net.parameters().iter().zip(got.iter().zip(&want)) {
+                assert!(w.iter().any(|x| *x != 0.0), "{name}: a zero reference gradient tests nothing");
+                let r = rel(g, w);
+                assert!(r < 1e-5, "{classes} classes, {name}: relative difference {r}");
+            }
+            assert!((loss - want_loss).abs() < 1e-5 * want_loss, "loss sum {loss} against {want_loss}");
+            assert_eq!(correct, want_correct);
+        }
+    }
+
+    #[test]
+    fn frozen_features_leave_the_convolution_gradients_and_compute_the_rest() {
+        let (_vs, net, images, labels) = setup(10, 20, 8);
+        let index: Vec<i64> = (0..11).collect();
+        let (want, ..) = autograd(&net, &images, &labels, &index);
+        let (got, ..) = ours(&net, &images, &labels, &index, 1, false);
+        for i in 0..4 {
+            assert!(got[i].iter().all(|g| *g == 0.0), "parameter {i} got a gradient while frozen");
+        }
+        for i in 4..10 {
+            assert!(rel(&got[i], &want[i]) < 1e-5, "parameter {i}");
+        }
+    }
+
+    #[test]
+    fn a_step_has_the_same_bits_at_any_thread_count_and_on_any_cpu() {
+        let (_vs, net, images, labels) = setup(10, 60, 9);
+        let index: Vec<i64> = (0..37).map(|i| (i * 7) % 60).collect();
+        let one = ours(&net, &images, &labels, &index, 1, true);
+        let three = ours(&net, &images, &labels, &index, 3, true);
+        let bits = |g: &[Vec<f32>]| g.iter().flatten().map(|x| x.to_bits()).collect::<Vec<_>>();
+        assert_eq!(bits(&one.0), bits(&three.0));
+        assert_eq!((one.1.to_bits(), one.2), (three.1.to_bits(), three.2));
+        // The portable code (no AVX2/FMA) gives the same bits: every product-sum is fused there too.
+        let simd = crate::kernels::simd();
+        crate::kernels::force_portable(true);
+        let portable = ours(&net, &images, &labels, &index, 2, true);
+        crate::kernels::force_portable(false);
+        assert_eq!(bits(&one.0), bits(&portable.0), "portable against {}", if simd { "AVX2+FMA" } else { "portable" });
+        assert_eq!(one.1.to_bits(), portable.1.to_bits());
+    }
+}
