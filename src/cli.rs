@@ -138,9 +138,9 @@ pub struct TrainArgs {
     #[arg(long, value_name = "DIR")]
     pub out: Option<PathBuf>,
     /// How each step is computed: reference (PyTorch's ops, bit for bit its numbers on the CPU)
-    /// or fast (the same mathematics with faster kernels: channels-last layout, ReLU after
-    /// pooling; the rounding differs) [default: reference; with --resume: the run's, and another
-    /// value is refused].
+    /// or fast (the same mathematics with faster kernels, the rounding differs: on the CPU our
+    /// own, the same bits at any --threads; on CUDA libtorch's in channels-last layout)
+    /// [default: reference; with --resume: the run's, and another value is refused].
     #[arg(long, value_enum)]
     pub kernels: Option<Kernels>,
     /// On CUDA, capture each step as a CUDA graph and replay it (the same numbers as eager

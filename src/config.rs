@@ -43,8 +43,9 @@ pub enum Kernels {
     /// The PyTorch program's ops in its order and layout: bit for bit its numbers on the CPU.
     #[default]
     Reference,
-    /// The same mathematics with faster kernels (channels-last layout, ReLU after pooling, a
-    /// two-op normalisation): the rounding differs from the reference, nothing else.
+    /// The same mathematics with faster kernels: the rounding differs from the reference, nothing
+    /// else. On the CPU, this crate's own kernels (the batch in SIMD lanes, one thread barrier a
+    /// step, the same bits at any thread count); elsewhere, libtorch's in channels-last layout.
     Fast,
 }
 

@@ -10,20 +10,19 @@ use super::{addv, fma, fmav, hsum, ld, st, L, V};
 
 /// `y[o][i][j] = bias[o] + sum_{c,p,q} w[o][c][p][q] * x[c][i+p][j+q]` (`F.conv2d`, no padding).
 ///
-/// `x`: `[c_n][h][w][L]`; `w`: `[o_n][c_n][k][k]`; `bias`: `[o_n]`; `y`: `[o_n][h-k+1][w-k+1][L]`.
+/// `x`: `[c_n][h][w][L]`; `w`: `[o_n][c_n][K][K]`; `bias`: `[o_n]`; `y`: `[o_n][h-K+1][w-K+1][L]`.
 ///
 /// # Safety
-/// The buffers have those sizes; `o_n % OB == 0` and `(w-k+1) % XB == 0`.
+/// The buffers have those sizes; `o_n % OB == 0` and `(w-K+1) % XB == 0`.
 #[inline(always)]
-pub(crate) unsafe fn forward<const OB: usize, const XB: usize>(
+pub(crate) unsafe fn forward<const OB: usize, const XB: usize, const K: usize, const C: usize, const H: usize, const W: usize, const O: usize>(
     x: *const f32,
-    (c_n, h, w): (usize, usize, usize),
     wt: *const f32,
     bias: *const f32,
-    (o_n, k): (usize, usize),
     y: *mut f32,
 ) {
-    let (ho, wo, per_o) = (h - k + 1, w - k + 1, c_n * k * k);
+    let (c_n, h, w, o_n) = (C, H, W, O);
+    let (k, ho, wo, per_o) = (K, h - K + 1, w - K + 1, c_n * K * K);
     debug_assert!(o_n % OB == 0 && wo % XB == 0);
     for o0 in (0..o_n).step_by(OB) {
         for i in 0..ho {
@@ -58,13 +57,14 @@ pub(crate) unsafe fn forward<const OB: usize, const XB: usize>(
 /// over the taps that exist (a transposed convolution, computed without padding, so no work on
 /// zeros).
 ///
-/// `dy`: `[o_n][ho][wo][L]`; `w`: `[o_n][CN][k][k]`; `dx`: `[CN][ho+k-1][wo+k-1][L]`, written.
+/// `dy`: `[o_n][ho][wo][L]`; `w`: `[o_n][CN][K][K]`; `dx`: `[CN][ho+K-1][wo+K-1][L]`, written.
 ///
 /// # Safety
 /// The buffers have those sizes.
 #[inline(always)]
-pub(crate) unsafe fn input_grad<const CN: usize>(dy: *const f32, (o_n, ho, wo): (usize, usize, usize), wt: *const f32, k: usize, dx: *mut f32) {
-    let (h, w, kk) = (ho + k - 1, wo + k - 1, k * k);
+pub(crate) unsafe fn input_grad<const CN: usize, const K: usize, const O: usize, const HO: usize, const WO: usize>(dy: *const f32, wt: *const f32, dx: *mut f32) {
+    let (o_n, ho, wo) = (O, HO, WO);
+    let (k, h, w, kk) = (K, ho + K - 1, wo + K - 1, K * K);
     for i in 0..h {
         let (p_lo, p_hi) = ((i + 1).saturating_sub(ho), i.min(k - 1));
         for j in 0..w {
@@ -92,22 +92,23 @@ pub(crate) unsafe fn input_grad<const CN: usize>(dy: *const f32, (o_n, ho, wo): 
 /// The weight and bias gradients of [`forward`], summed over positions and then lanes:
 /// `dw[o][c][p][q] = sum_{i,j,lanes} dy[o][i][j] * x[c][i+p][j+q]`, `db[o] = sum_{i,j,lanes} dy[o][i][j]`.
 ///
-/// `dy`: `[o_n][ho][wo][L]`; `x`: `[c_n][h][w][L]`; `dw`: `[o_n][c_n][K][K]` and `db`: `[o_n]`, written.
+/// `dy`: `[O][ho][wo][L]`; `x`: `[C][H][W][L]`; `dw`: `[O][C][K][K]` and `db`: `[O]`, of which
+/// the rows `outputs` are written.
 ///
 /// # Safety
-/// The buffers have those sizes; `o_n % OB == 0`.
+/// The buffers have those sizes; `outputs` lies in `0..O` and holds a multiple of `OB`.
 #[inline(always)]
-pub(crate) unsafe fn weight_grad<const OB: usize, const K: usize>(
+pub(crate) unsafe fn weight_grad<const OB: usize, const K: usize, const C: usize, const H: usize, const W: usize, const O: usize>(
     dy: *const f32,
-    o_n: usize,
     x: *const f32,
-    (c_n, h, w): (usize, usize, usize),
+    outputs: std::ops::Range<usize>,
     dw: *mut f32,
     db: *mut f32,
 ) {
+    let (c_n, h, w) = (C, H, W);
     let (ho, wo) = (h - K + 1, w - K + 1);
-    debug_assert!(o_n % OB == 0);
-    for o0 in (0..o_n).step_by(OB) {
+    debug_assert!(outputs.len() % OB == 0 && outputs.end <= O);
+    for o0 in outputs.clone().step_by(OB) {
         for c in 0..c_n {
             for p in 0..K {
                 let mut acc = [[[0f32; L]; K]; OB];
@@ -131,7 +132,7 @@ pub(crate) unsafe fn weight_grad<const OB: usize, const K: usize>(
             }
         }
     }
-    for o in 0..o_n {
+    for o in outputs {
         let mut s = [0f32; L];
         for e in 0..ho * wo {
             addv(&mut s, &ld(dy.add((o * ho * wo + e) * L)));

@@ -167,6 +167,9 @@ impl LeNet {
                 // SAFETY: the sizes were checked above; each chunk writes only its own buffers.
                 unsafe { chunk_pass(ch, w, inp, j * L, bsz, classes, features) }
             });
+            // Written by the conv1 tasks below, each its own rows (`Vec::as_mut_ptr` makes no
+            // reference to the buffer, so the shared borrows of the chunks that follow allow it).
+            let dconv: Vec<SendPtr<f32>> = chunks.iter_mut().map(|c| SendPtr(c.dconv.as_mut_ptr())).collect();
             let chunks = &*chunks;
             let parts = |dy: fn(&Chunk) -> &Vec<f32>, xt: fn(&Chunk) -> &Vec<f32>| -> Vec<dense::Part> {
                 chunks.iter().map(|c| dense::Part { dy: dy(c).as_ptr(), xt: xt(c).as_ptr(), lanes: c.lanes }).collect()
@@ -176,32 +179,47 @@ impl LeNet {
                 (parts(|c| &c.dh2, |c| &c.xt2), 120, 6),
                 (parts(|c| &c.dz, |c| &c.xt3), 84, 8),
             ];
-            let mut tasks: Vec<(usize, Range<usize>)> = (0..120).step_by(8).map(|r| (0, r..r + 8)).collect();
-            tasks.extend([(1, 0..28), (1, 28..56), (1, 56..84), (2, 0..classes)]);
-            rayon::join(
-                || {
-                    tasks.par_iter().for_each(|(layer, rows)| {
-                        let (parts, n_in, p) = &layers[*layer];
-                        // SAFETY: every part points into a chunk's buffers, which phase 1 filled
-                        // and nobody writes now; each task writes only its rows.
-                        unsafe { dense_task(parts, *n_in, rows.clone(), grads[*p].0, grads[*p + 1].0) }
-                    });
-                },
-                || {
-                    if features {
-                        for (p, r) in CONV_PARTS.windows(2).enumerate() {
-                            for (e, k) in (r[0]..r[1]).enumerate() {
-                                // SAFETY: `grads[p]` has `r[1] - r[0]` elements; only this closure writes them.
-                                unsafe { *grads[p].0.add(e) = chunks.iter().map(|c| c.dconv[k]).fold(0.0, |s, g| s + g) };
-                            }
-                        }
+            // Phase 2: the linear layers' weight gradients by rows, and conv1's by chunk and
+            // output pair (a fifth of a chunk's work: these small tasks even out the threads).
+            let mut tasks: Vec<Task> = (0..120).step_by(8).map(|r| Task::Dense(0, r..r + 8)).collect();
+            tasks.extend([Task::Dense(1, 0..28), Task::Dense(1, 28..56), Task::Dense(1, 56..84), Task::Dense(2, 0..classes)]);
+            if features {
+                tasks.extend((0..chunks.len()).flat_map(|j| (0..6).step_by(2).map(move |o| Task::Conv1(j, o..o + 2))));
+            }
+            tasks.par_iter().for_each(|task| match task {
+                Task::Dense(layer, rows) => {
+                    let (parts, n_in, p) = &layers[*layer];
+                    // SAFETY: every part points into a chunk's buffers, which phase 1 filled
+                    // and nobody writes now; each task writes only its rows.
+                    unsafe { dense_task(parts, *n_in, rows.clone(), grads[*p].0, grads[*p + 1].0) }
+                }
+                Task::Conv1(j, outputs) => {
+                    let c = &chunks[*j];
+                    // SAFETY: each task writes only its outputs' rows of chunk j's partial sums,
+                    // which no other task reads or writes; `a1` and `x0` are only read.
+                    unsafe { conv1_task(c.a1.as_ptr(), c.x0.as_ptr(), outputs.clone(), dconv[*j].0) }
+                }
+            });
+            if features {
+                for (p, r) in CONV_PARTS.windows(2).enumerate() {
+                    for (e, k) in (r[0]..r[1]).enumerate() {
+                        // SAFETY: `grads[p]` has `r[1] - r[0]` elements; nothing else touches them now.
+                        unsafe { *grads[p].0.add(e) = chunks.iter().map(|c| c.dconv[k]).fold(0.0, |s, g| s + g) };
                     }
-                },
-            );
+                }
+            }
         });
         let chunks = &self.chunks[..n];
         (chunks.iter().map(|c| c.loss).sum(), chunks.iter().map(|c| c.correct).sum())
     }
+}
+
+/// A phase 2 task: rows of a linear layer (0 to 2: fc1 to fc3), or a pair of conv1's outputs of
+/// one chunk.
+#[derive(Debug)]
+enum Task {
+    Dense(usize, Range<usize>),
+    Conv1(usize, Range<usize>),
 }
 
 // SAFETY: a part only reads chunk buffers that no thread writes during phase 2.
@@ -230,10 +248,10 @@ multiversion! {
         }
         let p = |i: usize| w[i].as_ptr();
         // x = self.pool(F.relu(self.conv1(x)))                          [6, 28, 28] -> [6, 14, 14]
-        conv::forward::<6, 2>(ch.x0.as_ptr(), (3, 32, 32), p(0), p(1), (6, 5), ch.a1.as_mut_ptr());
+        conv::forward::<6, 2, 5, 3, 32, 32, 6>(ch.x0.as_ptr(), p(0), p(1), ch.a1.as_mut_ptr());
         pool::forward(ch.a1.as_ptr(), (6, 28, 28), ch.p1.as_mut_ptr(), ch.i1.as_mut_ptr());
         // x = self.pool(F.relu(self.conv2(x)))                          [16, 10, 10] -> [16, 5, 5]
-        conv::forward::<4, 2>(ch.p1.as_ptr(), (6, 14, 14), p(2), p(3), (16, 5), ch.a2.as_mut_ptr());
+        conv::forward::<4, 2, 5, 6, 14, 14, 16>(ch.p1.as_ptr(), p(2), p(3), ch.a2.as_mut_ptr());
         pool::forward(ch.a2.as_ptr(), (16, 10, 10), ch.p2.as_mut_ptr(), ch.i2.as_mut_ptr());
         // x = torch.flatten(x, 1); x = F.relu(self.fc1(x)); x = F.relu(self.fc2(x)); x = self.fc3(x)
         dense::forward(ch.p2.as_ptr(), 400, p(4), p(5), 120, true, ch.h1.as_mut_ptr());
@@ -279,10 +297,18 @@ multiversion! {
         // pool and ReLU, conv2 (weights and input), pool and ReLU, conv1 (weights)
         pool::backward(ch.dp2.as_ptr(), ch.p2.as_ptr(), ch.i2.as_ptr(), (16, 10, 10), ch.a2.as_mut_ptr());
         let d = ch.dconv.as_mut_ptr();
-        conv::weight_grad::<2, 5>(ch.a2.as_ptr(), 16, ch.p1.as_ptr(), (6, 14, 14), d.add(CONV_PARTS[2]), d.add(CONV_PARTS[3]));
-        conv::input_grad::<6>(ch.a2.as_ptr(), (16, 10, 10), p(2), 5, ch.dp1.as_mut_ptr());
+        conv::weight_grad::<2, 5, 6, 14, 14, 16>(ch.a2.as_ptr(), ch.p1.as_ptr(), 0..16, d.add(CONV_PARTS[2]), d.add(CONV_PARTS[3]));
+        conv::input_grad::<6, 5, 16, 10, 10>(ch.a2.as_ptr(), p(2), ch.dp1.as_mut_ptr());
         pool::backward(ch.dp1.as_ptr(), ch.p1.as_ptr(), ch.i1.as_ptr(), (6, 28, 28), ch.a1.as_mut_ptr());
-        conv::weight_grad::<2, 5>(ch.a1.as_ptr(), 6, ch.x0.as_ptr(), (3, 32, 32), d.add(CONV_PARTS[0]), d.add(CONV_PARTS[1]));
+        // conv1's weights: a phase 2 task per pair of its outputs (`conv1_task`).
+    }
+}
+
+multiversion! {
+    /// conv1's weight and bias gradients for `outputs` (a pair) of one chunk, from its output
+    /// gradient `da1` and its input `x0`, into its partial sums `dconv`.
+    unsafe fn conv1_task(da1: *const f32, x0: *const f32, outputs: Range<usize>, dconv: *mut f32) {
+        conv::weight_grad::<2, 5, 3, 32, 32, 6>(da1, x0, outputs, dconv.add(CONV_PARTS[0]), dconv.add(CONV_PARTS[1]))
     }
 }
 
@@ -388,5 +414,32 @@ mod tests {
         crate::kernels::force_portable(false);
         assert_eq!(bits(&one.0), bits(&portable.0), "portable against {}", if simd { "AVX2+FMA" } else { "portable" });
         assert_eq!(one.1.to_bits(), portable.1.to_bits());
+    }
+
+    /// Not a test: `cargo test --release --lib step_time -- --ignored --nocapture` prints the time
+    /// of one batch of 100's gradients (median of 9 blocks of 50) on 1 and 2 threads.
+    #[test]
+    #[ignore = "a timing, not a test"]
+    fn step_time() {
+        let (_vs, net, images, labels) = setup(10, 1000, 3);
+        let w: Vec<Vec<f32>> = net.parameters().iter().map(|(_, p)| host(p)).collect();
+        let ws: [&[f32]; 10] = std::array::from_fn(|i| w[i].as_slice());
+        let (images, labels) = (host::<u8>(&images), host::<i64>(&labels));
+        for threads in [1, 2] {
+            let mut k = LeNet::new(10, threads).unwrap();
+            let mut blocks = Vec::new();
+            for b in 0..10 {
+                let t = std::time::Instant::now();
+                for s in 0..50 {
+                    let index: Vec<i64> = (0..100).map(|i| (i * 7 + s * 100) % 1000).collect();
+                    k.gradients(&ws, &Inputs { images: &images, labels: &labels, index: &index }, true);
+                }
+                if b > 0 {
+                    blocks.push(t.elapsed().as_secs_f64() / 50.0);
+                }
+            }
+            blocks.sort_by(f64::total_cmp);
+            println!("{threads} thread(s): {:.3} ms a batch of 100 (blocks {:.3}..{:.3})", 1e3 * blocks[4], 1e3 * blocks[0], 1e3 * blocks[8]);
+        }
     }
 }

@@ -100,7 +100,11 @@ impl Step for FastCpu {
             index: view("the batch index", &index, Kind::Int64)?,
         };
         let classes = params[9].1.size()[0];
-        if let Some(y) = inp.labels.iter().find(|y| !(0..classes).contains(y)) {
+        let rows = inp.labels.len() as i64;
+        if let Some(r) = inp.index.iter().find(|r| !(0..rows).contains(r)) {
+            return Err(Error::InvalidConfig { field: "batch index", value: r.to_string(), expected: format!("a row of the {rows} training images") });
+        }
+        if let Some(y) = inp.index.iter().map(|&r| inp.labels[r as usize]).find(|y| !(0..classes).contains(y)) {
             return Err(Error::InvalidConfig { field: "classes", value: classes.to_string(), expected: format!("more than the label {y}") });
         }
         let mut w = [&[][..]; 10];
