@@ -1,7 +1,8 @@
 //! The gradients of one batch for [`crate::model::Net`] on the kernels of this module's parent:
 //! phase 1 runs each chunk of 8 images through the forward pass, the cross-entropy and the
-//! backward pass (on whichever worker takes it); phase 2 sums the linear layers' weight gradients
-//! and the chunks' convolution gradients by rows. Line by line the reference's
+//! backward pass (on whichever worker takes it); phase 2 computes the linear layers' weight
+//! gradients by rows and conv1's by chunk and output pair; the chunks' partial convolution
+//! gradients are then added in chunk order. Line by line the reference's
 //!
 //! ```python
 //! x = self.pool(F.relu(self.conv1(x))); x = self.pool(F.relu(self.conv2(x)))
@@ -399,7 +400,7 @@ mod tests {
     }
 
     #[test]
-    fn a_step_has_the_same_bits_at_any_thread_count_and_on_any_cpu() {
+    fn a_step_has_the_same_bits_at_any_thread_count_and_without_simd() {
         let (_vs, net, images, labels) = setup(10, 60, 9);
         let index: Vec<i64> = (0..37).map(|i| (i * 7) % 60).collect();
         let one = ours(&net, &images, &labels, &index, 1, true);

@@ -18,12 +18,16 @@
 //!
 //! # Threads and determinism
 //! A step has two parallel phases and nothing else to wait for: (1) each chunk, on whichever
-//! thread takes it, runs the whole forward and backward pass and writes its own partial
-//! convolution gradients; (2) the linear layers' weight gradients and the sums of the partials
-//! are computed by parameter rows, each summing over chunks and lanes in the same fixed order.
+//! thread takes it, runs the whole forward and backward pass and writes its own partial conv2
+//! gradients; (2) small tasks compute the linear layers' weight gradients by rows (each summing
+//! over chunks and lanes in a fixed order) and conv1's partial gradients by chunk and output pair
+//! (a fifth of a chunk's work, which evens out the threads: 13 chunks of a batch of 100 would
+//! otherwise split 7 to 6); then the chunks' partial sums are added in chunk order.
 //! No sum depends on which thread did what, every product-sum is a fused multiply-add
 //! (`f32::mul_add`: the AVX2/FMA instruction where the CPU has it, the exactly-rounded library
-//! function elsewhere), and so a step gives the same bits at any `--threads` and on any CPU.
+//! function elsewhere), and so a step gives the same bits at any `--threads`, with or without
+//! AVX2 (the softmax's `exp` and `ln` are the C library's, which another platform may round
+//! differently).
 //!
 //! # Cost
 //! Per image, multiply-adds: conv1 forward 6·28·28·75 = 352,800 and weight gradient the same
