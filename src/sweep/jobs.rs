@@ -125,11 +125,16 @@ fn run_one(program: &Path, job: &Job, stop: Option<&AtomicBool>, pruning: Option
         Ok(out) => command.stdout(out).stderr(log),
         Err(e) => return failed(job, format!("cannot start: {}: {e}", job.dir.join(LOG_FILE).display())),
     };
-    #[cfg(target_os = "linux")]
-    // SAFETY: prctl(PR_SET_PDEATHSIG) is async-signal-safe and touches no memory of the parent.
-    // It fires when the spawning thread ends; this worker thread waits for the child first.
+    // SAFETY: signal(2) and prctl(PR_SET_PDEATHSIG) are async-signal-safe and touch no memory
+    // of the parent. The death signal fires when the spawning thread ends; this worker thread
+    // waits for the child first.
     unsafe {
         command.pre_exec(|| {
+            // A sweep started as a background job of a script (`tch-cifar10 sweep ... &`)
+            // inherits SIGINT ignored, and so would every trial: give them the default back, so
+            // that the stop (a SIGINT) reaches each one.
+            libc::signal(libc::SIGINT, libc::SIG_DFL);
+            #[cfg(target_os = "linux")]
             libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGINT);
             Ok(())
         });
@@ -270,6 +275,21 @@ mod tests {
         let job = job(0, dir.path(), "exec sleep 5");
         assert_eq!(run_one(Path::new("/bin/sh"), &job, Some(&stop), None), Exit::Interrupted);
         assert!(!job.dir.join(FAILED_FILE).exists());
+    }
+
+    #[test]
+    fn the_stop_reaches_trials_of_a_sweep_started_with_sigint_ignored() {
+        // As a script's `tch-cifar10 sweep ... &` starts it: SIGINT ignored, which children
+        // inherit. Only this module's tests start processes in this test binary, and every one
+        // goes through `run_one`, which gives its child the default back.
+        // SAFETY: signal(2) changes only this process's disposition, restored below.
+        let old = unsafe { libc::signal(libc::SIGINT, libc::SIG_IGN) };
+        let dir = tempfile::tempdir().unwrap();
+        let stop = AtomicBool::new(true);
+        let exit = run_one(Path::new("/bin/sh"), &job(0, dir.path(), "exec sleep 5"), Some(&stop), None);
+        // SAFETY: as above.
+        unsafe { libc::signal(libc::SIGINT, old) };
+        assert_eq!(exit, Exit::Interrupted);
     }
 
     #[test]

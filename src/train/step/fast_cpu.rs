@@ -49,8 +49,8 @@ fn view<'a, T>(what: &str, t: &'a Tensor, kind: Kind) -> Result<&'a [T]> {
 }
 
 impl FastCpu {
-    /// The step over `net`'s parameters (float32 CPU tensors, contiguous), on `tch::get_num_threads()`
-    /// worker threads.
+    /// The step over `net`'s parameters (float32 CPU tensors, contiguous), on
+    /// `tch::get_num_threads()` worker threads (`--threads`), at most one per CPU.
     ///
     /// # Errors
     /// A parameter the kernels cannot use, or threads that cannot be started.
@@ -62,7 +62,9 @@ impl FastCpu {
                 return Err(unfit(name, p, &format!("{n} elements")));
             }
         }
-        let threads = tch::get_num_threads().max(1) as usize;
+        // More workers than CPUs only take turns (`--threads` may ask for up to 1,024).
+        let cpus = std::thread::available_parallelism().map_or(1, std::num::NonZeroUsize::get);
+        let threads = (tch::get_num_threads().max(1) as usize).min(cpus);
         let kernels = LeNet::new(classes, threads).map_err(|e| Error::Torch(tch::TchError::Kind(format!("fast CPU kernels: starting {threads} threads: {e}"))))?;
         tracing::debug!("fast CPU kernels: {} worker threads, AVX2+FMA: {}", kernels.threads(), crate::kernels::simd());
         Ok(FastCpu {
