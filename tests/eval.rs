@@ -6,6 +6,7 @@ mod common;
 use std::process::Command;
 
 use tch_cifar10::{
+    data::cifar,
     eval::{run_eval, EvalOptions},
     DeviceSpec, MemoryReporter, TrainConfig,
 };
@@ -104,5 +105,24 @@ fn mismatches_and_missing_files_are_named() -> TestResult {
     assert_eq!(out.status.code(), Some(1));
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(stderr.contains("evaluation failed") && stderr.contains("nope.safetensors"), "{stderr}");
+    Ok(())
+}
+
+#[test]
+fn eval_needs_only_the_test_file_and_names_it_when_missing() -> TestResult {
+    let (data, _out, run) = trained(3);
+    let src = data.path().join(cifar::SUBDIR);
+    let only_test = tempfile::tempdir()?;
+    let dst = only_test.path().join(cifar::SUBDIR);
+    std::fs::create_dir(&dst)?;
+    for f in [cifar::TEST_FILE, cifar::META_FILE] {
+        std::fs::copy(src.join(f), dst.join(f))?;
+    }
+    let full = run_eval(&opts(run.run_dir.path(), data.path()))?;
+    let test_only = run_eval(&opts(run.run_dir.path(), only_test.path()))?;
+    assert_eq!((test_only.loss, test_only.accuracy, test_only.images), (full.loss, full.accuracy, full.images));
+    std::fs::remove_file(dst.join(cifar::TEST_FILE))?;
+    let err = run_eval(&opts(run.run_dir.path(), only_test.path())).unwrap_err().to_string();
+    assert!(err.contains("test_batch.bin") && err.contains("test_batch ("), "{err}");
     Ok(())
 }

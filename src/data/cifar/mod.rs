@@ -59,6 +59,11 @@ pub struct Located {
 /// [`Error::DataNotFound`] listing every place looked at, for both layouts, and how to get
 /// the data.
 pub fn find(dir: &Path) -> Result<Located> {
+    find_for(dir, false)
+}
+
+/// As [`find`], recognising a layout by its test file with `test_only` (all `eval` reads).
+fn find_for(dir: &Path, test_only: bool) -> Result<Located> {
     let candidates = [
         (Layout::Binary, dir.join(binary::SUBDIR)),
         (Layout::Binary, dir.to_path_buf()),
@@ -66,20 +71,15 @@ pub fn find(dir: &Path) -> Result<Located> {
         (Layout::Python, dir.to_path_buf()),
     ];
     let holds = |layout: Layout, d: &Path| match layout {
-        Layout::Binary => binary::holds(d),
-        Layout::Python => python::holds(d),
+        Layout::Binary => binary::holds(d, test_only),
+        Layout::Python => python::holds(d, test_only),
     };
     if let Some((layout, d)) = candidates.iter().find(|(layout, d)| holds(*layout, d)) {
         return Ok(Located { layout: *layout, dir: d.clone() });
     }
+    let (bin, py) = if test_only { (binary::TEST_FILE, python::TEST_FILE) } else { (binary::TRAIN_FILES[0], python::TRAIN_FILES[0]) };
     Err(Error::DataNotFound {
-        wanted: format!(
-            "{} (binary layout, {}/) or {} (python layout, {}/)",
-            binary::TRAIN_FILES[0],
-            binary::SUBDIR,
-            python::TRAIN_FILES[0],
-            python::SUBDIR
-        ),
+        wanted: format!("{bin} (binary layout, {}/) or {py} (python layout, {}/)", binary::SUBDIR, python::SUBDIR),
         looked: vec![dir.join(binary::SUBDIR), dir.join(python::SUBDIR), dir.to_path_buf()],
         hint: "run `tch-cifar10 download --data-dir DIR` (or `train --download`), or unpack the official \
                cifar-10-binary.tar.gz or cifar-10-python.tar.gz there (torchvision's \
@@ -101,27 +101,28 @@ pub fn locate(dir: &Path) -> Result<PathBuf> {
 /// # Errors
 /// [`Error::DataNotFound`]; a missing or malformed file, named, with what is wrong in it.
 pub fn load(dir: &Path) -> Result<(Dataset, Dataset)> {
-    let found = found(dir)?;
+    let found = found(dir, false)?;
     match found.layout {
         Layout::Binary => binary::load(&found.dir),
         Layout::Python => python::load(&found.dir),
     }
 }
 
-/// Loads only the test split from `dir` (see [`find`]), for `eval`.
+/// Loads only the test split from `dir` (see [`find`]; a folder needs only the test file and
+/// the class names), for `eval`.
 ///
 /// # Errors
 /// As [`load`].
 pub fn load_test(dir: &Path) -> Result<Dataset> {
-    let found = found(dir)?;
+    let found = found(dir, true)?;
     match found.layout {
         Layout::Binary => binary::load_test(&found.dir),
         Layout::Python => python::load_test(&found.dir),
     }
 }
 
-fn found(dir: &Path) -> Result<Located> {
-    let found = find(dir)?;
+fn found(dir: &Path, test_only: bool) -> Result<Located> {
+    let found = find_for(dir, test_only)?;
     tracing::info!("CIFAR-10 in the {} layout, in {}", found.layout, found.dir.display());
     Ok(found)
 }
