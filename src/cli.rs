@@ -75,7 +75,7 @@ pub enum Command {
 pub struct TrainArgs {
     /// Folder holding `cifar-10-batches-bin/` or `cifar-10-batches-py/` (or their files
     /// themselves); with `--dataset folder`, holding `train/<class>/` and `test/<class>/`
-    /// [default: data; with --resume: the run's, and another folder must hold the same data].
+    /// [default: data; a resumed run: the run's, and another folder must hold the same data].
     #[arg(long, value_name = "DATA_DIR")]
     pub data_dir: Option<PathBuf>,
     /// cifar10: the official binary files; folder: image folders as torchvision's ImageFolder
@@ -122,10 +122,11 @@ pub struct TrainArgs {
     /// --seed matches the reference program as written.
     #[arg(long, default_value_t = TrainConfig::default().seed, allow_negative_numbers = true)]
     pub seed: i64,
-    /// auto (CUDA when available), cpu, cuda or cuda:N [default: auto; with --resume: the run's].
+    /// auto (CUDA when available), cpu, cuda or cuda:N [default: auto; a resumed run: the run's].
     #[arg(long)]
     pub device: Option<DeviceSpec>,
-    /// libtorch intra-op threads [default: libtorch's, the physical cores].
+    /// libtorch intra-op threads, and the worker threads of --kernels fast on the CPU (at most
+    /// one per CPU) [default: libtorch's, the physical cores].
     #[arg(long)]
     pub threads: Option<usize>,
     /// Also evaluate on the test set every N epochs.
@@ -140,7 +141,7 @@ pub struct TrainArgs {
     /// How each step is computed: reference (PyTorch's ops, bit for bit its numbers on the CPU)
     /// or fast (the same mathematics with faster kernels, the rounding differs: on the CPU our
     /// own, the same bits at any --threads; on CUDA libtorch's in channels-last layout)
-    /// [default: reference; with --resume: the run's, and another value is refused].
+    /// [default: reference; a resumed run keeps its own, and another value is refused].
     #[arg(long, value_enum)]
     pub kernels: Option<Kernels>,
     /// On CUDA, capture each step as a CUDA graph and replay it (the same numbers as eager
@@ -164,8 +165,9 @@ pub struct TrainArgs {
     /// hyperparameters for the HParams view) into the run directory: `tensorboard --logdir runs`.
     #[arg(long)]
     pub tensorboard: bool,
-    /// Write every step's loss as JSON lines (for scripts/compare-pytorch).
-    #[arg(long, value_name = "PATH", hide = true)]
+    /// Also write every step's loss as JSON lines, `{"epoch", "step", "loss"}` (for
+    /// scripts/compare-pytorch and scripts/compare_kernels.py).
+    #[arg(long, value_name = "PATH")]
     pub steps_jsonl: Option<PathBuf>,
 }
 
@@ -239,12 +241,12 @@ pub struct SweepArgs {
 
 /// `train`'s flags inside `sweep`: that of a swept parameter is hidden and renamed
 /// `--train-NAME`, keeping its default (the sweep's flag of that name replaces it); `--out`
-/// names the sweep's folder; `--resume` is hidden (a sweep resumes itself); the others are
-/// unchanged.
+/// names the sweep's folder; `--resume` is hidden (a sweep resumes itself), and so is
+/// `--steps-jsonl` (one run's file; refused in a sweep); the others are unchanged.
 fn train_flag_in_sweep(arg: clap::Arg) -> clap::Arg {
     let long = match arg.get_id().as_str() {
         "out" => return arg.help("The sweep's folder: sweep.json, the trials' run directories (trials/<id>/), the results"),
-        "resume" => return arg.hide(true),
+        "resume" | "steps_jsonl" => return arg.hide(true),
         "lr" => "train-lr",
         "momentum" => "train-momentum",
         "batch_size" => "train-batch-size",

@@ -95,6 +95,9 @@ pub fn run_predict(opts: &PredictOptions) -> Result<Vec<Prediction>> {
     let device = opts.device.resolve()?;
     let model = load_model_with_classes(&model_path(&opts.checkpoint), device, opts.classes.as_deref())?;
     let k = opts.top_k.min(model.classes.len());
+    if k < opts.top_k {
+        tracing::warn!("--top-k {}: the model has {} classes; showing all {k}", opts.top_k, model.classes.len());
+    }
     let mut out = Vec::with_capacity(opts.images.len());
     for paths in opts.images.chunks(CHUNK) {
         let images = paths.iter().map(|p| load_image(p)).collect::<Result<Vec<_>>>()?;

@@ -163,7 +163,11 @@ pub fn resume_train(dir: &Path, opts: &ResumeOptions, reporter: &mut dyn Reporte
             ),
         });
     }
-    tracing::info!("resuming {} after epoch {}, step {}", dir.display(), ck.state.epoch, ck.state.step);
+    // In the numbering of "interrupted at epoch E, step S": the epoch it stopped in, 1-based.
+    match ck.state.step {
+        0 => tracing::info!("resuming {} after epoch {}", dir.display(), ck.state.epoch),
+        step => tracing::info!("resuming {} at epoch {}, step {step}", dir.display(), ck.state.epoch + 1),
+    }
     let session = train::Session { run_dir: Some(&run_dir), resume: Some(ck), stop, data: Some(data) };
     train_and_report(&cfg, (train_set, test_set), reporter, session, &run_dir)
 }
