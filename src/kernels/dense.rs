@@ -96,6 +96,11 @@ pub(crate) struct Part {
     pub lanes: usize,
 }
 
+// SAFETY: a part is only read, during phase 2, from chunk buffers that no thread writes then.
+unsafe impl Send for Part {}
+// SAFETY: as above.
+unsafe impl Sync for Part {}
+
 /// Rows `rows` of the weight and bias gradients over all `parts`:
 /// `dw[o][i] = sum_{parts, lanes} dy[o] * x[i]`, `db[o] = sum_{parts, lanes} dy[o]`, each a
 /// chain in the order of `parts` and then lanes.

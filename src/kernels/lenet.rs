@@ -223,11 +223,6 @@ enum Task {
     Conv1(usize, Range<usize>),
 }
 
-// SAFETY: a part only reads chunk buffers that no thread writes during phase 2.
-unsafe impl Send for dense::Part {}
-// SAFETY: as above.
-unsafe impl Sync for dense::Part {}
-
 multiversion! {
     /// Phase 2 for rows `rows` of one linear layer (see [`dense::weight_grad`]).
     unsafe fn dense_task(parts: &[dense::Part], n_in: usize, rows: Range<usize>, dw: *mut f32, db: *mut f32) {
