@@ -304,6 +304,16 @@ pub fn lr_changes(records: &[EpochRecord]) -> Vec<(usize, f64)> {
 }
 
 /// A value range padded by 5 % on each side (and widened when flat).
+/// Decimals that tell apart the ~10 ticks of an axis from `lo` to `hi` (one more than the
+/// span's order of magnitude needs), 0 to 6.
+fn tick_decimals(lo: f64, hi: f64) -> usize {
+    let span = hi - lo;
+    if !(span > 0.0) || !span.is_finite() {
+        return 2;
+    }
+    (1.0 - span.log10()).ceil().clamp(0.0, 6.0) as usize
+}
+
 fn padded(values: impl Iterator<Item = f64>) -> (f64, f64) {
     let (lo, hi) = values.filter(|v| v.is_finite()).fold((f64::INFINITY, f64::NEG_INFINITY), |(lo, hi), v| (lo.min(v), hi.max(v)));
     if !lo.is_finite() {
@@ -340,7 +350,7 @@ fn curves_panel(area: &DrawingArea<TextBackend<'_>, Shift>, runs: &[RunCurves], 
         .margin(16)
         .margin_top(24)
         .x_label_area_size(44)
-        .y_label_area_size(64)
+        .y_label_area_size(78)
         .build_cartesian_2d(x_lo..x_hi, y_lo..y_hi)?;
     chart
         .configure_mesh()
@@ -348,7 +358,7 @@ fn curves_panel(area: &DrawingArea<TextBackend<'_>, Shift>, runs: &[RunCurves], 
         .y_desc(y_desc)
         .x_labels(12)
         .x_label_formatter(&|x| if (x - x.round()).abs() < 1e-6 { format!("{x:.0}") } else { String::new() })
-        .y_label_formatter(&|y| if panel == Panel::Loss { format!("{y:.2}") } else { format!("{y:.0}") })
+        .y_label_formatter(&|y| format!("{y:.*}", tick_decimals(y_lo, y_hi)))
         .label_style((FONT, 15))
         .axis_desc_style((FONT, 17))
         .light_line_style(RGBColor(235, 235, 235))
@@ -394,6 +404,10 @@ fn curves_panel(area: &DrawingArea<TextBackend<'_>, Shift>, runs: &[RunCurves], 
             let color = if several { RUN_COLORS[i % RUN_COLORS.len()] } else { SPLIT_COLORS[s] };
             let label = if several { format!("{} {split}", run.label) } else { split.to_string() };
             let style = color.stroke_width(2);
+            if points.len() == 1 && s < 2 {
+                // A line of one point draws nothing (a one-epoch run): mark the point.
+                chart.draw_series(points.iter().map(|&p| Circle::new(p, 4, color.filled())))?;
+            }
             match s {
                 0 => chart
                     .draw_series(LineSeries::new(points, style))?
@@ -576,7 +590,16 @@ mod tests {
     }
 
     #[test]
-    fn padded_ranges() {
+    fn tick_labels_tell_the_ticks_apart() {
+        // A one-epoch run's loss axis (2.245 to 2.305) and accuracy axis (12 to 15), and 50 epochs'.
+        assert_eq!(tick_decimals(2.245, 2.305), 3);
+        assert_eq!(tick_decimals(11.8, 14.9), 1);
+        assert_eq!(tick_decimals(10.0, 60.0), 0);
+        assert_eq!(tick_decimals(1.0, 1.0), 2);
+    }
+
+    #[test]
+        fn padded_ranges() {
         assert_eq!(padded([1.0, 3.0].into_iter()), (0.9, 3.1));
         assert_eq!(padded([2.0, f64::NAN].into_iter()), (1.9, 2.1));
         assert_eq!(padded(std::iter::empty()), (0.0, 1.0));
