@@ -135,9 +135,10 @@ fn a_grid_sweep_writes_its_results_and_its_commands_run_one_by_one_give_the_same
     let o = run(&["sweep".into(), "--collect".into(), other.to_str().unwrap().into()]);
     assert!(o.status.success(), "{}", text(&o.stderr));
     assert_eq!(figures(&other), figures(&out));
-    // All finished: nothing left to print.
+    // All finished: nothing left to print, and the log says so.
     let o = run(&print);
     assert_eq!(text(&o.stdout), "");
+    assert!(text(&o.stderr).contains("all 4 trials are finished: no command to print"), "{}", text(&o.stderr));
     Ok(())
 }
 

@@ -331,13 +331,20 @@ fn print_commands(opts: &SweepOptions) -> Result<SweepOutcome> {
     let (threads, _) = threads_per_trial(opts)?;
     let trials = with_threads(open(opts)?, threads);
     let program = std::env::current_exe().map_err(Error::io("tch-cifar10"))?;
-    let mut report = String::new();
+    let (mut report, mut finished) = (String::new(), 0);
     for t in &trials {
         let (status, _) = results::status(&t.dir);
         if matches!(status, Status::Done | Status::Pruned) {
+            finished += 1;
             continue;
         }
         let _ = writeln!(report, "{}", command::shell_line(program.as_os_str(), &trial_args(t))?);
+    }
+    // On the log, so that standard output stays one command a line.
+    match (finished, trials.len()) {
+        (0, _) => {}
+        (f, n) if f == n => tracing::info!("all {n} trials are finished: no command to print (`sweep --collect {}` builds the results)", opts.dir.display()),
+        (f, n) => tracing::info!("{f} of the {n} trials are finished and left out"),
     }
     Ok(SweepOutcome { dir: opts.dir.clone(), report, failed: Vec::new(), interrupted: false })
 }
