@@ -28,9 +28,10 @@ pub struct Cli {
     /// overrides the level set by -v and -q.
     #[arg(short, long, action = ArgAction::Count, global = true)]
     pub verbose: u8,
-    /// Print only the final result: no progress bars and no per-epoch lines; stdout carries the
-    /// test accuracy and the accuracy per class, nothing else; stderr only warnings and errors
-    /// (-qq: errors only). -q and --quiet are the same flag.
+    /// Print only the result: no progress bars and no per-epoch lines; stdout carries the
+    /// command's result and nothing else (for train, the test accuracy and the accuracy per
+    /// class); stderr only warnings and errors (-qq: errors only). -q and --quiet are the same
+    /// flag.
     ///
     /// Without it, progress bars are drawn when stderr is a terminal, and one log line per epoch
     /// is written otherwise (CI logs, files).

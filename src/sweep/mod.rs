@@ -481,7 +481,9 @@ fn build_results(dir: &Path, spec: &SweepSpec, trials: &[Trial]) -> Result<Strin
     files.extend(results::charts(dir, trials, &rows, &spec.space.varying(), by_val));
     let mut report = results::table(&rows, by_val);
     let names: Vec<String> = files.iter().filter_map(|f| f.file_name().map(|n| n.to_string_lossy().into_owned())).collect();
-    let _ = writeln!(report, "\nsweep      {}/ ({} trials in {TRIALS_DIR}/)", dir.display(), trials.len());
+    let ended = rows.iter().filter(|r| matches!(r.status, Status::Done | Status::Pruned)).count();
+    let of = if ended == rows.len() { format!("{ended} trials") } else { format!("{ended} of {} trials finished", rows.len()) };
+    let _ = writeln!(report, "\nsweep      {}/ ({of} in {TRIALS_DIR}/)", dir.display());
     let _ = writeln!(report, "files      {}", names.join("  "));
     Ok(report)
 }
