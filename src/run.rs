@@ -121,6 +121,20 @@ pub fn resume_train(dir: &Path, opts: &ResumeOptions, reporter: &mut dyn Reporte
     let run_dir = RunDir::open(dir)?;
     let _lock = run_dir.lock()?;
     run_dir.remove_stale_temporaries();
+    // The summary is written last: a run that has one is finished, and a resume would only
+    // evaluate it again and rewrite its files.
+    let summary = run_dir.file(crate::report::metrics::SUMMARY_FILE);
+    if summary.is_file() {
+        return Err(Error::InvalidConfig {
+            field: "resume",
+            value: dir.display().to_string(),
+            expected: format!(
+                "a run that has not finished; {} says this one has (nothing was changed; `tch-cifar10 eval --checkpoint {}` evaluates it again)",
+                summary.display(),
+                dir.display()
+            ),
+        });
+    }
     let config_path = run_dir.file(CONFIG_FILE);
     let text = safe_fs::read_text(&config_path, safe_fs::MAX_TEXT_FILE_BYTES)?;
     let mut cfg: TrainConfig = serde_json::from_str(&text).map_err(|e| Error::BadCheckpoint {

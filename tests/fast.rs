@@ -80,14 +80,17 @@ fn kernels_are_recorded_and_another_choice_is_refused_on_resume() {
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
     let config = std::fs::read_to_string(run.join("config.json")).unwrap();
     assert!(config.contains(r#""kernels": "fast""#), "{config}");
+    // As if killed before its summary (a finished run is not resumed at all).
+    std::fs::remove_file(run.join("summary.json")).unwrap();
 
     let o = bin().args(["train", "--resume", run.to_str().unwrap(), "--kernels", "reference"]).output().unwrap();
     let err = String::from_utf8_lossy(&o.stderr);
     assert_eq!(o.status.code(), Some(1), "{err}");
     assert!(err.contains("invalid kernels = reference") && err.contains("fast"), "{err}");
-    // The same choice is fine (the run is complete, so it just reports it again).
+    // The same choice is fine: the run finishes (its last evaluation and summary).
     let o = bin().args(["train", "--resume", run.to_str().unwrap(), "--kernels", "fast", "-q"]).output().unwrap();
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    assert!(run.join("summary.json").is_file());
 }
 
 #[test]

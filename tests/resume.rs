@@ -136,6 +136,8 @@ fn bad_checkpoints_are_named_errors_and_overwrite_nothing() {
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
     let ck_path = run.join(state::FILE);
     let good = std::fs::read(&ck_path).unwrap();
+    // As if killed before its summary: a finished run is refused before its checkpoint is read.
+    std::fs::remove_file(run.join("summary.json")).unwrap();
 
     // A new run into a directory that holds one is refused.
     let o = bin().args(train_args(data.path(), &run, "1")).output().unwrap();
@@ -171,4 +173,24 @@ fn bad_checkpoints_are_named_errors_and_overwrite_nothing() {
     let o = bin().args(["train", "--resume", missing.to_str().unwrap()]).output().unwrap();
     assert_eq!(o.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&o.stderr).contains(&missing.display().to_string()));
+}
+
+/// A finished run (its summary.json written) is not resumed: a clear error, and every file of
+/// the run as it was.
+#[test]
+fn resuming_a_finished_run_is_refused_and_changes_nothing() {
+    let data = common::synthetic_cifar(40, 20, 3);
+    let out = data.path().join("done");
+    let cfg = TrainConfig { epochs: 1, out_dir: Some(out.clone()), ..config(data.path()) };
+    tch_cifar10::run_train(&cfg, &Default::default(), &mut MemoryReporter::default(), None).unwrap();
+    let snapshot = || -> Vec<(String, Vec<u8>)> {
+        let mut files: Vec<_> = std::fs::read_dir(&out).unwrap().map(|e| e.unwrap().path()).collect();
+        files.sort();
+        files.iter().map(|f| (f.display().to_string(), std::fs::read(f).unwrap())).collect()
+    };
+    let before = snapshot();
+    assert!(before.iter().any(|(f, _)| f.ends_with("summary.json")));
+    let err = tch_cifar10::resume_train(&out, &Default::default(), &mut MemoryReporter::default(), None).unwrap_err().to_string();
+    assert!(err.contains("has not finished") && err.contains("summary.json") && err.contains("eval --checkpoint"), "{err}");
+    assert_eq!(snapshot(), before);
 }

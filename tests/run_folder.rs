@@ -19,6 +19,12 @@ fn train(data: &Path, out: &Path, extra: &[&str]) -> std::process::Output {
     bin().args(args).args(batch).args(threads).args(extra).output().unwrap()
 }
 
+/// Makes a finished run one killed before its summary (a finished run is not resumed at all),
+/// so that what a resume checks can be tried on it.
+fn unfinish(run: &Path) {
+    std::fs::remove_file(run.join("summary.json")).unwrap();
+}
+
 fn stderr(o: &std::process::Output) -> String {
     String::from_utf8_lossy(&o.stderr).into_owned()
 }
@@ -50,6 +56,7 @@ fn resume_refuses_an_edited_config_naming_the_setting() {
     let data = common::synthetic_cifar(40, 10, 3);
     let run = data.path().join("run");
     assert!(train(data.path(), &run, &["--epochs", "1"]).status.success());
+    unfinish(&run);
     let original = std::fs::read_to_string(run.join("config.json")).unwrap();
     for (from, to, key) in [(r#""batch_size": 10"#, r#""batch_size": 7"#, "batch_size"), (r#""learning_rate": 0.001"#, r#""learning_rate": 0.5"#, "learning_rate")] {
         assert!(original.contains(from), "{original}");
@@ -114,6 +121,7 @@ fn resume_on_other_data_is_refused_naming_both() {
     let other = common::synthetic_cifar(30, 10, 3);
     let run = data.path().join("run");
     assert!(train(data.path(), &run, &["--epochs", "1"]).status.success());
+    unfinish(&run);
     // The training files change under the run.
     let bin = |d: &Path| d.join("cifar-10-batches-bin");
     for f in std::fs::read_dir(bin(other.path())).unwrap() {
@@ -152,6 +160,7 @@ fn a_run_with_a_relative_data_dir_resumes_elsewhere_with_data_dir() {
         .unwrap();
     assert!(o.status.success(), "{}", stderr(&o));
     let run = data.path().join("run");
+    unfinish(&run);
     // From another folder "." is not the data; --data-dir says where it is.
     let o = bin().current_dir("/").args(["train", "--resume", run.to_str().unwrap(), "-q"]).output().unwrap();
     assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
