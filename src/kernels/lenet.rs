@@ -148,15 +148,24 @@ impl LeNet {
     /// right. With `features` false (conv1 and conv2 frozen), their gradients are left as they
     /// were and the backward pass stops at fc1.
     ///
+    /// # Errors
+    /// A batch row outside the images, or a label of the batch outside the classes; nothing is
+    /// computed.
+    ///
     /// # Panics
-    /// A parameter of the wrong size, an index outside the images or a label outside the classes
-    /// (the caller checks these; see `train::step::fast_cpu`).
-    pub(crate) fn gradients(&mut self, w: &[&[f32]; 10], inp: &Inputs<'_>, features: bool) -> (f64, usize) {
+    /// A parameter of the wrong size, or images and labels of different counts (the caller
+    /// checks these; see `train::step::fast_cpu`).
+    pub(crate) fn gradients(&mut self, w: &[&[f32]; 10], inp: &Inputs<'_>, features: bool) -> Result<(f64, usize), BadBatch> {
         let (bsz, classes) = (inp.index.len(), self.classes);
         assert!(w.iter().zip(param_sizes(classes)).all(|(p, n)| p.len() == n), "parameter sizes");
         assert!(inp.images.len() == inp.labels.len() * IMAGE, "images and labels");
-        assert!(inp.index.iter().all(|&r| (0..inp.labels.len() as i64).contains(&r)), "batch index");
-        assert!(inp.index.iter().all(|&r| (0..classes as i64).contains(&inp.labels[r as usize])), "labels");
+        let rows = inp.labels.len() as i64;
+        if let Some(&r) = inp.index.iter().find(|r| !(0..rows).contains(r)) {
+            return Err(BadBatch::Row { row: r, rows });
+        }
+        if let Some(y) = inp.index.iter().map(|&r| inp.labels[r as usize]).find(|y| !(0..classes as i64).contains(y)) {
+            return Err(BadBatch::Label { label: y, classes });
+        }
         let n = bsz.div_ceil(L);
         while self.chunks.len() < n {
             self.chunks.push(Chunk::new(classes));
@@ -211,8 +220,17 @@ impl LeNet {
             }
         });
         let chunks = &self.chunks[..n];
-        (chunks.iter().map(|c| c.loss).sum(), chunks.iter().map(|c| c.correct).sum())
+        Ok((chunks.iter().map(|c| c.loss).sum(), chunks.iter().map(|c| c.correct).sum()))
     }
+}
+
+/// A batch [`LeNet::gradients`] refuses.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum BadBatch {
+    /// A batch index that is not a row of the `rows` images.
+    Row { row: i64, rows: i64 },
+    /// A label of the batch outside the network's `classes` outputs.
+    Label { label: i64, classes: usize },
 }
 
 /// A phase 2 task: rows of a linear layer (0 to 2: fc1 to fc3), or a pair of conv1's outputs of
@@ -341,7 +359,7 @@ mod tests {
         let classes = net.parameters()[9].1.size()[0] as usize;
         let mut k = LeNet::new(classes, threads).unwrap();
         let ws: [&[f32]; 10] = std::array::from_fn(|i| w[i].as_slice());
-        let (loss, correct) = k.gradients(&ws, &Inputs { images: &images, labels: &labels, index }, features);
+        let (loss, correct) = k.gradients(&ws, &Inputs { images: &images, labels: &labels, index }, features).unwrap();
         (k.grads.to_vec(), loss, correct)
     }
 
@@ -378,6 +396,19 @@ mod tests {
             assert!((loss - want_loss).abs() < 1e-5 * want_loss, "loss sum {loss} against {want_loss}");
             assert_eq!(correct, want_correct);
         }
+    }
+
+    #[test]
+    fn a_row_outside_the_images_or_a_label_outside_the_classes_is_refused() {
+        let (images, w) = (vec![0u8; 3 * IMAGE], param_sizes(4).map(|n| vec![0f32; n]));
+        let ws: [&[f32]; 10] = std::array::from_fn(|i| w[i].as_slice());
+        let mut k = LeNet::new(4, 1).unwrap();
+        let mut grads = |labels: &[i64], index: &[i64]| k.gradients(&ws, &Inputs { images: &images, labels, index }, true).map(|_| ());
+        assert_eq!(grads(&[0, 1, 2], &[0, 3]), Err(BadBatch::Row { row: 3, rows: 3 }));
+        assert_eq!(grads(&[0, 1, 2], &[-1]), Err(BadBatch::Row { row: -1, rows: 3 }));
+        // Label 9 is refused only where the batch uses it.
+        assert_eq!(grads(&[0, 9, 2], &[2, 1]), Err(BadBatch::Label { label: 9, classes: 4 }));
+        assert_eq!(grads(&[0, 9, 2], &[2, 0]), Ok(()));
     }
 
     #[test]
@@ -428,7 +459,7 @@ mod tests {
                 let t = std::time::Instant::now();
                 for s in 0..50 {
                     let index: Vec<i64> = (0..100).map(|i| (i * 7 + s * 100) % 1000).collect();
-                    k.gradients(&ws, &Inputs { images: &images, labels: &labels, index: &index }, true);
+                    k.gradients(&ws, &Inputs { images: &images, labels: &labels, index: &index }, true).unwrap();
                 }
                 if b > 0 {
                     blocks.push(t.elapsed().as_secs_f64() / 50.0);

@@ -16,7 +16,7 @@ use super::{Batch, Step, Tally};
 use crate::{
     config::TrainConfig,
     error::{Error, Result},
-    kernels::lenet::{self, LeNet},
+    kernels::lenet::{self, BadBatch, LeNet},
     model::Net,
 };
 
@@ -101,20 +101,19 @@ impl Step for FastCpu {
             labels: view("the training labels", labels, Kind::Int64)?,
             index: view("the batch index", &index, Kind::Int64)?,
         };
-        let classes = params[9].1.size()[0];
-        let rows = inp.labels.len() as i64;
-        if let Some(r) = inp.index.iter().find(|r| !(0..rows).contains(r)) {
-            return Err(Error::InvalidConfig { field: "batch index", value: r.to_string(), expected: format!("a row of the {rows} training images") });
-        }
-        if let Some(y) = inp.index.iter().map(|&r| inp.labels[r as usize]).find(|y| !(0..classes).contains(y)) {
-            return Err(Error::InvalidConfig { field: "classes", value: classes.to_string(), expected: format!("more than the label {y}") });
-        }
         let mut w = [&[][..]; 10];
         for (w, (name, p)) in w.iter_mut().zip(&params) {
             *w = view(name, p, Kind::Float)?;
         }
         let features = self.trainable[..4].iter().any(|&t| t);
-        let (loss_sum, correct) = self.kernels.gradients(&w, &inp, features);
+        let (loss_sum, correct) = self.kernels.gradients(&w, &inp, features).map_err(|bad| match bad {
+            BadBatch::Row { row, rows } => {
+                Error::InvalidConfig { field: "batch index", value: row.to_string(), expected: format!("a row of the {rows} training images") }
+            }
+            BadBatch::Label { label, classes } => {
+                Error::InvalidConfig { field: "classes", value: classes.to_string(), expected: format!("more than the label {label}") }
+            }
+        })?;
         // optimizer.step(): torch.optim.SGD(momentum, dampening 0), parameter by parameter.
         let (lr, m) = (self.lr as f32, self.momentum as f32);
         for (i, (_, p)) in params.iter().enumerate().filter(|(i, _)| self.trainable[*i]) {
