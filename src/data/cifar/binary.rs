@@ -34,11 +34,6 @@ pub const TEST_FILE: &str = "test_batch.bin";
 /// Class names, one a line.
 pub const META_FILE: &str = "batches.meta.txt";
 
-/// Whether `dir` holds this layout: its first training file, or with `test_only` its test file.
-pub(crate) fn holds(dir: &Path, test_only: bool) -> bool {
-    dir.join(if test_only { TEST_FILE } else { TRAIN_FILES[0] }).is_file()
-}
-
 /// Loads the training and test splits from `dir`, a folder holding the `.bin` files.
 ///
 /// # Errors

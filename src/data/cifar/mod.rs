@@ -42,6 +42,19 @@ impl fmt::Display for Layout {
     }
 }
 
+impl Layout {
+    /// The file that tells this layout's folder: its first training file, or with `test_only`
+    /// its test file.
+    fn marker(self, test_only: bool) -> &'static str {
+        match (self, test_only) {
+            (Layout::Binary, false) => binary::TRAIN_FILES[0],
+            (Layout::Binary, true) => binary::TEST_FILE,
+            (Layout::Python, false) => python::TRAIN_FILES[0],
+            (Layout::Python, true) => python::TEST_FILE,
+        }
+    }
+}
+
 /// A folder holding one layout's files.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Located {
@@ -70,16 +83,17 @@ fn find_for(dir: &Path, test_only: bool) -> Result<Located> {
         (Layout::Python, dir.join(python::SUBDIR)),
         (Layout::Python, dir.to_path_buf()),
     ];
-    let holds = |layout: Layout, d: &Path| match layout {
-        Layout::Binary => binary::holds(d, test_only),
-        Layout::Python => python::holds(d, test_only),
-    };
-    if let Some((layout, d)) = candidates.iter().find(|(layout, d)| holds(*layout, d)) {
+    if let Some((layout, d)) = candidates.iter().find(|(layout, d)| d.join(layout.marker(test_only)).is_file()) {
         return Ok(Located { layout: *layout, dir: d.clone() });
     }
-    let (bin, py) = if test_only { (binary::TEST_FILE, python::TEST_FILE) } else { (binary::TRAIN_FILES[0], python::TRAIN_FILES[0]) };
     Err(Error::DataNotFound {
-        wanted: format!("{bin} (binary layout, {}/) or {py} (python layout, {}/)", binary::SUBDIR, python::SUBDIR),
+        wanted: format!(
+            "{} (binary layout, {}/) or {} (python layout, {}/)",
+            Layout::Binary.marker(test_only),
+            binary::SUBDIR,
+            Layout::Python.marker(test_only),
+            python::SUBDIR
+        ),
         looked: vec![dir.join(binary::SUBDIR), dir.join(python::SUBDIR), dir.to_path_buf()],
         hint: "run `tch-cifar10 download --data-dir DIR` (or `train --download`), or unpack the official \
                cifar-10-binary.tar.gz or cifar-10-python.tar.gz there (torchvision's \

@@ -42,11 +42,6 @@ pub const TEST_FILE: &str = "test_batch";
 /// The pickled metadata, with the class names under `label_names`.
 pub const META_FILE: &str = "batches.meta";
 
-/// Whether `dir` holds this layout: its first training file, or with `test_only` its test file.
-pub(crate) fn holds(dir: &Path, test_only: bool) -> bool {
-    dir.join(if test_only { TEST_FILE } else { TRAIN_FILES[0] }).is_file()
-}
-
 /// Loads the training and test splits from `dir`, a folder holding the pickled batches.
 ///
 /// # Errors
