@@ -89,6 +89,12 @@ impl From<DeviceSpec> for String {
     }
 }
 
+/// The CPUs this process may run on (logical ones: cores, or hardware threads where a core has
+/// several), or `None` where the system does not say.
+pub fn logical_cpus() -> Option<usize> {
+    std::thread::available_parallelism().ok().map(usize::from)
+}
+
 /// A short name for a resolved device, as PyTorch prints it (`cpu`, `cuda:0`).
 pub fn device_name(device: Device) -> String {
     match device {

@@ -67,7 +67,7 @@ pub fn info() -> Info {
         cuda_shim: crate::cuda_graph::status(),
         cuda_devices: tch::Cuda::device_count(),
         threads: tch::get_num_threads(),
-        logical_cpus: std::thread::available_parallelism().map_or(1, |n| n.get()),
+        logical_cpus: crate::device::logical_cpus().unwrap_or(1),
     }
 }
 

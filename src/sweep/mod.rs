@@ -301,7 +301,7 @@ fn trial_args(trial: &Trial) -> Vec<OsString> {
 /// Threads per trial: with `--jobs N` on the CPU, the cores shared out (`--threads` when given);
 /// on a GPU, libtorch's default. Also the line that says what will run.
 fn threads_per_trial(opts: &SweepOptions) -> Result<(Option<usize>, String)> {
-    let cores = std::thread::available_parallelism().map_or(1, usize::from);
+    let cores = crate::device::logical_cpus().unwrap_or(1);
     let device = opts.spec.base.device.resolve()?;
     if device.is_cuda() {
         let threads = opts.spec.base.threads;

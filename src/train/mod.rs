@@ -91,8 +91,7 @@ pub struct Session<'a> {
 pub fn train(cfg: &TrainConfig, train: &Dataset, test: &Dataset, reporter: &mut dyn Reporter, session: Session) -> Result<TrainOutcome> {
     let device = cfg.device.resolve()?;
     if let Some(n) = cfg.threads {
-        let cpus = std::thread::available_parallelism().map_or(n, std::num::NonZeroUsize::get);
-        if n > cpus {
+        if let Some(cpus) = crate::device::logical_cpus().filter(|&cpus| n > cpus) {
             tracing::warn!("--threads {n} is more than this machine's {cpus} CPUs: the extra threads only take turns");
         }
         tch::set_num_threads(n as i32);

@@ -63,8 +63,7 @@ impl FastCpu {
             }
         }
         // More workers than CPUs only take turns (`--threads` may ask for up to 1,024).
-        let cpus = std::thread::available_parallelism().map_or(1, std::num::NonZeroUsize::get);
-        let threads = (tch::get_num_threads().max(1) as usize).min(cpus);
+        let threads = (tch::get_num_threads().max(1) as usize).min(crate::device::logical_cpus().unwrap_or(1));
         let kernels = LeNet::new(classes, threads).map_err(|e| Error::Torch(tch::TchError::Kind(format!("fast CPU kernels: starting {threads} threads: {e}"))))?;
         tracing::debug!("fast CPU kernels: {} worker threads, AVX2+FMA: {}", kernels.threads(), crate::kernels::simd());
         Ok(FastCpu {
