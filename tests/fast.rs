@@ -80,8 +80,7 @@ fn kernels_are_recorded_and_another_choice_is_refused_on_resume() {
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
     let config = std::fs::read_to_string(run.join("config.json")).unwrap();
     assert!(config.contains(r#""kernels": "fast""#), "{config}");
-    // As if killed before its summary (a finished run is not resumed at all).
-    std::fs::remove_file(run.join("summary.json")).unwrap();
+    common::unfinish(&run);
 
     let o = bin().args(["train", "--resume", run.to_str().unwrap(), "--kernels", "reference"]).output().unwrap();
     let err = String::from_utf8_lossy(&o.stderr);

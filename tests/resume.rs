@@ -136,8 +136,8 @@ fn bad_checkpoints_are_named_errors_and_overwrite_nothing() {
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
     let ck_path = run.join(state::FILE);
     let good = std::fs::read(&ck_path).unwrap();
-    // As if killed before its summary: a finished run is refused before its checkpoint is read.
-    std::fs::remove_file(run.join("summary.json")).unwrap();
+    // A finished run is refused before its checkpoint is read.
+    common::unfinish(&run);
 
     // A new run into a directory that holds one is refused.
     let o = bin().args(train_args(data.path(), &run, "1")).output().unwrap();

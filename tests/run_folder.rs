@@ -19,12 +19,6 @@ fn train(data: &Path, out: &Path, extra: &[&str]) -> std::process::Output {
     bin().args(args).args(batch).args(threads).args(extra).output().unwrap()
 }
 
-/// Makes a finished run one killed before its summary (a finished run is not resumed at all),
-/// so that what a resume checks can be tried on it.
-fn unfinish(run: &Path) {
-    std::fs::remove_file(run.join("summary.json")).unwrap();
-}
-
 fn stderr(o: &std::process::Output) -> String {
     String::from_utf8_lossy(&o.stderr).into_owned()
 }
@@ -56,7 +50,7 @@ fn resume_refuses_an_edited_config_naming_the_setting() {
     let data = common::synthetic_cifar(40, 10, 3);
     let run = data.path().join("run");
     assert!(train(data.path(), &run, &["--epochs", "1"]).status.success());
-    unfinish(&run);
+    common::unfinish(&run);
     let original = std::fs::read_to_string(run.join("config.json")).unwrap();
     for (from, to, key) in [(r#""batch_size": 10"#, r#""batch_size": 7"#, "batch_size"), (r#""learning_rate": 0.001"#, r#""learning_rate": 0.5"#, "learning_rate")] {
         assert!(original.contains(from), "{original}");
@@ -94,7 +88,7 @@ fn a_metrics_line_lost_to_a_kill_comes_back_on_resume() {
     // As after `kill -9` during the final test evaluation: the checkpoint says 2 epochs, the
     // metrics file has 1, and there is no summary yet.
     std::fs::write(run.join("metrics.jsonl"), format!("{}\n", lines[0])).unwrap();
-    std::fs::remove_file(run.join("summary.json")).unwrap();
+    common::unfinish(&run);
     let o = bin().args(["train", "--resume", run.to_str().unwrap(), "-q"]).output().unwrap();
     assert!(o.status.success(), "{}", stderr(&o));
     assert_eq!(std::fs::read_to_string(run.join("metrics.jsonl")).unwrap(), whole);
@@ -121,7 +115,7 @@ fn resume_on_other_data_is_refused_naming_both() {
     let other = common::synthetic_cifar(30, 10, 3);
     let run = data.path().join("run");
     assert!(train(data.path(), &run, &["--epochs", "1"]).status.success());
-    unfinish(&run);
+    common::unfinish(&run);
     // The training files change under the run.
     let bin = |d: &Path| d.join("cifar-10-batches-bin");
     for f in std::fs::read_dir(bin(other.path())).unwrap() {
@@ -160,7 +154,7 @@ fn a_run_with_a_relative_data_dir_resumes_elsewhere_with_data_dir() {
         .unwrap();
     assert!(o.status.success(), "{}", stderr(&o));
     let run = data.path().join("run");
-    unfinish(&run);
+    common::unfinish(&run);
     // From another folder "." is not the data; --data-dir says where it is.
     let o = bin().current_dir("/").args(["train", "--resume", run.to_str().unwrap(), "-q"]).output().unwrap();
     assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
