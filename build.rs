@@ -15,6 +15,10 @@
 //!   (see [`cuda_includes`]). Otherwise a cargo warning says what is missing, and the binary
 //!   builds without it. `TCH_CIFAR10_CUDA_SHIM_BUILT` is the shim's path in `OUT_DIR`, or empty;
 //!   `TCH_CIFAR10_CUDA_SHIM_SKIPPED` says why it was not built (empty when it was).
+//! * The ops shim (`csrc/ops.cpp`: `add_` with `alpha`, `addcmul_`/`addcdiv_` with `value`, a
+//!   gradient set to None; see `src/ops.rs`), compiled against libtorch's headers into a
+//!   static library linked into the crate. It is required: without `LIBTORCH` the build stops
+//!   with a message.
 //! * `$OUT_DIR/onnx_proto/`: Rust types for ONNX's protobuf messages, generated from the
 //!   vendored `src/export/onnx.proto` by rust-protobuf's pure-Rust codegen (no `protoc`), for
 //!   `export --format onnx` (see `src/export/onnx.rs`).
@@ -24,6 +28,8 @@ use std::path::{Path, PathBuf};
 /// The shim's source and the name of the library it becomes.
 const SHIM_SOURCE: &str = "csrc/cuda_shim.cpp";
 const SHIM_LIBRARY: &str = "libtch_cifar10_cuda.so";
+/// The ops shim (linked statically, CPU and CUDA alike).
+const OPS_SOURCE: &str = "csrc/ops.cpp";
 /// Extra CUDA include folders (`:`-separated), for a libtorch that is not the PyPI wheel that
 /// `scripts/setup-libtorch` installs (for example a libtorch zip with a CUDA toolkit's
 /// `include`, which holds `cuda_runtime_api.h`, `crt/host_config.h` and `nv/target`).
@@ -37,6 +43,7 @@ fn main() {
     println!("cargo:rerun-if-env-changed={INCLUDE_ENV}");
     println!("cargo:rerun-if-changed=build.rs");
     println!("cargo:rerun-if-changed={SHIM_SOURCE}");
+    println!("cargo:rerun-if-changed={OPS_SOURCE}");
     println!("cargo:rerun-if-changed={ONNX_PROTO}");
     protobuf_codegen::Codegen::new()
         .pure()
@@ -45,11 +52,9 @@ fn main() {
         .cargo_out_dir("onnx_proto")
         .run_from_script();
     let Some(libtorch) = std::env::var_os("LIBTORCH").map(PathBuf::from) else {
-        println!("cargo:rustc-env=TCH_CIFAR10_LIBTORCH_VERSION=unknown");
-        println!("cargo:rustc-env=TCH_CIFAR10_LIBTORCH_DIR=");
-        shim_not_built("LIBTORCH is not set at build time");
-        return;
+        panic!("LIBTORCH is not set: the ops shim ({OPS_SOURCE}) needs libtorch's headers (run scripts/setup-libtorch, or set LIBTORCH)");
     };
+    build_ops(&libtorch);
     let version = std::fs::read_to_string(libtorch.join("version.py"))
         .ok()
         .and_then(|s| s.lines().find_map(|l| l.strip_prefix("__version__ = '").map(|v| v.trim_end_matches('\'').to_string())))
@@ -66,6 +71,21 @@ fn main() {
         }
         Err(why) => shim_not_built(&why),
     }
+}
+
+/// Compiles `csrc/ops.cpp` against `libtorch`'s headers into a static library that cargo links
+/// into the crate (its symbols resolve against libtorch_cpu and c10, which tch links).
+fn build_ops(libtorch: &Path) {
+    cc::Build::new()
+        .cpp(true)
+        .file(OPS_SOURCE)
+        .include(libtorch.join("include"))
+        .include(libtorch.join("include/torch/csrc/api/include"))
+        .flag("-std=c++17")
+        .define("_GLIBCXX_USE_CXX11_ABI", "1")
+        .opt_level(2)
+        .warnings(false)
+        .compile("tch_cifar10_ops");
 }
 
 /// Records (and warns) that the shim was not built, and why.

@@ -209,7 +209,10 @@ def main(argv=None):
     p.add_argument("--bin", default=None, help="the tch-cifar10 binary [build and use target/release/tch-cifar10]")
     p.add_argument("--reuse", action="store_true", help="do not run anything: compare again the outputs already in --out (the run options are ignored)")
     p.add_argument("--json", action="store_true", help="print the comparison as JSON")
-    args = p.parse_args(argv)
+    p.epilog = ("Any other flag is a recipe flag that both programs take with the same name "
+                "(--augment crop-flip, --optimizer adamw, --lr-schedule cosine, ...; see "
+                "`scripts/pytorch_reference.py --help`) and is passed to both.")
+    args, recipe = p.parse_known_args(argv)
     if args.reuse and not args.out:
         p.error("--reuse needs --out")
     for name in ("epochs", "threads", "eval_every"):
@@ -240,7 +243,7 @@ def main(argv=None):
         if binary is None:
             run(["cargo", "build", "--release", "--quiet"], os.path.join(out, "build.log"))
             binary = os.path.join(REPO, "target", "release", "tch-cifar10")
-        common = ["--epochs", str(args.epochs), "--seed", str(args.seed), "--device", args.device]
+        common = ["--epochs", str(args.epochs), "--seed", str(args.seed), "--device", args.device, *recipe]
         if args.threads:
             common += ["--threads", str(args.threads)]
         if args.eval_every:
@@ -264,7 +267,7 @@ def main(argv=None):
             die(f"{config_path}: {e} (run without --reuse first)")
     else:
         config = {"data_dir": args.data_dir, "epochs": args.epochs, "seed": args.seed, "device": args.device,
-                  "threads": args.threads, "eval_every": args.eval_every}
+                  "threads": args.threads, "eval_every": args.eval_every, "recipe": recipe}
         with open(config_path, "w") as f:
             json.dump(config, f)
     try:
@@ -277,8 +280,9 @@ def main(argv=None):
     else:
         c = config
         threads = f"{c['threads']} thread(s)" if c["threads"] else "default threads"
+        flags = " ".join(c.get("recipe") or []) or "the reference recipe"
         print_report(r, f"compare-pytorch: {c['device']}, {threads}, seed {c['seed']}, {c['epochs']} epoch(s), "
-                        f"data {c['data_dir']}; outputs in {out}")
+                        f"{flags}, data {c['data_dir']}; outputs in {out}")
     return 0 if r["identical"] else 1
 
 

@@ -25,12 +25,25 @@ Changes to the program as it was handed around, none of which changes a number:
   * `--save-params PATH` saves the final parameters as safetensors (`conv1.weight` ...);
   * `--deterministic` sets `torch.backends.cudnn.deterministic = True` and `benchmark = False`
     (repeatable runs on a GPU, as tch-cifar10's `train --deterministic`; nothing changes on the
-    CPU).
+    CPU);
+  * the recipe flags of `tch-cifar10 train`, with the same names and defaults (the defaults are
+    the program as written), each built from PyTorch's and torchvision's own classes:
+    `--augment crop-flip`, `--random-crop PAD`, `--hflip` (torchvision's `RandomCrop(32,
+    padding=PAD)` and `RandomHorizontalFlip()` before `ToTensor()`, training set only);
+    `--optimizer sgd|adam|adamw`, `--lr`, `--momentum`, `--weight-decay`, `--dampening`,
+    `--nesterov`, `--betas`, `--eps`, `--amsgrad` (`optim.SGD`, `Adam`, `AdamW`);
+    `--label-smoothing` (`CrossEntropyLoss(label_smoothing=...)`); `--lr-schedule
+    step|multistep|cosine|onecycle|piecewise|constant` with `--step-size`, `--gamma`,
+    `--milestones`, `--lr-factors`, `--eta-min`, `--pct-start`, `--div-factor`,
+    `--final-div-factor`, `--cycle-momentum`, and `--warmup-epochs`/`--warmup-start-factor`
+    (`StepLR`, `MultiStepLR`, `CosineAnnealingLR`, `OneCycleLR` stepped after every batch,
+    `LambdaLR`, `LinearLR` + `SequentialLR`). See `build_recipe`.
 
 Run it with the Python that scripts/setup-libtorch installs: `.torch-venv/bin/python`.
 """
 
 import argparse
+import bisect
 import json
 import sys
 import time
@@ -71,8 +84,9 @@ class Net(nn.Module):
         return x
 
 
-def train(net, trainloader, criterion, optimizer, device):
-    """One epoch; returns (train_loss, train_acc, every step's loss)."""
+def train(net, trainloader, criterion, optimizer, device, batch_scheduler=None):
+    """One epoch; returns (train_loss, train_acc, every step's loss). `batch_scheduler` (OneCycleLR)
+    steps after every batch."""
     net.train()
     running_loss = 0.0
     correct = 0
@@ -86,6 +100,8 @@ def train(net, trainloader, criterion, optimizer, device):
         loss = criterion(outputs, labels)
         loss.backward()
         optimizer.step()
+        if batch_scheduler is not None:
+            batch_scheduler.step()
 
         step_losses.append(loss.item())
         running_loss += step_losses[-1]
@@ -147,6 +163,87 @@ def set_deterministic(args):
         torch.backends.cudnn.benchmark = False
 
 
+def add_recipe_args(p):
+    """tch-cifar10's recipe flags (same names, same defaults: the program as written)."""
+    g = p.add_argument_group("recipe (tch-cifar10 train's flags, built from PyTorch's classes)")
+    g.add_argument("--augment", choices=["none", "crop-flip"], default="none", help="crop-flip: --random-crop 4 --hflip")
+    g.add_argument("--random-crop", type=int, default=None, metavar="PAD", help="RandomCrop(32, padding=PAD)")
+    g.add_argument("--hflip", action="store_true", help="RandomHorizontalFlip()")
+    g.add_argument("--optimizer", choices=["sgd", "adam", "adamw"], default="sgd")
+    g.add_argument("--lr", type=float, default=0.001)
+    g.add_argument("--momentum", type=float, default=0.9, help="SGD's momentum")
+    g.add_argument("--weight-decay", type=float, default=None, help="[the class's default: 0, AdamW 0.01]")
+    g.add_argument("--dampening", type=float, default=0.0)
+    g.add_argument("--nesterov", action="store_true")
+    g.add_argument("--betas", default="0.9,0.999")
+    g.add_argument("--eps", type=float, default=1e-8)
+    g.add_argument("--amsgrad", action="store_true")
+    g.add_argument("--label-smoothing", type=float, default=0.0)
+    g.add_argument("--lr-schedule", choices=["step", "multistep", "cosine", "onecycle", "piecewise", "constant"], default="step")
+    g.add_argument("--step-size", type=int, default=20)
+    g.add_argument("--gamma", type=float, default=0.1)
+    g.add_argument("--milestones", default="", help="comma-separated epochs")
+    g.add_argument("--lr-factors", default="", help="comma-separated factors (piecewise)")
+    g.add_argument("--eta-min", type=float, default=0.0)
+    g.add_argument("--warmup-epochs", type=int, default=0)
+    g.add_argument("--warmup-start-factor", type=float, default=1.0 / 3)
+    g.add_argument("--pct-start", type=float, default=0.3)
+    g.add_argument("--div-factor", type=float, default=25.0)
+    g.add_argument("--final-div-factor", type=float, default=1e4)
+    g.add_argument("--cycle-momentum", choices=["true", "false"], default="true")
+
+
+def train_transform(args):
+    """The training set's transforms: the augmentation asked for, then ToTensor + Normalize."""
+    crop = 4 if args.augment == "crop-flip" else args.random_crop
+    hflip = args.augment == "crop-flip" or args.hflip
+    steps = []
+    if crop is not None:
+        steps.append(transforms.RandomCrop(32, padding=crop))
+    if hflip:
+        steps.append(transforms.RandomHorizontalFlip())
+    return transforms.Compose(steps + [transforms.ToTensor(), transforms.Normalize((0.5, 0.5, 0.5), (0.5, 0.5, 0.5))])
+
+
+def build_recipe(args, net, steps_per_epoch):
+    """(criterion, optimizer, scheduler stepped per epoch or None, scheduler stepped per batch or
+    None), from PyTorch's own classes."""
+    criterion = nn.CrossEntropyLoss(label_smoothing=args.label_smoothing)
+    betas = tuple(float(b) for b in args.betas.split(","))
+    if args.optimizer == "sgd":
+        wd = 0.0 if args.weight_decay is None else args.weight_decay
+        optimizer = optim.SGD(net.parameters(), lr=args.lr, momentum=args.momentum, dampening=args.dampening,
+                              weight_decay=wd, nesterov=args.nesterov)
+    else:
+        cls = optim.Adam if args.optimizer == "adam" else optim.AdamW
+        kw = {} if args.weight_decay is None else {"weight_decay": args.weight_decay}
+        optimizer = cls(net.parameters(), lr=args.lr, betas=betas, eps=args.eps, amsgrad=args.amsgrad, **kw)
+    milestones = [int(m) for m in args.milestones.split(",") if m]
+    factors = [float(f) for f in args.lr_factors.split(",") if f]
+    sched = optim.lr_scheduler
+    warmup = None
+    if args.warmup_epochs:
+        warmup = sched.LinearLR(optimizer, start_factor=args.warmup_start_factor, total_iters=args.warmup_epochs)
+    kind = args.lr_schedule
+    if kind == "step":
+        main = sched.StepLR(optimizer, step_size=args.step_size, gamma=args.gamma)
+    elif kind == "multistep":
+        main = sched.MultiStepLR(optimizer, milestones=milestones, gamma=args.gamma)
+    elif kind == "cosine":
+        main = sched.CosineAnnealingLR(optimizer, T_max=args.epochs - args.warmup_epochs, eta_min=args.eta_min)
+    elif kind == "piecewise":
+        main = sched.LambdaLR(optimizer, lambda e: factors[bisect.bisect_right(milestones, e)])
+    elif kind == "onecycle":
+        return criterion, optimizer, None, sched.OneCycleLR(
+            optimizer, max_lr=args.lr, epochs=args.epochs, steps_per_epoch=steps_per_epoch, pct_start=args.pct_start,
+            div_factor=args.div_factor, final_div_factor=args.final_div_factor, cycle_momentum=args.cycle_momentum == "true")
+    else:
+        main = sched.LambdaLR(optimizer, lambda e: 1.0) if warmup else None
+    if warmup:
+        main = sched.SequentialLR(optimizer, [warmup, main], milestones=[args.warmup_epochs])
+    return criterion, optimizer, main, None
+
+
 def parse_args(argv=None, extra=None):
     """The flags; `extra(parser)` may add a script's own."""
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -162,6 +259,7 @@ def parse_args(argv=None, extra=None):
     p.add_argument("--steps-jsonl", default=None, metavar="PATH", help="every step's loss as JSON lines (- for stdout)")
     p.add_argument("--save-params", default=None, metavar="PATH", help="save the final parameters as safetensors")
     p.add_argument("--deterministic", action="store_true", help="cuDNN deterministic, no benchmark search (repeatable GPU runs)")
+    add_recipe_args(p)
     args = p.parse_args(argv)
     for name in ("epochs", "threads", "eval_every"):
         v = getattr(args, name)
@@ -190,7 +288,7 @@ def main(argv=None):
          transforms.Normalize((0.5, 0.5, 0.5), (0.5, 0.5, 0.5))])
     batch_size = 100
     try:
-        trainset = CIFAR10(root=args.data_dir, train=True, download=False, transform=transform)
+        trainset = CIFAR10(root=args.data_dir, train=True, download=False, transform=train_transform(args))
         testset = CIFAR10(root=args.data_dir, train=False, download=False, transform=transform)
     except RuntimeError as e:
         sys.exit(f"error: {e} (looked in {args.data_dir}/cifar-10-batches-py)")
@@ -201,25 +299,27 @@ def main(argv=None):
     if args.seed is not None:
         torch.manual_seed(args.seed)
     net = Net(len(classes)).to(device)
-    criterion = nn.CrossEntropyLoss()
-    optimizer = optim.SGD(net.parameters(), lr=0.001, momentum=0.9)
-    scheduler = optim.lr_scheduler.StepLR(optimizer, step_size=20, gamma=0.1)
+    # The reference: CrossEntropyLoss(), SGD(lr=0.001, momentum=0.9), StepLR(step_size=20, gamma=0.1).
+    criterion, optimizer, scheduler, batch_scheduler = build_recipe(args, net, len(trainloader))
 
     start = time.perf_counter()
     for epoch in range(args.epochs):
         lr = optimizer.param_groups[0]["lr"]
         t0 = time.perf_counter()
-        train_loss, train_acc, step_losses = train(net, trainloader, criterion, optimizer, device)
+        train_loss, train_acc, step_losses = train(net, trainloader, criterion, optimizer, device, batch_scheduler)
         if device.type == "cuda":
             torch.cuda.synchronize(device)
         seconds = time.perf_counter() - t0
-        scheduler.step()
+        if scheduler is not None:
+            scheduler.step()
         say(f"[{epoch + 1}] lr: {lr:.0e} train loss: {train_loss:.4f} train acc: {100 * train_acc:.2f} % ({seconds:.2f} s)")
         record = {"epoch": epoch + 1, "lr": lr, "train_loss": train_loss, "train_acc": train_acc,
                   "seconds": seconds, "images_per_sec": len(trainset) / seconds, "device": device_name}
         last = epoch + 1 == args.epochs
         if last or (args.eval_every and (epoch + 1) % args.eval_every == 0):
-            test_loss, test_acc, per_class = test(net, testloader, criterion, classes, device)
+            # The test loss is the plain cross-entropy (NLL) whatever the training objective, as
+            # tch-cifar10 reports it, so that runs with and without label smoothing compare.
+            test_loss, test_acc, per_class = test(net, testloader, nn.CrossEntropyLoss(), classes, device)
             record.update(test_loss=test_loss, test_acc=test_acc)
             if not last:
                 say(f"[{epoch + 1}] test loss: {test_loss:.4f} test acc: {100 * test_acc:.2f} %")

@@ -12,7 +12,8 @@ use tch_cifar10::{
         space::{self, Param, Space, Spec},
         SweepOptions, SweepRequest, SweepSpec,
     },
-    config::{CudaGraphs, Freeze, Kernels},
+    config::{CudaGraphs, Freeze, Kernels, RecipeConfig},
+    recipe::{optim::OptimizerKind, schedule::LrScheduleKind},
     data::download::{CIFAR10_URL, DEFAULT_MAX_DOWNLOAD_BYTES, MAX_BYTES_ENV, MD5_ENV, SHA256_ENV, URL_ENV},
     eval::EvalOptions,
     export::{self, ExportFormat, ExportOptions},
@@ -159,7 +160,10 @@ pub struct TrainArgs {
     #[arg(long, value_name = "DIR", conflicts_with_all = [
         "epochs", "batch_size", "lr", "momentum", "step_size", "gamma", "seed",
         "eval_every", "checkpoint_every", "out", "dataset", "resize_filter", "download", "val_size",
-        "early_stop_patience", "steps_jsonl", "tensorboard",
+        "early_stop_patience", "steps_jsonl", "tensorboard", "augment", "random_crop", "hflip", "optimizer",
+        "weight_decay", "dampening", "nesterov", "betas", "eps", "amsgrad", "label_smoothing", "lr_schedule",
+        "milestones", "lr_factors", "eta_min", "warmup_epochs", "warmup_start_factor", "pct_start", "div_factor",
+        "final_div_factor", "cycle_momentum",
     ])]
     pub resume: Option<PathBuf>,
     /// Also write TensorBoard event files (per-epoch loss, accuracy and learning rate, and the
@@ -170,6 +174,133 @@ pub struct TrainArgs {
     /// scripts/compare-pytorch and scripts/compare_kernels.py).
     #[arg(long, value_name = "PATH")]
     pub steps_jsonl: Option<PathBuf>,
+    #[command(flatten)]
+    pub recipe: RecipeArgs,
+}
+
+/// `--augment`: a named set of augmentations.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum AugmentPreset {
+    /// None (the reference).
+    None,
+    /// The standard CIFAR-10 augmentation: RandomCrop(32, padding=4) and RandomHorizontalFlip().
+    CropFlip,
+}
+
+/// The recipe flags of `train`, `finetune` and `sweep` (see `docs/recipes.md`); each names
+/// PyTorch's argument, and each default is the reference program's.
+#[derive(Debug, Clone, Args)]
+#[command(next_help_heading = "Recipe (augmentation, optimizer, schedule, loss)")]
+pub struct RecipeArgs {
+    /// crop-flip: torchvision's RandomCrop(32, padding=4) + RandomHorizontalFlip() on each
+    /// training image (the same as --random-crop 4 --hflip); none [default: none].
+    #[arg(long, value_enum, value_name = "PRESET", conflicts_with_all = ["random_crop", "hflip"])]
+    pub augment: Option<AugmentPreset>,
+    /// RandomCrop(32, padding=PAD): pad each training image with PAD zero pixels, cut a random
+    /// 32x32 window.
+    #[arg(long, value_name = "PAD")]
+    pub random_crop: Option<u32>,
+    /// RandomHorizontalFlip(): mirror each training image with probability 0.5.
+    #[arg(long)]
+    pub hflip: bool,
+    /// The torch.optim class: sgd (the reference), adam, adamw.
+    #[arg(long, value_enum, default_value_t = RecipeConfig::default().optimizer)]
+    pub optimizer: OptimizerKind,
+    /// weight_decay: L2 added to the gradient (sgd, adam) or decoupled (adamw) [default: 0,
+    /// adamw 0.01].
+    #[arg(long, value_name = "X", allow_negative_numbers = true)]
+    pub weight_decay: Option<f64>,
+    /// SGD's dampening of the momentum.
+    #[arg(long, value_name = "X", default_value_t = RecipeConfig::default().dampening, allow_negative_numbers = true)]
+    pub dampening: f64,
+    /// SGD's Nesterov momentum (needs a momentum and zero dampening).
+    #[arg(long)]
+    pub nesterov: bool,
+    /// Adam's and AdamW's betas [default: 0.9,0.999].
+    #[arg(long, value_name = "B1,B2", value_parser = parse_betas, allow_negative_numbers = true)]
+    pub betas: Option<(f64, f64)>,
+    /// Adam's and AdamW's eps.
+    #[arg(long, value_name = "X", default_value_t = RecipeConfig::default().eps, allow_negative_numbers = true)]
+    pub eps: f64,
+    /// Adam's and AdamW's AMSGrad variant.
+    #[arg(long)]
+    pub amsgrad: bool,
+    /// CrossEntropyLoss(label_smoothing=EPS), in [0, 1).
+    #[arg(long, value_name = "EPS", default_value_t = RecipeConfig::default().label_smoothing, allow_negative_numbers = true)]
+    pub label_smoothing: f64,
+    /// The learning-rate schedule: step (StepLR, the reference), multistep (MultiStepLR),
+    /// cosine (CosineAnnealingLR over the run), onecycle (OneCycleLR with max_lr = --lr, stepped
+    /// every batch), piecewise (LambdaLR: --lr times --lr-factors between --milestones),
+    /// constant.
+    #[arg(long, value_enum, value_name = "SCHEDULE", default_value_t = RecipeConfig::default().lr_schedule)]
+    pub lr_schedule: LrScheduleKind,
+    /// multistep and piecewise: the epochs where the rate changes, counted after the warm-up
+    /// (for example 20,40).
+    #[arg(long, value_name = "EPOCHS", value_delimiter = ',')]
+    pub milestones: Vec<usize>,
+    /// piecewise: the factor of --lr before the first milestone, after it, ... (one more than
+    /// the milestones; the tutorial's function is --lr 0.001 --milestones 20,40 --lr-factors 1,10,1).
+    #[arg(long, value_name = "FACTORS", value_delimiter = ',', allow_negative_numbers = true)]
+    pub lr_factors: Vec<f64>,
+    /// cosine: eta_min, the last rate.
+    #[arg(long, value_name = "X", default_value_t = RecipeConfig::default().eta_min, allow_negative_numbers = true)]
+    pub eta_min: f64,
+    /// A linear warm-up over the first N epochs (LinearLR, then the schedule through
+    /// SequentialLR).
+    #[arg(long, value_name = "N", default_value_t = RecipeConfig::default().warmup_epochs)]
+    pub warmup_epochs: usize,
+    /// The warm-up's first factor of --lr (LinearLR's start_factor) [default: 1/3].
+    #[arg(long, value_name = "X", allow_negative_numbers = true)]
+    pub warmup_start_factor: Option<f64>,
+    /// onecycle: pct_start, the fraction of the steps that raise the rate.
+    #[arg(long, value_name = "X", default_value_t = RecipeConfig::default().pct_start, allow_negative_numbers = true)]
+    pub pct_start: f64,
+    /// onecycle: div_factor; the first rate is --lr / div_factor.
+    #[arg(long, value_name = "X", default_value_t = RecipeConfig::default().div_factor, allow_negative_numbers = true)]
+    pub div_factor: f64,
+    /// onecycle: final_div_factor; the last rate is the first / final_div_factor.
+    #[arg(long, value_name = "X", default_value_t = RecipeConfig::default().final_div_factor, allow_negative_numbers = true)]
+    pub final_div_factor: f64,
+    /// onecycle: cycle_momentum, SGD's momentum (or Adam's beta1) from 0.95 to 0.85 and back.
+    #[arg(long, value_name = "BOOL", default_value_t = RecipeConfig::default().cycle_momentum, action = ArgAction::Set)]
+    pub cycle_momentum: bool,
+}
+
+/// `--betas B1,B2`.
+fn parse_betas(text: &str) -> Result<(f64, f64), String> {
+    let parts: Vec<&str> = text.split(',').collect();
+    let [b1, b2] = parts[..] else { return Err(format!("expected two numbers B1,B2, got {text:?}")) };
+    let num = |t: &str| t.trim().parse::<f64>().map_err(|e| format!("{t:?}: {e}"));
+    Ok((num(b1)?, num(b2)?))
+}
+
+impl From<RecipeArgs> for RecipeConfig {
+    fn from(a: RecipeArgs) -> RecipeConfig {
+        let d = RecipeConfig::default();
+        let crop_flip = a.augment == Some(AugmentPreset::CropFlip);
+        RecipeConfig {
+            random_crop: if crop_flip { Some(4) } else { a.random_crop },
+            hflip: crop_flip || a.hflip,
+            optimizer: a.optimizer,
+            weight_decay: a.weight_decay,
+            dampening: a.dampening,
+            nesterov: a.nesterov,
+            betas: a.betas.unwrap_or(d.betas),
+            eps: a.eps,
+            amsgrad: a.amsgrad,
+            label_smoothing: a.label_smoothing,
+            lr_schedule: a.lr_schedule,
+            milestones: a.milestones,
+            lr_factors: a.lr_factors,
+            eta_min: a.eta_min,
+            warmup_epochs: a.warmup_epochs,
+            warmup_start_factor: a.warmup_start_factor.unwrap_or(d.warmup_start_factor),
+            pct_start: a.pct_start,
+            div_factor: a.div_factor,
+            final_div_factor: a.final_div_factor,
+            cycle_momentum: a.cycle_momentum,
+        }
+    }
 }
 
 /// `sweep`'s flags: the search space, the sweep's own options, and every `train` flag (which
@@ -354,6 +485,7 @@ impl From<TrainArgs> for TrainConfig {
             kernels: a.kernels.unwrap_or_default(),
             cuda_graphs: a.cuda_graphs.unwrap_or_default(),
             deterministic: a.deterministic,
+            recipe: a.recipe.into(),
         }
     }
 }
@@ -687,9 +819,52 @@ mod tests {
             kernels: Kernels::Fast,
             cuda_graphs: CudaGraphs::Off,
             deterministic: true,
+            recipe: RecipeConfig {
+                random_crop: Some(4),
+                hflip: true,
+                weight_decay: Some(5e-4),
+                nesterov: true,
+                label_smoothing: 0.1,
+                lr_schedule: LrScheduleKind::Cosine,
+                eta_min: 1e-5,
+                warmup_epochs: 2,
+                warmup_start_factor: 0.25,
+                ..RecipeConfig::default()
+            },
         };
         let train = TrainConfig { init_from: None, freeze: Freeze::None, ..every_field.clone() };
-        for cfg in [every_field, train, TrainConfig::default()] {
+        let adamw = TrainConfig {
+            recipe: RecipeConfig {
+                optimizer: OptimizerKind::Adamw,
+                betas: (0.8, 0.99),
+                eps: 1e-7,
+                amsgrad: true,
+                random_crop: Some(0),
+                lr_schedule: LrScheduleKind::Onecycle,
+                pct_start: 0.25,
+                div_factor: 10.0,
+                final_div_factor: 100.0,
+                cycle_momentum: false,
+                ..RecipeConfig::default()
+            },
+            ..TrainConfig::default()
+        };
+        let piecewise = TrainConfig {
+            recipe: RecipeConfig {
+                optimizer: OptimizerKind::Adam,
+                dampening: 0.0,
+                lr_schedule: LrScheduleKind::Piecewise,
+                milestones: vec![2, 4],
+                lr_factors: vec![1.0, 10.0, 0.5],
+                ..RecipeConfig::default()
+            },
+            ..TrainConfig::default()
+        };
+        let multistep = TrainConfig {
+            recipe: RecipeConfig { dampening: 0.5, lr_schedule: LrScheduleKind::Multistep, milestones: vec![3], ..RecipeConfig::default() },
+            ..TrainConfig::default()
+        };
+        for cfg in [every_field, train, TrainConfig::default(), adamw, piecewise, multistep] {
             let args = std::iter::once("tch-cifar10".into()).chain(to_args(&cfg));
             let parsed = match Cli::try_parse_from(args).unwrap().command {
                 Command::Train(a) => TrainConfig::from(a),

@@ -9,6 +9,12 @@ use crate::{
     data::{folder::ResizeFilter, DatasetKind},
     device::DeviceSpec,
     error::{Error, Result},
+    recipe::{
+        augment::{Augment, MAX_PADDING},
+        loss::Objective,
+        optim::{OptimizerKind, OptimizerSpec},
+        schedule::{LrScheduleKind, ScheduleSpec},
+    },
 };
 
 /// PyTorch's default CPU generator seed (`torch.initial_seed()` in a fresh process): the
@@ -126,6 +132,109 @@ pub struct TrainConfig {
     /// Also write TensorBoard event files into the run directory (`report::tensorboard`).
     #[serde(default)]
     pub tensorboard: bool,
+    /// Augmentation, optimizer, schedule and loss beyond the tutorial (the default: the
+    /// reference's).
+    #[serde(default)]
+    pub recipe: RecipeConfig,
+}
+
+/// The training recipe: augmentation ([`crate::recipe::augment`]), the optimizer
+/// ([`crate::recipe::optim`]), the learning-rate schedule ([`crate::recipe::schedule`]) and label
+/// smoothing ([`crate::recipe::loss`]). `Default` is the reference program: no augmentation,
+/// `SGD(momentum)` (with [`TrainConfig::momentum`]), `StepLR` (with `step_size` and `gamma`),
+/// plain cross-entropy. Every field names PyTorch's argument.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct RecipeConfig {
+    /// `RandomCrop(32, padding=P)` of each training image: `Some(P)`.
+    pub random_crop: Option<u32>,
+    /// `RandomHorizontalFlip()` of each training image.
+    pub hflip: bool,
+    /// `torch.optim` class.
+    pub optimizer: OptimizerKind,
+    /// `weight_decay`; `None`: the class's default (0, AdamW 0.01).
+    pub weight_decay: Option<f64>,
+    /// SGD's `dampening`.
+    pub dampening: f64,
+    /// SGD's `nesterov`.
+    pub nesterov: bool,
+    /// Adam's and AdamW's `betas`.
+    pub betas: (f64, f64),
+    /// Adam's and AdamW's `eps`.
+    pub eps: f64,
+    /// Adam's and AdamW's `amsgrad`.
+    pub amsgrad: bool,
+    /// `CrossEntropyLoss(label_smoothing=...)`.
+    pub label_smoothing: f64,
+    /// The learning-rate schedule.
+    pub lr_schedule: LrScheduleKind,
+    /// `multistep` and `piecewise`: epochs (of the main schedule) where the rate changes.
+    pub milestones: Vec<usize>,
+    /// `piecewise`: the factor of `lr` before the first milestone, after it, ...
+    pub lr_factors: Vec<f64>,
+    /// `cosine`: `eta_min`.
+    pub eta_min: f64,
+    /// Epochs of `LinearLR` warm-up in front of the schedule (0: none).
+    pub warmup_epochs: usize,
+    /// The warm-up's `start_factor` (PyTorch's default, 1/3).
+    pub warmup_start_factor: f64,
+    /// `onecycle`: `pct_start`.
+    pub pct_start: f64,
+    /// `onecycle`: `div_factor` (the first rate is `lr / div_factor`).
+    pub div_factor: f64,
+    /// `onecycle`: `final_div_factor` (the last rate is the first `/ final_div_factor`).
+    pub final_div_factor: f64,
+    /// `onecycle`: `cycle_momentum` (SGD's momentum or Adam's beta1 between 0.85 and 0.95).
+    pub cycle_momentum: bool,
+}
+
+impl Default for RecipeConfig {
+    fn default() -> Self {
+        RecipeConfig {
+            random_crop: None,
+            hflip: false,
+            optimizer: OptimizerKind::Sgd,
+            weight_decay: None,
+            dampening: 0.0,
+            nesterov: false,
+            betas: (0.9, 0.999),
+            eps: 1e-8,
+            amsgrad: false,
+            label_smoothing: 0.0,
+            lr_schedule: LrScheduleKind::Step,
+            milestones: Vec::new(),
+            lr_factors: Vec::new(),
+            eta_min: 0.0,
+            warmup_epochs: 0,
+            warmup_start_factor: 1.0 / 3.0,
+            pct_start: 0.3,
+            div_factor: 25.0,
+            final_div_factor: 1e4,
+            cycle_momentum: true,
+        }
+    }
+}
+
+impl RecipeConfig {
+    /// Whether this is the reference program's recipe.
+    pub fn is_reference(&self) -> bool {
+        *self == RecipeConfig::default()
+    }
+
+    /// The augmentation of training samples.
+    pub fn augment(&self) -> Augment {
+        Augment { random_crop: self.random_crop, hflip: self.hflip }
+    }
+
+    /// The loss.
+    pub fn objective(&self) -> Objective {
+        Objective { label_smoothing: self.label_smoothing }
+    }
+
+    /// `weight_decay`, the class's default when not set.
+    pub fn weight_decay(&self) -> f64 {
+        self.weight_decay.unwrap_or_else(|| self.optimizer.default_weight_decay())
+    }
 }
 
 impl Default for TrainConfig {
@@ -154,6 +263,7 @@ impl Default for TrainConfig {
             deterministic: false,
             out_dir: None,
             tensorboard: false,
+            recipe: RecipeConfig::default(),
         }
     }
 }
@@ -210,7 +320,163 @@ impl TrainConfig {
             Some(p) if self.val_size == 0 => return bad("early-stop-patience", p, "needs a validation split (--val-size N)"),
             _ => {}
         }
-        Ok(())
+        self.validate_recipe()
+    }
+
+    /// The recipe's checks: ranges, and flags that do not apply to the chosen optimizer or
+    /// schedule (given with a value other than their default).
+    fn validate_recipe(&self) -> Result<()> {
+        fn bad(field: &'static str, value: impl ToString, expected: &str) -> Result<()> {
+            Err(Error::InvalidConfig { field, value: value.to_string(), expected: expected.to_string() })
+        }
+        let (r, d) = (&self.recipe, RecipeConfig::default());
+        let finite_non_negative = |x: f64| x.is_finite() && x >= 0.0;
+        let unit = |x: f64| x.is_finite() && (0.0..1.0).contains(&x);
+        let positive = |x: f64| x.is_finite() && x > 0.0 && x <= f64::from(f32::MAX);
+        let sgd = r.optimizer == OptimizerKind::Sgd;
+        let name = r.optimizer.pytorch_name();
+        if let Some(p) = r.random_crop.filter(|&p| p > MAX_PADDING) {
+            return bad("random-crop", p, &format!("a padding of 0 to {MAX_PADDING} pixels"));
+        }
+        if let Some(w) = r.weight_decay.filter(|&w| !finite_non_negative(w)) {
+            return bad("weight-decay", format!("{w:?}"), "a number at least 0");
+        }
+        if !unit(r.label_smoothing) {
+            return bad("label-smoothing", format!("{:?}", r.label_smoothing), "a number in [0, 1)");
+        }
+        if !sgd {
+            for (field, set) in [("momentum", self.momentum != TrainConfig::default().momentum), ("dampening", r.dampening != d.dampening), ("nesterov", r.nesterov)] {
+                if set {
+                    return bad(field, "given", &format!("--optimizer sgd; it does not apply to {name} (its first moment is --betas)"));
+                }
+            }
+            if !(unit(r.betas.0) && unit(r.betas.1)) {
+                return bad("betas", format!("{:?},{:?}", r.betas.0, r.betas.1), "two numbers in [0, 1)");
+            }
+            if !finite_non_negative(r.eps) {
+                return bad("eps", format!("{:?}", r.eps), "a number at least 0");
+            }
+        } else {
+            for (field, set) in [("betas", r.betas != d.betas), ("eps", r.eps != d.eps), ("amsgrad", r.amsgrad)] {
+                if set {
+                    return bad(field, "given", "--optimizer adam or adamw; it does not apply to SGD");
+                }
+            }
+            if !(r.dampening.is_finite() && (0.0..=1.0).contains(&r.dampening)) {
+                return bad("dampening", format!("{:?}", r.dampening), "a number in [0, 1]");
+            }
+            if r.nesterov && (self.momentum == 0.0 || r.dampening != 0.0) {
+                return bad("nesterov", "given", "a momentum above 0 and zero dampening (PyTorch's rule)");
+            }
+        }
+        let kind = r.lr_schedule;
+        let schedule = format!("--lr-schedule {}", crate::recipe::schedule::name(kind));
+        let uses = |kinds: &[LrScheduleKind]| kinds.contains(&kind);
+        use LrScheduleKind::*;
+        let not_for = |flag: &'static str, set: bool, kinds: &[LrScheduleKind]| -> Result<()> {
+            match set && !uses(kinds) {
+                true => {
+                    let names: Vec<&str> = kinds.iter().map(|&k| crate::recipe::schedule::name(k)).collect();
+                    bad(flag, "given", &format!("--lr-schedule {}; it does not apply to {schedule}", names.join(" or ")))
+                }
+                false => Ok(()),
+            }
+        };
+        not_for("step-size", self.step_size != TrainConfig::default().step_size, &[Step])?;
+        not_for("gamma", self.gamma != TrainConfig::default().gamma, &[Step, Multistep])?;
+        not_for("milestones", !r.milestones.is_empty(), &[Multistep, Piecewise])?;
+        not_for("lr-factors", !r.lr_factors.is_empty(), &[Piecewise])?;
+        not_for("eta-min", r.eta_min != d.eta_min, &[Cosine])?;
+        for (flag, set) in [
+            ("pct-start", r.pct_start != d.pct_start),
+            ("div-factor", r.div_factor != d.div_factor),
+            ("final-div-factor", r.final_div_factor != d.final_div_factor),
+            ("cycle-momentum", r.cycle_momentum != d.cycle_momentum),
+        ] {
+            not_for(flag, set, &[Onecycle])?;
+        }
+        if r.warmup_start_factor != d.warmup_start_factor && r.warmup_epochs == 0 {
+            return bad("warmup-start-factor", "given", "--warmup-epochs N (it is the warm-up's first factor)");
+        }
+        if !(r.warmup_start_factor.is_finite() && r.warmup_start_factor > 0.0 && r.warmup_start_factor <= 1.0) {
+            return bad("warmup-start-factor", format!("{:?}", r.warmup_start_factor), "a number in (0, 1] (LinearLR's rule)");
+        }
+        if !finite_non_negative(r.eta_min) {
+            return bad("eta-min", format!("{:?}", r.eta_min), "a number at least 0");
+        }
+        if let Some(f) = r.lr_factors.iter().find(|&&f| !positive(f)) {
+            return bad("lr-factors", format!("{f:?}"), "numbers above 0");
+        }
+        if !(r.pct_start.is_finite() && r.pct_start > 0.0 && r.pct_start < 1.0) {
+            return bad("pct-start", format!("{:?}", r.pct_start), "a number in (0, 1)");
+        }
+        for (flag, x) in [("div-factor", r.div_factor), ("final-div-factor", r.final_div_factor)] {
+            if !positive(x) {
+                return bad(flag, format!("{x:?}"), "a number above 0");
+            }
+        }
+        // Milestones, warm-up length, OneCycle's phases (the last needs the steps per epoch:
+        // checked again with the data, see `check_with_data`).
+        self.check_schedule(Some(if kind == Onecycle { 1 << 20 } else { 1 }))
+    }
+
+    /// The schedule's checks that need the number of training images (OneCycle's phases);
+    /// before any folder is made.
+    ///
+    /// # Errors
+    /// [`Error::InvalidConfig`] naming the flag.
+    pub fn check_with_data(&self, train_images: usize) -> Result<()> {
+        self.check_schedule(Some(train_images.div_ceil(self.batch_size).max(1)))
+    }
+
+    fn check_schedule(&self, steps_per_epoch: Option<usize>) -> Result<()> {
+        let Some(steps) = steps_per_epoch else { return Ok(()) };
+        // (Before the data is known, OneCycle is checked with many steps per epoch, for which
+        // only its data-dependent check cannot fail.)
+        match self.schedule_spec(steps).problem() {
+            Some((field, value, expected)) => Err(Error::InvalidConfig { field, value, expected }),
+            None => Ok(()),
+        }
+    }
+
+    /// The optimizer's hyperparameters at the start of the run (before any schedule).
+    pub fn optimizer_spec(&self) -> OptimizerSpec {
+        let r = &self.recipe;
+        let sgd = r.optimizer == OptimizerKind::Sgd;
+        OptimizerSpec {
+            kind: r.optimizer,
+            lr: self.learning_rate,
+            momentum: if sgd { self.momentum } else { r.betas.0 },
+            dampening: r.dampening,
+            nesterov: r.nesterov,
+            weight_decay: r.weight_decay(),
+            beta2: r.betas.1,
+            eps: r.eps,
+            amsgrad: r.amsgrad,
+        }
+    }
+
+    /// The learning-rate schedule's spec, for epochs of `steps_per_epoch` steps.
+    pub fn schedule_spec(&self, steps_per_epoch: usize) -> ScheduleSpec {
+        let r = &self.recipe;
+        ScheduleSpec {
+            kind: r.lr_schedule,
+            lr: self.learning_rate,
+            momentum: self.optimizer_spec().momentum,
+            epochs: self.epochs,
+            steps_per_epoch,
+            step_size: self.step_size,
+            gamma: self.gamma,
+            milestones: r.milestones.clone(),
+            lr_factors: r.lr_factors.clone(),
+            eta_min: r.eta_min,
+            warmup_epochs: r.warmup_epochs,
+            warmup_start_factor: r.warmup_start_factor,
+            pct_start: r.pct_start,
+            div_factor: r.div_factor,
+            final_div_factor: r.final_div_factor,
+            cycle_momentum: r.cycle_momentum,
+        }
     }
 
     /// Whether the test set is evaluated after `epoch` (1-based): every `eval_every` epochs and

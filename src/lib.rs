@@ -6,9 +6,10 @@
 //!
 //! * a run: [`run`] (its life cycle: run folder, `config.json`, data, training, model file,
 //!   summary, chart), [`config`] (the one [`TrainConfig`]), [`train`] (the one loop, the step
-//!   seam, schedule, evaluation, validation), [`model`] (`Net`), `kernels` (the CPU kernels of
+//!   seam, schedule, evaluation, validation), [`recipe`] (augmentation, optimizers, schedules,
+//!   label smoothing), [`model`] (`Net`), `kernels` (the CPU kernels of
 //!   `--kernels fast`: one SGD step of `Net`, threads and SIMD), [`rng`] (libtorch's global
-//!   generator), [`run_dir`];
+//!   generator, and its MT19937 continued in Rust), [`ops`] (ATen calls tch lacks), [`run_dir`];
 //! * data: [`data`] (CIFAR-10 files, verified download, image folders, validation split,
 //!   normalisation), [`safe_fs`] (bounded reads of regular files);
 //! * results: [`report`] (reporters, progress, metrics files, per-step losses, TensorBoard
@@ -33,7 +34,9 @@ pub mod export;
 pub mod info;
 pub(crate) mod kernels;
 pub mod model;
+pub mod ops;
 pub mod predict;
+pub mod recipe;
 pub mod report;
 pub mod rng;
 pub mod run;

@@ -23,6 +23,22 @@
 //! batch (so its figures would be K times too small), and the gradients it writes down are not
 //! the derivative of its loss. The forms above are the ones PyTorch computes; the tests check
 //! them against tch's `cross_entropy_for_logits`, autograd, and float64 finite differences.
+//!
+//! **Label smoothing** (`--label-smoothing eps`, PyTorch's `CrossEntropyLoss(label_smoothing=eps)`,
+//! after Szegedy et al. 2016, "Rethinking the Inception Architecture for Computer Vision"):
+//! the target is the soft distribution `q_ik = (1 - eps) [k = y_i] + eps / K` instead of the
+//! one-hot label, and the loss is its cross-entropy with the softmax,
+//!
+//! ```text
+//! L_eps(z, y) = -(1/N) sum_i sum_k q_ik log_softmax(z)_ik
+//!             = (1 - eps) L(z, y) + (eps / K) (1/N) sum_i sum_k -log_softmax(z)_ik
+//! dL_eps/dz_ik = (softmax(z)_ik - q_ik) / N
+//! ```
+//!
+//! which is how ATen's `cross_entropy_loss_label_smoothing` computes it (the second form:
+//! `(1 - eps) * nll_loss + smooth_loss.mean() * (eps / K)`, `aten/src/ATen/native/LossNLL.cpp`);
+//! `eps = 0` is the plain loss. [`cross_entropy_smoothed`] computes the first form from the
+//! primitives here; `tests/softmax.rs` checks it against libtorch.
 
 use tch::{Kind, Tensor};
 
@@ -53,6 +69,19 @@ pub fn log_softmax(logits: &Tensor) -> Tensor {
 pub fn cross_entropy(logits: &Tensor, labels: &Tensor) -> Result<Tensor> {
     let picked = log_softmax(logits).f_gather(-1, &labels.f_unsqueeze(-1)?, false)?;
     Ok(picked.f_mean(None::<Kind>)?.f_neg()?)
+}
+
+/// Mean cross-entropy with label smoothing `eps` (see the module doc): `-(1/N) sum_i sum_k q_ik
+/// log_softmax(logits)_ik` with `q_ik = (1 - eps) [k = labels_i] + eps / K`, for `logits`
+/// `[N, K]` (float) and `labels` `[N]` (int64 in `0..K`); a scalar of the logits' kind.
+///
+/// # Errors
+/// [`crate::Error::Torch`] when the shapes disagree or a label is outside `0..K`.
+pub fn cross_entropy_smoothed(logits: &Tensor, labels: &Tensor, eps: f64) -> Result<Tensor> {
+    let k = logits.size().last().copied().unwrap_or(1);
+    let onehot = labels.f_one_hot(k)?.to_kind(logits.kind());
+    let q = onehot * (1.0 - eps) + eps / k as f64;
+    Ok((q * log_softmax(logits)).f_sum_dim_intlist(-1, false, None::<Kind>)?.f_mean(None::<Kind>)?.f_neg()?)
 }
 
 /// `z - max(z)` along the last dimension. The maximum is detached: the shift cancels in

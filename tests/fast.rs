@@ -58,7 +58,7 @@ fn a_fast_run_resumes_exactly_within_the_fast_mode() {
 
     let a = state::load(&full_dir.file(state::FILE), &expected).unwrap();
     let b = state::load(&dir.file(state::FILE), &expected).unwrap();
-    for ((n, x), (_, y)) in a.weights.iter().chain(&a.momentum).zip(b.weights.iter().chain(&b.momentum)) {
+    for ((n, x), (_, y)) in a.weights.iter().chain(&a.optimizer).zip(b.weights.iter().chain(&b.optimizer)) {
         assert!(x.equal(y), "{n} differs after the resume");
     }
 }

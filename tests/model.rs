@@ -2,7 +2,7 @@
 //! equal to `torch.manual_seed(s); Net()`.
 
 use tch::{nn, nn::Module, Device, Kind, Tensor};
-use tch_cifar10::{model::Net, train::schedule, TrainConfig};
+use tch_cifar10::{model::Net, rng::Mt19937};
 
 /// A fresh `Net` drawn after `manual_seed(seed)`; returns the held generator lock too, so the
 /// caller can keep drawing in PyTorch's order while tests run in parallel.
@@ -87,7 +87,10 @@ fn initial_weights_equal_pytorchs_for_the_same_seed() {
     }
     // The DataLoader's first sampler seed and its randperm, drawn after Net() in the same
     // PyTorch session (base seed, then sampler seed; randperm(10) from a generator seeded with it).
-    let seeds = schedule::shuffle_seeds(&TrainConfig { epochs: 1, ..TrainConfig::default() });
+    // libtorch's generator, continued in Rust from its state after Net() (as training does).
+    let mut gen = Mt19937::from_libtorch().unwrap();
+    let (_base_seed, sampler_seed) = (gen.draw_i64(), gen.draw_i64());
+    let seeds = [sampler_seed];
     assert_eq!(seeds, [3_445_894_052_793_101_174]);
     drop(rng);
     let perm = Vec::<i64>::try_from(tch_cifar10::rng::epoch_permutation(seeds[0], 10)).unwrap();

@@ -37,7 +37,7 @@ fn expected_params() -> Vec<(&'static str, Vec<i64>)> {
 
 fn final_tensors(run: &Path) -> Vec<(String, tch::Tensor)> {
     let ck = state::load(&run.join(state::FILE), &expected_params()).unwrap();
-    ck.weights.into_iter().chain(ck.momentum).collect()
+    ck.weights.into_iter().chain(ck.optimizer).collect()
 }
 
 fn same(a: &[(String, tch::Tensor)], b: &[(String, tch::Tensor)]) -> bool {
@@ -65,7 +65,7 @@ fn stopped_and_resumed_equals_uninterrupted() {
     }
     let ck = state::load(&dir.file(state::FILE), &expected_params()).unwrap();
     assert_eq!((ck.state.epoch, ck.state.step), (1, 0));
-    assert_eq!(ck.momentum.len(), 10);
+    assert_eq!(ck.optimizer.len(), 10);
 
     let mut second = MemoryReporter::default();
     let session = train::Session { run_dir: Some(&dir), resume: Some(ck), ..Default::default() };

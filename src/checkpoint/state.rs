@@ -1,7 +1,8 @@
 //! The training state of a run, `checkpoint.safetensors` in its run directory: everything needed
 //! to continue exactly where it stopped. Tensors: the weights under PyTorch's names
-//! (`conv1.weight` ...), the SGD momentum buffers as `momentum_buffer.<name>`, and the
-//! early-stopping best weights, if any, as `best.<name>`. The metadata entry `tch_cifar10_state`
+//! (`conv1.weight` ...), the optimizer's state under PyTorch's names (SGD's
+//! `momentum_buffer.<name>`; Adam's `exp_avg.<name>`, `exp_avg_sq.<name>`, `max_exp_avg_sq.<name>`
+//! and the scalar `step.<name>`), and the early-stopping best weights, if any, as `best.<name>`. The metadata entry `tch_cifar10_state`
 //! holds [`TrainState`] as JSON. Written atomically after every epoch (and on Ctrl-C, mid-epoch).
 
 use std::{collections::HashMap, path::Path};
@@ -65,8 +66,9 @@ pub struct Checkpoint {
     pub state: TrainState,
     /// Weights by PyTorch name (CPU).
     pub weights: Vec<(String, Tensor)>,
-    /// Momentum buffers by parameter name (CPU); empty before the first step.
-    pub momentum: Vec<(String, Tensor)>,
+    /// The optimizer's state tensors by full name (`momentum_buffer.fc1.weight`, ...; see
+    /// [`crate::recipe::optim`]), CPU; empty before the first step.
+    pub optimizer: Vec<(String, Tensor)>,
     /// Best weights by parameter name (CPU), when early stopping tracks them.
     pub best: Vec<(String, Tensor)>,
 }
@@ -76,7 +78,7 @@ pub struct Checkpoint {
 /// # Errors
 /// [`Error::Io`] naming the file; the previous checkpoint stays in place on failure.
 pub fn save(path: &Path, ck: &Checkpoint) -> Result<()> {
-    let groups = [("", &ck.weights), ("momentum_buffer.", &ck.momentum), ("best.", &ck.best)];
+    let groups = [("", &ck.weights), ("", &ck.optimizer), ("best.", &ck.best)];
     let named: Vec<(String, &Tensor)> = groups
         .iter()
         .flat_map(|(prefix, tensors)| tensors.iter().map(move |(name, t)| (format!("{prefix}{name}"), t)))
@@ -127,19 +129,27 @@ pub fn load(path: &Path, expected: &[(&str, Vec<i64>)]) -> Result<Checkpoint> {
         }
         Ok(Some(tensor_from_view(&view, Kind::Float)?))
     };
-    let mut ck = Checkpoint { state, weights: vec![], momentum: vec![], best: vec![] };
+    let mut ck = Checkpoint { state, weights: vec![], optimizer: vec![], best: vec![] };
     for (name, shape) in expected {
         let w = read(name, shape)?.ok_or_else(|| bad(path, format!("tensor {name} is missing")))?;
         ck.weights.push((name.to_string(), w));
-        if let Some(m) = read(&format!("momentum_buffer.{name}"), shape)? {
-            ck.momentum.push((name.to_string(), m));
-        }
         if let Some(b) = read(&format!("best.{name}"), shape)? {
             ck.best.push((name.to_string(), b));
         }
     }
+    // The optimizer's state: every tensor named `<part>.<parameter>` for a state part.
+    let mut names: Vec<&str> = st.names();
+    names.sort_unstable();
+    for full in names {
+        let Some((param, shaped)) = crate::recipe::optim::state_entry(full) else { continue };
+        let Some((_, shape)) = expected.iter().find(|(n, _)| *n == param) else { continue };
+        let want: &[i64] = if shaped { shape } else { &[] };
+        if let Some(t) = read(full, want)? {
+            ck.optimizer.push((full.to_string(), t));
+        }
+    }
     let known = st.names().len();
-    let used = ck.weights.len() + ck.momentum.len() + ck.best.len();
+    let used = ck.weights.len() + ck.optimizer.len() + ck.best.len();
     if known != used {
         return Err(bad(path, format!("{} unexpected tensor(s): not this model's checkpoint", known - used)));
     }

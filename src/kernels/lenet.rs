@@ -15,6 +15,10 @@ use std::ops::Range;
 use rayon::prelude::*;
 
 use super::{conv, dense, multiversion, pool, SendPtr, L};
+use crate::recipe::{
+    augment::{Augment, SampleDraw},
+    loss::Objective,
+};
 
 /// Bytes of one image, `uint8 [3, 32, 32]`.
 pub(crate) const IMAGE: usize = 3 * 32 * 32;
@@ -50,6 +54,11 @@ pub(crate) struct Inputs<'a> {
     pub labels: &'a [i64],
     /// `int64 [B]`: the rows of this batch, each in `0..N`.
     pub index: &'a [i64],
+    /// The augmentation of each row of `index` (`None`: none), applied while the batch is
+    /// gathered into the lanes.
+    pub augment: Option<(Augment, &'a [SampleDraw])>,
+    /// The loss (label smoothing).
+    pub objective: Objective,
 }
 
 /// One chunk's activations and gradients (sizes per the layout of [`super`]); reused every step.
@@ -253,11 +262,27 @@ multiversion! {
     unsafe fn chunk_pass(ch: &mut Chunk, w: &[&[f32]; 10], inp: &Inputs<'_>, first: usize, bsz: usize, classes: usize, features: bool) {
         let lanes = (bsz - first).min(L);
         ch.lanes = lanes;
-        // The batch, gathered into the lanes and normalised (`ToTensor()`, `Normalize(0.5, 0.5)`).
+        // The batch, gathered into the lanes (cropped and flipped when the run augments) and
+        // normalised (`ToTensor()`, `Normalize(0.5, 0.5)`); padding bytes are 0.
         for l in 0..L {
             let img = (l < lanes).then(|| &inp.images[inp.index[first + l] as usize * IMAGE..][..IMAGE]);
-            for e in 0..IMAGE {
-                ch.x0[e * L + l] = img.map_or(0.0, |img| NORMALIZE[usize::from(img[e])]);
+            match (img, inp.augment) {
+                (Some(img), Some((aug, draws))) => {
+                    let d = draws[first + l];
+                    for c in 0..3 {
+                        for y in 0..32 {
+                            for x in 0..32 {
+                                let byte = aug.source(d, y, x).map_or(0, |(sy, sx)| img[(c * 32 + sy) * 32 + sx]);
+                                ch.x0[((c * 32 + y) * 32 + x) * L + l] = NORMALIZE[usize::from(byte)];
+                            }
+                        }
+                    }
+                }
+                _ => {
+                    for e in 0..IMAGE {
+                        ch.x0[e * L + l] = img.map_or(0.0, |img| NORMALIZE[usize::from(img[e])]);
+                    }
+                }
             }
         }
         let p = |i: usize| w[i].as_ptr();
@@ -271,8 +296,9 @@ multiversion! {
         dense::forward(ch.p2.as_ptr(), 400, p(4), p(5), 120, true, ch.h1.as_mut_ptr());
         dense::forward(ch.h1.as_ptr(), 120, p(6), p(7), 84, true, ch.h2.as_mut_ptr());
         dense::forward(ch.h2.as_ptr(), 84, p(8), p(9), classes, false, ch.z.as_mut_ptr());
-        // loss = F.cross_entropy(x, labels): mean over the batch of logsumexp(z) - z[label]; its
-        // gradient (softmax(z) - onehot(label)) / B, zero on the padding lanes.
+        // loss = F.cross_entropy(x, labels, label_smoothing=eps): mean over the batch of
+        // sum_c q_c (logsumexp(z) - z[c]) with q = (1 - eps) onehot(label) + eps / K (plain
+        // cross-entropy at eps = 0); its gradient (softmax(z) - q) / B, zero on the padding lanes.
         (ch.loss, ch.correct) = (0.0, 0);
         for l in 0..L {
             let z = |c: usize| ch.z[c * L + l];
@@ -288,10 +314,14 @@ multiversion! {
                 }
             }
             let s: f32 = (0..classes).map(|c| (z(c) - m).exp()).sum();
-            ch.loss += f64::from(m + s.ln() - z(y));
+            let lse = m + s.ln();
+            ch.loss += match inp.objective.label_smoothing {
+                0.0 => f64::from(lse - z(y)),
+                _ => (0..classes).map(|c| f64::from(inp.objective.target(c, y, classes)) * f64::from(lse - z(c))).sum(),
+            };
             ch.correct += usize::from(arg == y);
             for c in 0..classes {
-                ch.dz[c * L + l] = ((z(c) - m).exp() / s - f32::from(u8::from(c == y))) / bsz as f32;
+                ch.dz[c * L + l] = ((z(c) - m).exp() / s - inp.objective.target(c, y, classes)) / bsz as f32;
             }
         }
         for (xt, x, n) in [(&mut ch.xt1, &ch.p2, 400), (&mut ch.xt2, &ch.h1, 120), (&mut ch.xt3, &ch.h2, 84)] {
@@ -359,7 +389,7 @@ mod tests {
         let classes = net.parameters()[9].1.size()[0] as usize;
         let mut k = LeNet::new(classes, threads).unwrap();
         let ws: [&[f32]; 10] = std::array::from_fn(|i| w[i].as_slice());
-        let (loss, correct) = k.gradients(&ws, &Inputs { images: &images, labels: &labels, index }, features).unwrap();
+        let (loss, correct) = k.gradients(&ws, &Inputs { images: &images, labels: &labels, index, augment: None, objective: Objective::default() }, features).unwrap();
         (k.grads.to_vec(), loss, correct)
     }
 
@@ -403,7 +433,7 @@ mod tests {
         let (images, w) = (vec![0u8; 3 * IMAGE], param_sizes(4).map(|n| vec![0f32; n]));
         let ws: [&[f32]; 10] = std::array::from_fn(|i| w[i].as_slice());
         let mut k = LeNet::new(4, 1).unwrap();
-        let mut grads = |labels: &[i64], index: &[i64]| k.gradients(&ws, &Inputs { images: &images, labels, index }, true).map(|_| ());
+        let mut grads = |labels: &[i64], index: &[i64]| k.gradients(&ws, &Inputs { images: &images, labels, index, augment: None, objective: Objective::default() }, true).map(|_| ());
         assert_eq!(grads(&[0, 1, 2], &[0, 3]), Err(BadBatch::Row { row: 3, rows: 3 }));
         assert_eq!(grads(&[0, 1, 2], &[-1]), Err(BadBatch::Row { row: -1, rows: 3 }));
         // Label 9 is refused only where the batch uses it.
@@ -459,7 +489,7 @@ mod tests {
                 let t = std::time::Instant::now();
                 for s in 0..50 {
                     let index: Vec<i64> = (0..100).map(|i| (i * 7 + s * 100) % 1000).collect();
-                    k.gradients(&ws, &Inputs { images: &images, labels: &labels, index: &index }, true).unwrap();
+                    k.gradients(&ws, &Inputs { images: &images, labels: &labels, index: &index, augment: None, objective: Objective::default() }, true).unwrap();
                 }
                 if b > 0 {
                     blocks.push(t.elapsed().as_secs_f64() / 50.0);

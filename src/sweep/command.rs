@@ -6,7 +6,8 @@ use std::ffi::{OsStr, OsString};
 use clap::ValueEnum;
 
 use crate::{
-    config::TrainConfig,
+    config::{RecipeConfig, TrainConfig},
+    recipe::{optim::OptimizerKind, schedule::LrScheduleKind},
     error::{Error, Result},
 };
 
@@ -42,6 +43,7 @@ pub fn to_args(cfg: &TrainConfig) -> Vec<OsString> {
         kernels,
         cuda_graphs,
         deterministic,
+        recipe,
     } = cfg;
     let mut args: Vec<OsString> = Vec::new();
     let mut flag = |name: &str, value: &dyn AsRef<OsStr>| {
@@ -81,6 +83,7 @@ pub fn to_args(cfg: &TrainConfig) -> Vec<OsString> {
     if let Some(out) = out_dir {
         flag("out", out);
     }
+    recipe_args(recipe, &mut flag);
     let subcommand = if init_from.is_some() { "finetune" } else { "train" };
     args.insert(0, subcommand.into());
     if *tensorboard {
@@ -89,7 +92,81 @@ pub fn to_args(cfg: &TrainConfig) -> Vec<OsString> {
     if *deterministic {
         args.push("--deterministic".into());
     }
+    args.extend(switches(recipe).map(OsString::from));
     args
+}
+
+/// The recipe's flags: the optimizer's and the schedule's (those of another optimizer or
+/// schedule are left out: they must be at their defaults, which `validate` checks), the
+/// augmentation and the loss. Switches are written as `--flag true|false` where the parser takes
+/// a value, as a bare `--flag` when set otherwise.
+fn recipe_args(r: &RecipeConfig, flag: &mut dyn FnMut(&str, &dyn AsRef<OsStr>)) {
+    let RecipeConfig {
+        random_crop,
+        hflip,
+        optimizer,
+        weight_decay,
+        dampening,
+        nesterov,
+        betas,
+        eps,
+        amsgrad,
+        label_smoothing,
+        lr_schedule,
+        milestones,
+        lr_factors,
+        eta_min,
+        warmup_epochs,
+        warmup_start_factor,
+        pct_start,
+        div_factor,
+        final_div_factor,
+        cycle_momentum,
+    } = r;
+    let float = |x: &f64| format!("{x:?}");
+    let list = |xs: &[String]| xs.join(",");
+    if let Some(p) = random_crop {
+        flag("random-crop", &p.to_string());
+    }
+    flag("optimizer", &value_name(optimizer));
+    if let Some(w) = weight_decay {
+        flag("weight-decay", &float(w));
+    }
+    match optimizer {
+        OptimizerKind::Sgd => flag("dampening", &float(dampening)),
+        OptimizerKind::Adam | OptimizerKind::Adamw => {
+            flag("betas", &format!("{:?},{:?}", betas.0, betas.1));
+            flag("eps", &float(eps));
+        }
+    }
+    flag("label-smoothing", &float(label_smoothing));
+    flag("lr-schedule", &value_name(lr_schedule));
+    use LrScheduleKind::*;
+    if matches!(lr_schedule, Multistep | Piecewise) {
+        flag("milestones", &list(&milestones.iter().map(ToString::to_string).collect::<Vec<_>>()));
+    }
+    if *lr_schedule == Piecewise {
+        flag("lr-factors", &list(&lr_factors.iter().map(|x| format!("{x:?}")).collect::<Vec<_>>()));
+    }
+    if *lr_schedule == Cosine {
+        flag("eta-min", &float(eta_min));
+    }
+    flag("warmup-epochs", &warmup_epochs.to_string());
+    if *warmup_epochs > 0 {
+        flag("warmup-start-factor", &float(warmup_start_factor));
+    }
+    if *lr_schedule == Onecycle {
+        flag("pct-start", &float(pct_start));
+        flag("div-factor", &float(div_factor));
+        flag("final-div-factor", &float(final_div_factor));
+        flag("cycle-momentum", &cycle_momentum.to_string());
+    }
+    let _ = (hflip, nesterov, amsgrad); // bare switches: see `switches`
+}
+
+/// The recipe's bare switches that are set (`--hflip`, `--nesterov`, `--amsgrad`).
+fn switches(r: &RecipeConfig) -> impl Iterator<Item = &'static str> {
+    [("--hflip", r.hflip), ("--nesterov", r.nesterov), ("--amsgrad", r.amsgrad)].into_iter().filter(|(_, on)| *on).map(|(f, _)| f)
 }
 
 /// The command-line name of a `--flag VALUE` choice (`cifar10`, `lanczos3`).

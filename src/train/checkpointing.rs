@@ -20,14 +20,14 @@ pub(crate) fn due(epoch: usize, epochs: usize, every: usize, early_stopped: bool
 }
 
 /// Writes the training state (`checkpoint.safetensors`) into `dir`: `net`'s weights, the step's
-/// momentum buffers, `state` with the run's settings `cfg`, and the early-stopping weights `best`.
+/// optimizer state, `state` with the run's settings `cfg`, and the early-stopping weights `best`.
 ///
 /// # Errors
 /// [`crate::Error::Io`] naming the file; the previous checkpoint stays in place then.
 pub(crate) fn save(dir: &RunDir, cfg: &TrainConfig, net: &Net, step: &dyn Step, state: &TrainState, best: Vec<(String, Tensor)>) -> Result<()> {
     let weights = net.parameters().iter().map(|(n, p)| (n.to_string(), p.shallow_clone())).collect();
     let state = TrainState { config: Some(cfg.clone()), ..state.clone() };
-    let ck = Checkpoint { state, weights, momentum: step.momentum_buffers(), best };
+    let ck = Checkpoint { state, weights, optimizer: step.optimizer_state(), best };
     state::save(&dir.file(state::FILE), &ck)
 }
 

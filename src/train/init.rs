@@ -3,7 +3,8 @@
 //! ```python
 //! train, val = random_split(train, [n - v, v], generator=torch.Generator().manual_seed(seed))  # --val-size
 //! torch.manual_seed(seed); net = Net()            # the weights, drawn on the CPU
-//! # each epoch's DataLoader then draws its seeds: drawn here, up front (schedule::shuffle_seeds)
+//! # each epoch's DataLoader then draws its seeds (and the transforms theirs): continued from the
+//! # generator's state here (draws::Draws)
 //! ```
 //!
 //! then what is not drawn: trained weights for fine-tuning, a resumed run's weights and state,
@@ -12,7 +13,7 @@
 
 use tch::{nn, Device};
 
-use super::{finetune, schedule, validation::Validation, Session};
+use super::{draws::Draws, finetune, validation::Validation, Session};
 use crate::{
     checkpoint::state::TrainState,
     config::TrainConfig,
@@ -28,8 +29,8 @@ pub(crate) struct Start {
     pub vs: nn::VarStore,
     /// The model over `vs`.
     pub net: Net,
-    /// Each epoch's `randperm` seed, `seeds[epoch - 1]`.
-    pub seeds: Vec<i64>,
+    /// The draws of each epoch (shuffle seeds, augmentation), from the first.
+    pub draws: Draws,
     /// Where the run stands (the default for a new run).
     pub state: TrainState,
     /// The validation split and early stopping, with `--val-size`.
@@ -43,7 +44,8 @@ pub(crate) struct Start {
 pub(crate) fn start(cfg: &TrainConfig, train: &Dataset, device: Device, session: &Session) -> Result<Start> {
     // --val-size: the split seeds the global generator itself, so it comes before manual_seed.
     let val = Validation::new(cfg, train, device, session.resume.as_ref())?;
-    let classes = val.as_ref().map_or(train, |v| &v.train).classes.len() as i64;
+    let train_split = val.as_ref().map_or(train, |v| &v.train);
+    let classes = train_split.classes.len() as i64;
 
     // torch.manual_seed(seed); net = Net(): drawn on the CPU in PyTorch's order, then moved.
     let lock = rng::lock_global_rng();
@@ -51,7 +53,7 @@ pub(crate) fn start(cfg: &TrainConfig, train: &Dataset, device: Device, session:
     let mut vs = nn::VarStore::new(Device::Cpu);
     let net = Net::new(&vs.root(), classes);
     net.init_pytorch();
-    let seeds = schedule::shuffle_seeds(cfg);
+    let draws = Draws::new(cfg, train_split.len(), rng::Mt19937::from_libtorch()?);
     drop(lock);
 
     let mut state = TrainState::default();
@@ -73,5 +75,5 @@ pub(crate) fn start(cfg: &TrainConfig, train: &Dataset, device: Device, session:
     }
     vs.set_device(device);
     finetune::freeze(&net, cfg.freeze);
-    Ok(Start { vs, net, seeds, state, val })
+    Ok(Start { vs, net, draws, state, val })
 }

@@ -21,13 +21,12 @@
 //! read once per epoch, so the host never waits on a step.
 
 mod checkpointing;
+mod draws;
 pub mod early_stop;
 mod epoch;
 pub mod evaluate;
 pub mod finetune;
 mod init;
-pub mod schedule;
-pub mod sgd;
 pub(crate) mod step;
 
 pub(crate) use step::preflight;
@@ -38,7 +37,6 @@ use std::{sync::atomic::AtomicBool, time::Instant};
 use tch::{nn, Device};
 
 pub use evaluate::{evaluate, evaluate_with_confusion, ConfusionMatrix};
-pub use sgd::Sgd;
 
 use crate::{
     checkpoint::state::{Checkpoint, TrainState},
@@ -97,9 +95,9 @@ pub fn train(cfg: &TrainConfig, train: &Dataset, test: &Dataset, reporter: &mut 
         tch::set_num_threads(n as i32);
     }
     let start = init::start(cfg, train, device, &session)?;
-    let mut step = step::build(cfg, &start.vs, &start.net, device)?;
+    let mut step = step::build(cfg, &start.net, device)?;
     if let Some(ck) = &session.resume {
-        step.restore_momentum(&ck.momentum, schedule::step_lr(cfg, start.state.epoch + 1))?;
+        step.restore_optimizer_state(&ck.optimizer)?;
     }
     fit(cfg, start, step.as_mut(), (train, test), reporter, &session)
 }
@@ -107,7 +105,7 @@ pub fn train(cfg: &TrainConfig, train: &Dataset, test: &Dataset, reporter: &mut 
 /// The loop itself, over any [`Step`].
 fn fit(
     cfg: &TrainConfig,
-    init::Start { vs, net, seeds, mut state, mut val }: init::Start,
+    init::Start { vs, net, mut draws, mut state, mut val }: init::Start,
     step: &mut dyn Step,
     (train, test): (&Dataset, &Dataset),
     reporter: &mut dyn Reporter,
@@ -146,11 +144,20 @@ fn fit(
     // A run that stopped early (and is resumed) has nothing left to train.
     let first = if val.as_ref().is_some_and(validation::Validation::stopped) { cfg.epochs } else { state.epoch };
     let mut last = cfg.epochs;
-    for (epoch, &seed) in (1..=cfg.epochs).zip(&seeds).skip(first) {
-        let lr = schedule::step_lr(cfg, epoch);
+    // The learning-rate schedule at the start of the first epoch to run (a pure replay).
+    let steps = train_d.len().div_ceil(cfg.batch_size);
+    let mut schedule = cfg.schedule_spec(steps).schedule().advanced(first, steps, 0);
+    for _ in 0..first {
+        draws.skip_epoch();
+    }
+    let augment = cfg.recipe.augment();
+    for epoch in first + 1..=cfg.epochs {
+        let epoch_draws = draws.next_epoch();
+        let lr = schedule.rates().lr;
         step.begin_epoch(epoch, lr)?;
         reporter.epoch_start(epoch, lr);
-        let m = match epoch::run((epoch, seed, lr, cfg.batch_size), &state, step, &net, &train_d, reporter, session.stop)? {
+        let plan = epoch::Plan { epoch, draws: &epoch_draws, augment, batch_size: cfg.batch_size };
+        let m = match epoch::run(&plan, &mut schedule, &state, step, &net, &train_d, reporter, session.stop)? {
             EpochEnd::Done(m) => m,
             EpochEnd::Stopped(stopped) => {
                 save(step, &stopped, &val)?;
@@ -177,6 +184,7 @@ fn fit(
             None => false,
         };
         state.last_record = Some(record);
+        schedule.after_epoch();
         if checkpointing::due(epoch, cfg.epochs, cfg.checkpoint_every, early_stop) {
             save(step, &state, &val)?;
         }
@@ -205,11 +213,14 @@ mod tests {
     };
     use crate::{config::TrainConfig, device::DeviceSpec, report::MemoryReporter, rng};
 
-    /// A step that trains nothing and records the indices of every batch it is given.
+    /// A step that trains nothing and records the indices, rates and augmentation draws of every
+    /// batch it is given.
     #[derive(Default)]
     struct Probe {
         batches: Vec<Vec<i64>>,
         epochs: Vec<(usize, f64)>,
+        rates: Vec<crate::recipe::optim::Rates>,
+        draws: Vec<Vec<crate::recipe::augment::SampleDraw>>,
     }
 
     impl Step for Probe {
@@ -222,12 +233,14 @@ mod tests {
         }
         fn step(&mut self, _net: &Net, b: &Batch<'_>, _tally: &mut Tally) -> Result<()> {
             self.batches.push(Vec::<i64>::try_from(b.index).unwrap());
+            self.rates.push(b.rates);
+            self.draws.push(b.augment.map_or(vec![], |(_, d)| d.to_vec()));
             Ok(())
         }
-        fn momentum_buffers(&self) -> Vec<(String, tch::Tensor)> {
+        fn optimizer_state(&self) -> Vec<(String, tch::Tensor)> {
             Vec::new()
         }
-        fn restore_momentum(&mut self, _: &[(String, tch::Tensor)], _: f64) -> Result<()> {
+        fn restore_optimizer_state(&mut self, _: &[(String, tch::Tensor)]) -> Result<()> {
             Ok(())
         }
     }
@@ -246,7 +259,9 @@ mod tests {
 
     /// The batches of each epoch as the reference's DataLoader gives them: `randperm(n)` from
     /// that epoch's seed, cut into `batch_size` pieces.
-    fn reference_batches(seeds: &[i64], n: usize, batch_size: usize) -> Vec<Vec<i64>> {
+    fn reference_batches(start: &init::Start, epochs: usize, n: usize, batch_size: usize) -> Vec<Vec<i64>> {
+        let mut draws = start.draws.clone();
+        let seeds: Vec<i64> = (0..epochs).map(|_| draws.next_epoch().seed).collect();
         seeds
             .iter()
             .flat_map(|&s| {
@@ -260,7 +275,7 @@ mod tests {
     fn the_loop_feeds_the_epoch_permutations_in_order() {
         let (cfg, train, test) = (config(), data(10), data(3));
         let start = init::start(&cfg, &train, Device::Cpu, &Session::default()).unwrap();
-        let want = reference_batches(&start.seeds, 10, 4);
+        let want = reference_batches(&start, 2, 10, 4);
         let mut probe = Probe::default();
         fit(&cfg, start, &mut probe, (&train, &test), &mut MemoryReporter::default(), &Session::default()).unwrap();
         assert_eq!(probe.batches.len(), 6); // 2 epochs of 3 batches (4, 4, 2)
@@ -269,14 +284,36 @@ mod tests {
     }
 
     #[test]
+    fn each_batch_gets_its_images_draws_and_the_schedules_rates() {
+        use crate::{config::RecipeConfig, recipe::schedule::LrScheduleKind};
+        let recipe = RecipeConfig { random_crop: Some(2), hflip: true, lr_schedule: LrScheduleKind::Onecycle, ..Default::default() };
+        let cfg = TrainConfig { recipe, learning_rate: 0.1, ..config() };
+        let (train, test) = (data(10), data(3));
+        let start = init::start(&cfg, &train, Device::Cpu, &Session::default()).unwrap();
+        let mut draws = start.draws.clone();
+        let epochs: Vec<_> = (0..2).map(|_| draws.next_epoch()).collect();
+        let mut probe = Probe::default();
+        fit(&cfg, start, &mut probe, (&train, &test), &mut MemoryReporter::default(), &Session::default()).unwrap();
+        // Batches of 4, 4, 2: each gets its slice of its epoch's draws, in permutation order.
+        let want: Vec<_> = epochs.iter().flat_map(|e| e.samples.chunks(4).map(<[_]>::to_vec).collect::<Vec<_>>()).collect();
+        assert_eq!(probe.draws, want);
+        assert!(want.iter().flatten().all(|d| d.top <= 4 && d.left <= 4));
+        // OneCycleLR steps after every batch: six different rates, as the schedule gives them.
+        let mut schedule = cfg.schedule_spec(3).schedule();
+        let rates: Vec<_> = (0..6).map(|_| (schedule.rates(), schedule.after_step()).0).collect();
+        assert_eq!(probe.rates, rates);
+        assert_eq!(probe.epochs, [(1, rates[0].lr), (2, rates[3].lr)]);
+    }
+
+    #[test]
     fn a_resume_at_step_k_skips_exactly_k_batches() {
         let (cfg, train, test) = (config(), data(10), data(3));
         for k in 0..3 {
             let fresh = init::start(&cfg, &train, Device::Cpu, &Session::default()).unwrap();
             let weights = fresh.net.parameters().iter().map(|(n, p)| (n.to_string(), p.copy())).collect();
-            let want = reference_batches(&fresh.seeds, 10, 4);
+            let want = reference_batches(&fresh, 2, 10, 4);
             let state = TrainState { step: k, partial_losses: vec![0.5; k], ..TrainState::default() };
-            let session = Session { resume: Some(Checkpoint { state, weights, momentum: vec![], best: vec![] }), ..Default::default() };
+            let session = Session { resume: Some(Checkpoint { state, weights, optimizer: vec![], best: vec![] }), ..Default::default() };
             let start = init::start(&cfg, &train, Device::Cpu, &session).unwrap();
             let mut probe = Probe::default();
             let mut memory = MemoryReporter::default();
@@ -308,10 +345,10 @@ mod tests {
             }
             Ok(())
         }
-        fn momentum_buffers(&self) -> Vec<(String, tch::Tensor)> {
+        fn optimizer_state(&self) -> Vec<(String, tch::Tensor)> {
             Vec::new()
         }
-        fn restore_momentum(&mut self, _: &[(String, tch::Tensor)], _: f64) -> Result<()> {
+        fn restore_optimizer_state(&mut self, _: &[(String, tch::Tensor)]) -> Result<()> {
             Ok(())
         }
     }

@@ -9,13 +9,19 @@
 //! * `ToTensor()` + `Normalize(0.5, 0.5)` as `x * (2/255) - 1`, two in-place ops instead of three
 //!   (the same affine map, rounded differently).
 //!
-//! The optimizer is the reference's ([`Sgd`]), so checkpoints and momentum buffers are the same
-//! kind of state, and a fast run resumes exactly within the fast mode.
+//! The optimizer, the augmentation and the loss are the reference's ([`TensorOptimizer`],
+//! [`crate::recipe`]), so checkpoints hold the same kind of state, and a fast run resumes
+//! exactly within the fast mode.
 
-use tch::{nn, Kind, Tensor};
+use tch::{Kind, Tensor};
 
 use super::{Batch, Step, Tally};
-use crate::{config::TrainConfig, error::Result, model::Net, train::Sgd};
+use crate::{
+    config::TrainConfig,
+    error::Result,
+    model::Net,
+    recipe::{loss::Objective, optim::TensorOptimizer},
+};
 
 /// `[B, C, H, W]` with channels-last strides: the same values, NHWC in memory.
 pub(crate) fn channels_last(t: &Tensor) -> Tensor {
@@ -25,16 +31,14 @@ pub(crate) fn channels_last(t: &Tensor) -> Tensor {
 /// The fast step (see the module doc).
 #[derive(Debug)]
 pub(crate) struct Fast {
-    opt: Sgd,
+    opt: TensorOptimizer,
+    objective: Objective,
 }
 
 impl Fast {
     /// Puts the convolution weights of `net` in channels-last layout (values unchanged) and
-    /// builds the reference optimizer over `vs`.
-    ///
-    /// # Errors
-    /// A libtorch error creating the optimizer.
-    pub(crate) fn new(cfg: &TrainConfig, vs: &nn::VarStore, net: &Net) -> Result<Fast> {
+    /// builds the reference optimizer over them.
+    pub(crate) fn new(cfg: &TrainConfig, net: &Net) -> Fast {
         tch::no_grad(|| {
             for (name, p) in net.parameters() {
                 if name.starts_with("conv") && name.ends_with(".weight") {
@@ -42,7 +46,7 @@ impl Fast {
                 }
             }
         });
-        Ok(Fast { opt: Sgd::new(vs, &net.parameters(), cfg.learning_rate, cfg.momentum)? })
+        Fast { opt: TensorOptimizer::new(cfg.optimizer_spec(), &net.parameters()), objective: cfg.recipe.objective() }
     }
 }
 
@@ -51,34 +55,34 @@ impl Step for Fast {
         "fast"
     }
 
-    fn begin_epoch(&mut self, _epoch: usize, lr: f64) -> Result<()> {
-        self.opt.set_lr(lr);
+    fn begin_epoch(&mut self, _epoch: usize, _lr: f64) -> Result<()> {
         Ok(())
     }
 
     fn step(&mut self, net: &Net, b: &Batch<'_>, tally: &mut Tally) -> Result<()> {
         // uint8 NCHW rows -> uint8 NHWC (300 KB a batch) -> float32, normalised in place.
-        let xs = channels_last(&b.images.index_select(0, b.index)).to_kind(Kind::Float).g_mul_scalar_(2.0 / 255.0).g_sub_scalar_(1.0);
+        let xs = channels_last(&b.images_u8()?).to_kind(Kind::Float).g_mul_scalar_(2.0 / 255.0).g_sub_scalar_(1.0);
         let ys = b.labels.index_select(0, b.index);
         let logits = net.forward_pool_first(&xs);
-        let loss = logits.cross_entropy_for_logits(&ys);
-        self.opt.backward_step(&loss);
+        let loss = self.objective.loss(&logits, &ys)?;
+        self.opt.set_rates(b.rates);
+        self.opt.backward_step(&loss)?;
         tally.record(b.step, &loss, &logits, &ys);
         Ok(())
     }
 
-    fn momentum_buffers(&self) -> Vec<(String, Tensor)> {
-        self.opt.momentum_buffers()
+    fn optimizer_state(&self) -> Vec<(String, Tensor)> {
+        self.opt.state()
     }
 
-    fn restore_momentum(&mut self, buffers: &[(String, Tensor)], lr: f64) -> Result<()> {
-        self.opt.restore_momentum(buffers, lr)
+    fn restore_optimizer_state(&mut self, state: &[(String, Tensor)]) -> Result<()> {
+        self.opt.restore(state)
     }
 }
 
 #[cfg(test)]
 mod tests {
-    use tch::{nn::Module, Device};
+    use tch::{nn, nn::Module, Device};
 
     use super::*;
     use crate::data::normalize;

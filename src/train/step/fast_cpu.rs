@@ -1,14 +1,11 @@
 //! The fast step on the CPU (`--kernels fast --device cpu`): the reference step's mathematics on
 //! this crate's own kernels ([`crate::kernels`]) instead of libtorch's operators. Only the
-//! rounding differs from the reference: the same `Net`, the same batches, the exact gradient of
-//! the same mean cross-entropy, and PyTorch's `SGD(momentum)` update,
-//!
-//! ```python
-//! buf = grad if first step else momentum * buf + grad;  p -= lr * buf
-//! ```
-//!
-//! with the momentum buffers kept here (the same state, under the same names, as the reference's
-//! optimizer saves). A step gives the same bits at any `--threads`, so a fast run resumes exactly.
+//! rounding differs from the reference: the same `Net`, the same batches and augmentation (done
+//! while the batch is gathered into the kernels' lanes), the exact gradient of the same mean
+//! cross-entropy (with label smoothing), and the same optimizer update
+//! ([`SliceOptimizer`]: SGD with momentum, dampening, Nesterov and weight decay, Adam, AdamW),
+//! with its state kept here under the names the reference's optimizer saves. A step gives the
+//! same bits at any `--threads`, so a fast run resumes exactly.
 
 use tch::{Device, Kind, Tensor};
 
@@ -18,19 +15,17 @@ use crate::{
     error::{Error, Result},
     kernels::lenet::{self, BadBatch, LeNet},
     model::Net,
+    recipe::{loss::Objective, optim::SliceOptimizer},
 };
 
 /// The fast CPU step (see the module doc).
 #[derive(Debug)]
 pub(crate) struct FastCpu {
     kernels: LeNet,
-    lr: f64,
-    momentum: f64,
-    /// Per parameter (`Net::parameters()` order): trainable, and its momentum buffer once a step ran.
+    opt: SliceOptimizer,
+    objective: Objective,
+    /// Per parameter (`Net::parameters()` order): trainable.
     trainable: [bool; 10],
-    names: [&'static str; 10],
-    shapes: [Vec<i64>; 10],
-    buffers: [Option<Vec<f32>>; 10],
 }
 
 /// A libtorch error for a tensor the kernels cannot read.
@@ -66,14 +61,13 @@ impl FastCpu {
         let threads = (tch::get_num_threads().max(1) as usize).min(crate::device::logical_cpus().unwrap_or(1));
         let kernels = LeNet::new(classes, threads).map_err(|e| Error::Torch(tch::TchError::Kind(format!("fast CPU kernels: starting {threads} threads: {e}"))))?;
         tracing::debug!("fast CPU kernels: {} worker threads, AVX2+FMA: {}", kernels.threads(), crate::kernels::simd());
+        let names = params.iter().map(|(n, _)| n.to_string()).collect();
+        let shapes = params.iter().map(|(_, p)| p.size()).collect();
         Ok(FastCpu {
             kernels,
-            lr: cfg.learning_rate,
-            momentum: cfg.momentum,
+            opt: SliceOptimizer::new(cfg.optimizer_spec(), names, shapes),
+            objective: cfg.recipe.objective(),
             trainable: params.map(|(_, p)| p.requires_grad()),
-            names: params.map(|(n, _)| n),
-            shapes: params.map(|(_, p)| p.size()),
-            buffers: Default::default(),
         })
     }
 }
@@ -83,8 +77,7 @@ impl Step for FastCpu {
         "fast"
     }
 
-    fn begin_epoch(&mut self, _epoch: usize, lr: f64) -> Result<()> {
-        self.lr = lr;
+    fn begin_epoch(&mut self, _epoch: usize, _lr: f64) -> Result<()> {
         Ok(())
     }
 
@@ -99,7 +92,12 @@ impl Step for FastCpu {
             images: view("the training images", images, Kind::Uint8)?,
             labels: view("the training labels", labels, Kind::Int64)?,
             index: view("the batch index", &index, Kind::Int64)?,
+            augment: b.augment,
+            objective: self.objective,
         };
+        if let Some((_, draws)) = b.augment.filter(|(_, d)| d.len() != inp.index.len()) {
+            return Err(unfit("the augmentation draws", &Tensor::from_slice(&[draws.len() as i64]), &format!("one per row of the batch ({})", inp.index.len())));
+        }
         let mut w = [&[][..]; 10];
         for (w, (name, p)) in w.iter_mut().zip(&params) {
             *w = view(name, p, Kind::Float)?;
@@ -113,42 +111,26 @@ impl Step for FastCpu {
                 Error::InvalidConfig { field: "classes", value: classes.to_string(), expected: format!("more than the label {label}") }
             }
         })?;
-        // optimizer.step(): torch.optim.SGD(momentum, dampening 0), parameter by parameter.
-        let (lr, m) = (self.lr as f32, self.momentum as f32);
+        // optimizer.step(), parameter by parameter.
+        self.opt.set_rates(b.rates);
         for (i, (_, p)) in params.iter().enumerate().filter(|(i, _)| self.trainable[*i]) {
             let g = &self.kernels.grads[i];
             // SAFETY: `view` checked `p` is a contiguous float32 CPU tensor of `g.len()`
             // elements; no other reference to its data is alive during the update.
             let p = unsafe { std::slice::from_raw_parts_mut(p.data_ptr().cast::<f32>(), g.len()) };
-            let first = self.buffers[i].is_none();
-            let buf = self.buffers[i].get_or_insert_with(|| vec![0.0; g.len()]);
-            for ((p, buf), &g) in p.iter_mut().zip(buf.iter_mut()).zip(g) {
-                *buf = if first { g } else { m * *buf + g }; // buf.mul_(momentum).add_(grad)
-                *p += -lr * *buf; // p.add_(buf, alpha=-lr)
-            }
+            self.opt.update(i, p, g);
         }
         let _ = tally.losses.get(b.step as i64).fill_((loss_sum / index.size()[0] as f64) as f32 as f64);
         let _ = tally.correct.g_add_scalar_(correct as i64);
         Ok(())
     }
 
-    fn momentum_buffers(&self) -> Vec<(String, Tensor)> {
-        self.names.iter().zip(&self.shapes).zip(&self.buffers)
-            .filter_map(|((n, shape), b)| b.as_ref().map(|b| (n.to_string(), Tensor::from_slice(b).view(shape.as_slice()))))
-            .collect()
+    fn optimizer_state(&self) -> Vec<(String, Tensor)> {
+        self.opt.state()
     }
 
-    fn restore_momentum(&mut self, buffers: &[(String, Tensor)], lr: f64) -> Result<()> {
-        for (i, name) in self.names.iter().enumerate() {
-            if let Some((_, b)) = buffers.iter().find(|(n, _)| n == name) {
-                if b.size() != self.shapes[i] {
-                    return Err(Error::Torch(tch::TchError::Shape(format!("momentum buffer {name}: {:?}, expected {:?}", b.size(), self.shapes[i]))));
-                }
-                self.buffers[i] = Some(Vec::<f32>::try_from(b.to_device(Device::Cpu).to_kind(Kind::Float).contiguous().view(-1))?);
-            }
-        }
-        self.lr = lr;
-        Ok(())
+    fn restore_optimizer_state(&mut self, state: &[(String, Tensor)]) -> Result<()> {
+        self.opt.restore(state)
     }
 }
 
@@ -157,7 +139,14 @@ mod tests {
     use tch::nn;
 
     use super::*;
-    use crate::train::step::reference::Reference;
+    use crate::{
+        config::RecipeConfig,
+        recipe::{
+            augment::SampleDraw,
+            optim::{OptimizerKind, Rates},
+        },
+        train::step::reference::Reference,
+    };
 
     fn setup() -> (nn::VarStore, Net) {
         let _rng = crate::rng::lock_global_rng();
@@ -168,14 +157,20 @@ mod tests {
         (vs, net)
     }
 
-    /// Runs `steps` steps of batches of 12 from 30 random images; returns the per-step losses.
-    fn run(step: &mut dyn Step, net: &Net, steps: usize) -> Vec<f32> {
+    /// Runs `steps` steps of batches of 12 from 30 random images under `cfg` (its rates, and its
+    /// augmentation with fixed draws); returns the per-step losses.
+    fn run(step: &mut dyn Step, net: &Net, steps: usize, cfg: &TrainConfig) -> Vec<f32> {
         let images = Tensor::arange(30 * 3072, (Kind::Int64, Device::Cpu)).remainder(251).to_kind(Kind::Uint8).view([30, 3, 32, 32]);
         let labels = Tensor::arange(30, (Kind::Int64, Device::Cpu)).remainder(10);
+        let spec = cfg.optimizer_spec();
+        let rates = Rates { lr: spec.lr, momentum: spec.momentum };
+        let aug = cfg.recipe.augment();
+        let draws: Vec<SampleDraw> = (0..12).map(|i| SampleDraw { top: (i * 5 % 9) as u8, left: (i * 7 % 9) as u8, flip: i % 3 == 0 }).collect();
         let mut tally = Tally::new(steps, Device::Cpu);
         for s in 0..steps {
             let index = Tensor::arange_start(s as i64 * 5, s as i64 * 5 + 12, (Kind::Int64, Device::Cpu));
-            step.step(net, &Batch { images: &images, labels: &labels, index: &index, step: s }, &mut tally).unwrap();
+            let augment = (!aug.is_none()).then_some((aug, &draws[..]));
+            step.step(net, &Batch { images: &images, labels: &labels, index: &index, step: s, rates, augment }, &mut tally).unwrap();
         }
         Vec::<f32>::try_from(&tally.losses).unwrap()
     }
@@ -184,58 +179,83 @@ mod tests {
         TrainConfig { learning_rate: 0.05, ..TrainConfig::default() }
     }
 
+    /// The recipes the fast step must follow: the reference, SGD with every option and
+    /// augmentation and label smoothing, Adam, AdamW with AMSGrad.
+    fn recipes() -> Vec<(&'static str, TrainConfig)> {
+        let recipe = |r: RecipeConfig| TrainConfig { recipe: r, ..cfg() };
+        vec![
+            ("sgd", cfg()),
+            (
+                "sgd+",
+                recipe(RecipeConfig { random_crop: Some(4), hflip: true, weight_decay: Some(5e-3), nesterov: true, label_smoothing: 0.1, ..Default::default() }),
+            ),
+            ("sgd dampening", recipe(RecipeConfig { dampening: 0.3, weight_decay: Some(1e-2), ..Default::default() })),
+            ("adam", TrainConfig { learning_rate: 1e-3, momentum: 0.9, ..recipe(RecipeConfig { optimizer: OptimizerKind::Adam, weight_decay: Some(1e-2), ..Default::default() }) }),
+            ("adamw", TrainConfig { learning_rate: 1e-3, ..recipe(RecipeConfig { optimizer: OptimizerKind::Adamw, amsgrad: true, ..Default::default() }) }),
+        ]
+    }
+
     #[test]
-    fn three_steps_follow_the_reference_sgd_with_momentum() {
-        let ((vs_r, net_r), (_vs, net_f)) = (setup(), setup());
-        let mut reference = Reference::new(&cfg(), &vs_r, &net_r).unwrap();
-        let mut fast = FastCpu::new(&cfg(), &net_f).unwrap();
-        let (lr, lf) = (run(&mut reference, &net_r, 3), run(&mut fast, &net_f, 3));
-        for (a, b) in lr.iter().zip(&lf) {
-            assert!((a - b).abs() < 1e-5, "losses {lr:?} against {lf:?}");
-        }
-        let (_, net0) = setup();
-        for (((name, r), (_, f)), (_, p0)) in net_r.parameters().iter().zip(net_f.parameters()).zip(net0.parameters()) {
-            // How far the reference moved the parameter, and how far apart the two ended.
-            let moved = (*r - p0).abs().max().double_value(&[]);
-            let apart = (*r - f).abs().max().double_value(&[]);
-            assert!(moved > 0.0 && apart < 1e-3 * moved, "{name}: moved {moved}, apart {apart}");
-        }
-        let (br, bf) = (reference.momentum_buffers(), fast.momentum_buffers());
-        assert_eq!(br.iter().map(|(n, _)| n).collect::<Vec<_>>(), bf.iter().map(|(n, _)| n).collect::<Vec<_>>());
-        for ((name, r), (_, f)) in br.iter().zip(&bf) {
-            let scale = r.abs().max().double_value(&[]);
-            assert!(scale > 0.0 && (r - f).abs().max().double_value(&[]) < 1e-4 * scale, "momentum of {name}");
+    fn three_steps_follow_the_reference_step_for_every_recipe() {
+        for (what, cfg) in recipes() {
+            let ((_, net_r), (_vs, net_f)) = (setup(), setup());
+            let mut reference = Reference::new(&cfg, &net_r);
+            let mut fast = FastCpu::new(&cfg, &net_f).unwrap();
+            let (lr, lf) = (run(&mut reference, &net_r, 3, &cfg), run(&mut fast, &net_f, 3, &cfg));
+            for (a, b) in lr.iter().zip(&lf) {
+                assert!((a - b).abs() < 1e-5, "{what}: losses {lr:?} against {lf:?}");
+            }
+            let (_, net0) = setup();
+            // Adam divides by the root of the second moment, so a rounding in a tiny gradient can
+            // move one weight by up to `lr`: compare the whole update (L2), not the worst element.
+            let tolerance = if what.starts_with("adam") { 1e-2 } else { 1e-3 };
+            let norm = |t: &Tensor| t.norm().double_value(&[]);
+            for (((name, r), (_, f)), (_, p0)) in net_r.parameters().iter().zip(net_f.parameters()).zip(net0.parameters()) {
+                // How far the reference moved the parameter, and how far apart the two ended.
+                let (moved, apart) = (norm(&(*r - p0)), norm(&(*r - f)));
+                assert!(moved > 0.0 && apart < tolerance * moved, "{what}: {name}: moved {moved}, apart {apart}");
+            }
+            let (br, bf) = (reference.optimizer_state(), fast.optimizer_state());
+            assert_eq!(br.iter().map(|(n, _)| n).collect::<Vec<_>>(), bf.iter().map(|(n, _)| n).collect::<Vec<_>>(), "{what}");
+            for ((name, r), (_, f)) in br.iter().zip(&bf) {
+                let scale = norm(r);
+                assert!(scale > 0.0 && norm(&(r - f)) < tolerance * scale, "{what}: {name}");
+            }
         }
     }
 
     #[test]
-    fn frozen_features_stay_and_get_no_momentum_and_buffers_restore() {
-        let (_vs, net) = setup();
-        for (name, p) in net.parameters() {
-            if name.starts_with("conv") {
-                let _ = p.shallow_clone().set_requires_grad(false);
+    fn frozen_features_stay_and_get_no_state_and_the_state_restores() {
+        for (what, cfg) in recipes() {
+            let (_vs, net) = setup();
+            for (name, p) in net.parameters() {
+                if name.starts_with("conv") {
+                    let _ = p.shallow_clone().set_requires_grad(false);
+                }
             }
+            let before: Vec<Tensor> = net.parameters().iter().map(|(_, p)| p.copy()).collect();
+            let mut fast = FastCpu::new(&cfg, &net).unwrap();
+            run(&mut fast, &net, 2, &cfg);
+            for ((name, p), b) in net.parameters().iter().zip(&before) {
+                assert_eq!(p.equal(b), name.starts_with("conv"), "{what}: {name}");
+            }
+            let state = fast.optimizer_state();
+            assert!(state.iter().all(|(n, _)| n.contains(".fc")), "{what}: {:?}", state.iter().map(|(n, _)| n).collect::<Vec<_>>());
+            // A step restored from the state continues as the one that kept it.
+            let mut restored = FastCpu::new(&cfg, &net).unwrap();
+            restored.restore_optimizer_state(&state).unwrap();
+            let snapshot: Vec<Tensor> = net.parameters().iter().map(|(_, p)| p.copy()).collect();
+            run(&mut fast, &net, 1, &cfg);
+            let after: Vec<Tensor> = net.parameters().iter().map(|(_, p)| p.copy()).collect();
+            tch::no_grad(|| net.parameters().iter().zip(&snapshot).for_each(|((_, p), s)| p.shallow_clone().copy_(s)));
+            run(&mut restored, &net, 1, &cfg);
+            for ((name, p), a) in net.parameters().iter().zip(&after) {
+                assert!(p.equal(a), "{what}: {name} differs after the restore");
+            }
+            let bad = [(state[0].0.clone(), Tensor::zeros([3], (Kind::Float, Device::Cpu)))];
+            assert!(restored.restore_optimizer_state(&bad).is_err());
+            let unknown = [("velocity.fc1.weight".to_string(), Tensor::zeros([3], (Kind::Float, Device::Cpu)))];
+            assert!(restored.restore_optimizer_state(&unknown).is_err());
         }
-        let before: Vec<Tensor> = net.parameters().iter().map(|(_, p)| p.copy()).collect();
-        let mut fast = FastCpu::new(&cfg(), &net).unwrap();
-        run(&mut fast, &net, 2);
-        for ((name, p), b) in net.parameters().iter().zip(&before) {
-            assert_eq!(p.equal(b), name.starts_with("conv"), "{name}");
-        }
-        let buffers = fast.momentum_buffers();
-        assert_eq!(buffers.iter().map(|(n, _)| n.as_str()).collect::<Vec<_>>(), ["fc1.weight", "fc1.bias", "fc2.weight", "fc2.bias", "fc3.weight", "fc3.bias"]);
-        // A step restored from the buffers continues as the one that kept them.
-        let mut restored = FastCpu::new(&cfg(), &net).unwrap();
-        restored.restore_momentum(&buffers, cfg().learning_rate).unwrap();
-        let snapshot: Vec<Tensor> = net.parameters().iter().map(|(_, p)| p.copy()).collect();
-        run(&mut fast, &net, 1);
-        let after: Vec<Tensor> = net.parameters().iter().map(|(_, p)| p.copy()).collect();
-        tch::no_grad(|| net.parameters().iter().zip(&snapshot).for_each(|((_, p), s)| p.shallow_clone().copy_(s)));
-        run(&mut restored, &net, 1);
-        for ((name, p), a) in net.parameters().iter().zip(&after) {
-            assert!(p.equal(a), "{name} differs after the restore");
-        }
-        let bad = [("fc1.weight".to_string(), Tensor::zeros([3], (Kind::Float, Device::Cpu)))];
-        assert!(restored.restore_momentum(&bad, 0.1).is_err());
     }
 }

@@ -20,7 +20,8 @@ use tch::{Device, Kind, Tensor};
 
 use super::{Batch, Step, Tally};
 use crate::{
-    config::CudaGraphs,
+    config::{CudaGraphs, TrainConfig},
+    recipe::optim::OptimizerKind,
     cuda_graph::{self, capture, on_stream, CudaGraph, CudaStream, MempoolId},
     error::Result,
     model::Net,
@@ -66,7 +67,7 @@ impl Graphed {
     fn body(eager: &mut dyn Step, net: &Net, b: &Batch<'_>, index: &Tensor, loss: &Tensor, correct: &Tensor) -> Result<()> {
         let _ = correct.shallow_clone().zero_();
         let mut tally = Tally { losses: loss.shallow_clone(), correct: correct.shallow_clone() };
-        eager.step(net, &Batch { images: b.images, labels: b.labels, index, step: 0 }, &mut tally)
+        eager.step(net, &Batch { index, step: 0, ..*b }, &mut tally)
     }
 }
 
@@ -106,22 +107,43 @@ impl Step for Graphed {
         Ok(())
     }
 
-    fn momentum_buffers(&self) -> Vec<(String, Tensor)> {
-        self.eager.momentum_buffers()
+    fn optimizer_state(&self) -> Vec<(String, Tensor)> {
+        self.eager.optimizer_state()
     }
 
-    fn restore_momentum(&mut self, buffers: &[(String, Tensor)], lr: f64) -> Result<()> {
-        self.eager.restore_momentum(buffers, lr)
+    fn restore_optimizer_state(&mut self, state: &[(String, Tensor)]) -> Result<()> {
+        self.eager.restore_optimizer_state(state)
     }
 }
 
-/// Whether `--cuda-graphs` can be honoured on `device`: `on` needs a CUDA device and the loaded
-/// CUDA shim. Checked before a run folder is made, and again by [`wanted`].
+/// What in the recipe a captured step cannot replay: a value that changes every step would be
+/// baked into the graph (OneCycleLR's rates, Adam's bias corrections), and so would the
+/// augmentation's per-sample crops and flips. `None` when the recipe can be captured.
+pub(crate) fn uncapturable(cfg: &TrainConfig) -> Option<&'static str> {
+    let r = &cfg.recipe;
+    if r.optimizer != OptimizerKind::Sgd {
+        Some("Adam's step changes every step (its bias corrections)")
+    } else if r.lr_schedule.per_step() {
+        Some("OneCycleLR changes the rates every step")
+    } else if !r.augment().is_none() {
+        Some("augmentation draws new crops and flips every step")
+    } else {
+        None
+    }
+}
+
+/// Whether `--cuda-graphs` can be honoured on `device`: `on` needs a CUDA device, the loaded
+/// CUDA shim and a recipe it can capture ([`uncapturable`]). Checked before a run folder is
+/// made, and again by [`wanted`].
 ///
 /// # Errors
-/// [`crate::Error::InvalidConfig`] for `--cuda-graphs on` on the CPU or without the shim.
-pub(crate) fn check(choice: CudaGraphs, device: Device) -> Result<()> {
-    let bad = |expected: String| Err(crate::Error::InvalidConfig { field: "cuda-graphs", value: "on".into(), expected });
+/// [`crate::Error::InvalidConfig`] for `--cuda-graphs on` on the CPU, without the shim, or with
+/// a recipe it cannot capture.
+pub(crate) fn check(cfg: &TrainConfig, device: Device) -> Result<()> {
+    let (choice, bad) = (cfg.cuda_graphs, |expected: String| Err(crate::Error::InvalidConfig { field: "cuda-graphs", value: "on".into(), expected }));
+    if let (CudaGraphs::On, Some(why)) = (choice, uncapturable(cfg)) {
+        return bad(format!("a recipe it can capture: {why} (use --cuda-graphs off)"));
+    }
     match (choice, device) {
         (CudaGraphs::On, Device::Cuda(_)) => match cuda_graph::status() {
             cuda_graph::ShimStatus::Loaded { .. } => Ok(()),
@@ -139,10 +161,14 @@ pub(crate) fn check(choice: CudaGraphs, device: Device) -> Result<()> {
 ///
 /// # Errors
 /// As [`check`].
-pub(crate) fn wanted(choice: CudaGraphs, device: Device) -> Result<bool> {
-    check(choice, device)?;
-    match (choice, device) {
+pub(crate) fn wanted(cfg: &TrainConfig, device: Device) -> Result<bool> {
+    check(cfg, device)?;
+    match (cfg.cuda_graphs, device) {
         (CudaGraphs::Off, _) | (_, Device::Cpu | Device::Mps | Device::Vulkan) => Ok(false),
+        (_, Device::Cuda(_)) if uncapturable(cfg).is_some() => {
+            tracing::info!("CUDA graphs off: {}; training eagerly", uncapturable(cfg).unwrap_or_default());
+            Ok(false)
+        }
         (_, Device::Cuda(_)) => match cuda_graph::status() {
             cuda_graph::ShimStatus::Loaded { .. } => Ok(true),
             other => {

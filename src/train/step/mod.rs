@@ -17,12 +17,16 @@ pub(crate) mod fast_cpu;
 pub(crate) mod graphed;
 pub(crate) mod reference;
 
-use tch::{nn, Device, Kind, Tensor};
+use tch::{Device, Kind, Tensor};
 
 use crate::{
     config::{Kernels, TrainConfig},
     error::Result,
     model::Net,
+    recipe::{
+        augment::{Augment, SampleDraw},
+        optim::Rates,
+    },
 };
 
 /// One batch of a shuffled epoch: the resident training data and the indices of this step's
@@ -36,6 +40,26 @@ pub(crate) struct Batch<'a> {
     pub index: &'a Tensor,
     /// 0-based step within the epoch.
     pub step: usize,
+    /// The optimizer's learning rate and momentum (or Adam's `beta1`) for this step, from the
+    /// schedule.
+    pub rates: Rates,
+    /// The augmentation of this batch's images, one draw per row of `index`; `None`: none.
+    pub augment: Option<(Augment, &'a [SampleDraw])>,
+}
+
+impl Batch<'_> {
+    /// The batch's `uint8 [B, 3, 32, 32]` images, augmented when the run augments (the
+    /// reference's transforms before `ToTensor()`).
+    ///
+    /// # Errors
+    /// A libtorch error.
+    pub(crate) fn images_u8(&self) -> Result<Tensor> {
+        let xs = self.images.f_index_select(0, self.index)?;
+        match self.augment {
+            Some((aug, draws)) => aug.apply(&xs, draws),
+            None => Ok(xs),
+        }
+    }
 }
 
 /// The epoch's figures as they accumulate on the device, read by the loop once per epoch.
@@ -66,7 +90,7 @@ impl Tally {
 pub(crate) trait Step {
     /// The name recorded in logs (`reference`, ...).
     fn name(&self) -> &'static str;
-    /// Called before each epoch's first step with the epoch's learning rate (`StepLR`).
+    /// Called before each epoch's first step with the epoch's first learning rate.
     ///
     /// # Errors
     /// A libtorch error (a step that prepares kernels for the rate).
@@ -76,45 +100,42 @@ pub(crate) trait Step {
     /// # Errors
     /// A libtorch error.
     fn step(&mut self, net: &Net, batch: &Batch<'_>, tally: &mut Tally) -> Result<()>;
-    /// The momentum buffers by parameter name (none before the first step), for the checkpoint.
-    fn momentum_buffers(&self) -> Vec<(String, Tensor)>;
-    /// Installs saved momentum buffers, leaving the parameters unchanged; `lr` is the rate of
-    /// the epoch that continues.
+    /// The optimizer's state under PyTorch's names (`momentum_buffer.fc1.weight`,
+    /// `exp_avg.fc1.weight`, ...; none before the first step), for the checkpoint.
+    fn optimizer_state(&self) -> Vec<(String, Tensor)>;
+    /// Installs saved optimizer state, leaving the parameters unchanged.
     ///
     /// # Errors
-    /// A libtorch error (a buffer of the wrong shape).
-    fn restore_momentum(&mut self, buffers: &[(String, Tensor)], lr: f64) -> Result<()>;
+    /// A name this optimizer does not keep, or a tensor of the wrong shape.
+    fn restore_optimizer_state(&mut self, state: &[(String, Tensor)]) -> Result<()>;
 }
 
-/// The step the configuration asks for, over the trainable variables of `vs` (`net`'s).
-///
-/// # Errors
-/// A libtorch error creating the optimizer.
 /// Checks, before any work, that the configuration's step can run on `device`.
 ///
 /// # Errors
 /// `--cuda-graphs on` where it cannot apply.
 pub(crate) fn preflight(cfg: &TrainConfig, device: Device) -> Result<()> {
-    graphed::check(cfg.cuda_graphs, device)
+    graphed::check(cfg, device)
 }
 
-/// The only reader of `--kernels`, `--cuda-graphs` and `--deterministic`.
+/// The step the configuration asks for, over `net`'s trainable parameters. The only reader of
+/// `--kernels`, `--cuda-graphs` and `--deterministic`.
 ///
 /// # Errors
 /// A libtorch error creating the optimizer; `--cuda-graphs on` or `--deterministic` where they
 /// cannot apply (no CUDA device, no CUDA shim).
-pub(crate) fn build(cfg: &TrainConfig, vs: &nn::VarStore, net: &Net, device: Device) -> Result<Box<dyn Step>> {
+pub(crate) fn build(cfg: &TrainConfig, net: &Net, device: Device) -> Result<Box<dyn Step>> {
     if let (true, Device::Cuda(_)) = (cfg.deterministic, device) {
         crate::cuda_graph::set_cudnn_deterministic(true).and_then(|()| crate::cuda_graph::set_cudnn_benchmark(false)).map_err(|e| {
             crate::Error::InvalidConfig { field: "deterministic", value: "true".into(), expected: format!("the CUDA shim to set cuDNN's switches ({e})") }
         })?;
     }
     let eager: Box<dyn Step> = match cfg.kernels {
-        Kernels::Reference => Box::new(reference::Reference::new(cfg, vs, net)?),
+        Kernels::Reference => Box::new(reference::Reference::new(cfg, net)),
         Kernels::Fast if device == Device::Cpu => Box::new(fast_cpu::FastCpu::new(cfg, net)?),
-        Kernels::Fast => Box::new(fast::Fast::new(cfg, vs, net)?),
+        Kernels::Fast => Box::new(fast::Fast::new(cfg, net)),
     };
-    Ok(match (graphed::wanted(cfg.cuda_graphs, device)?, device) {
+    Ok(match (graphed::wanted(cfg, device)?, device) {
         (true, Device::Cuda(index)) => Box::new(graphed::Graphed::new(eager, index, cfg.batch_size)?),
         _ => eager,
     })

@@ -3,30 +3,34 @@
 //!
 //! ```python
 //! optimizer.zero_grad()
-//! outputs = net(inputs)                      # inputs: ToTensor() + Normalize(0.5, 0.5) of the batch
-//! loss = criterion(outputs, labels)          # nn.CrossEntropyLoss(): mean over the batch
+//! outputs = net(inputs)                      # inputs: [augmentation,] ToTensor() + Normalize(0.5, 0.5)
+//! loss = criterion(outputs, labels)          # nn.CrossEntropyLoss([label_smoothing]): batch mean
 //! loss.backward()
-//! optimizer.step()                           # SGD(lr, momentum)
+//! optimizer.step()                           # SGD(lr, momentum[, ...]), Adam or AdamW
 //! ```
 
-use tch::{nn, nn::Module, Tensor};
+use tch::{nn::Module, Tensor};
 
 use super::{Batch, Step, Tally};
-use crate::{config::TrainConfig, data::normalize, error::Result, model::Net, train::Sgd};
+use crate::{
+    config::TrainConfig,
+    data::normalize,
+    error::Result,
+    model::Net,
+    recipe::{loss::Objective, optim::TensorOptimizer},
+};
 
-/// The reference step over libtorch's SGD (see [`Sgd`]).
+/// The reference step over [`TensorOptimizer`] (`torch.optim`'s update rules, op for op).
 #[derive(Debug)]
 pub(crate) struct Reference {
-    opt: Sgd,
+    opt: TensorOptimizer,
+    objective: Objective,
 }
 
 impl Reference {
-    /// `optim.SGD(net.parameters(), lr=cfg.learning_rate, momentum=cfg.momentum)`.
-    ///
-    /// # Errors
-    /// A libtorch error creating the optimizer.
-    pub(crate) fn new(cfg: &TrainConfig, vs: &nn::VarStore, net: &Net) -> Result<Reference> {
-        Ok(Reference { opt: Sgd::new(vs, &net.parameters(), cfg.learning_rate, cfg.momentum)? })
+    /// `optim.SGD(net.parameters(), lr, momentum, ...)` (or `Adam`, `AdamW`) and the run's loss.
+    pub(crate) fn new(cfg: &TrainConfig, net: &Net) -> Reference {
+        Reference { opt: TensorOptimizer::new(cfg.optimizer_spec(), &net.parameters()), objective: cfg.recipe.objective() }
     }
 }
 
@@ -35,26 +39,26 @@ impl Step for Reference {
         "reference"
     }
 
-    fn begin_epoch(&mut self, _epoch: usize, lr: f64) -> Result<()> {
-        self.opt.set_lr(lr);
+    fn begin_epoch(&mut self, _epoch: usize, _lr: f64) -> Result<()> {
         Ok(())
     }
 
     fn step(&mut self, net: &Net, b: &Batch<'_>, tally: &mut Tally) -> Result<()> {
-        let xs = normalize(&b.images.index_select(0, b.index));
-        let ys = b.labels.index_select(0, b.index);
+        let xs = normalize(&b.images_u8()?);
+        let ys = b.labels.f_index_select(0, b.index)?;
         let logits = net.forward(&xs);
-        let loss = logits.cross_entropy_for_logits(&ys);
-        self.opt.backward_step(&loss); // zero_grad(); loss.backward(); step()
+        let loss = self.objective.loss(&logits, &ys)?;
+        self.opt.set_rates(b.rates);
+        self.opt.backward_step(&loss)?; // zero_grad(); loss.backward(); step()
         tally.record(b.step, &loss, &logits, &ys);
         Ok(())
     }
 
-    fn momentum_buffers(&self) -> Vec<(String, Tensor)> {
-        self.opt.momentum_buffers()
+    fn optimizer_state(&self) -> Vec<(String, Tensor)> {
+        self.opt.state()
     }
 
-    fn restore_momentum(&mut self, buffers: &[(String, Tensor)], lr: f64) -> Result<()> {
-        self.opt.restore_momentum(buffers, lr)
+    fn restore_optimizer_state(&mut self, state: &[(String, Tensor)]) -> Result<()> {
+        self.opt.restore(state)
     }
 }
