@@ -109,20 +109,20 @@ pub struct TrainArgs {
     #[arg(long, default_value_t = TrainConfig::default().batch_size)]
     pub batch_size: usize,
     /// Initial learning rate.
-    #[arg(long, default_value_t = TrainConfig::default().learning_rate, allow_negative_numbers = true)]
+    #[arg(long, default_value_t = TrainConfig::default().learning_rate, allow_hyphen_values = true)]
     pub lr: f64,
     /// SGD momentum.
-    #[arg(long, default_value_t = TrainConfig::default().momentum, allow_negative_numbers = true)]
+    #[arg(long, default_value_t = TrainConfig::default().momentum, allow_hyphen_values = true)]
     pub momentum: f64,
     /// StepLR: epochs between learning-rate decays.
     #[arg(long, default_value_t = TrainConfig::default().step_size)]
     pub step_size: usize,
     /// StepLR: factor applied to the learning rate at each decay.
-    #[arg(long, default_value_t = TrainConfig::default().gamma, allow_negative_numbers = true)]
+    #[arg(long, default_value_t = TrainConfig::default().gamma, allow_hyphen_values = true)]
     pub gamma: f64,
     /// `torch.manual_seed(seed)`; the default is PyTorch's own unseeded default, so a run without
     /// --seed matches the reference program as written.
-    #[arg(long, default_value_t = TrainConfig::default().seed, allow_negative_numbers = true)]
+    #[arg(long, default_value_t = TrainConfig::default().seed, allow_hyphen_values = true)]
     pub seed: i64,
     /// auto (CUDA when available), cpu, cuda or cuda:N [default: auto; a resumed run: the run's].
     #[arg(long)]
@@ -208,25 +208,25 @@ pub struct RecipeArgs {
     pub optimizer: OptimizerKind,
     /// weight_decay: L2 added to the gradient (sgd, adam) or decoupled (adamw) [default: 0,
     /// adamw 0.01].
-    #[arg(long, value_name = "X", allow_negative_numbers = true)]
+    #[arg(long, value_name = "X", allow_hyphen_values = true)]
     pub weight_decay: Option<f64>,
     /// SGD's dampening of the momentum.
-    #[arg(long, value_name = "X", default_value_t = RecipeConfig::default().dampening, allow_negative_numbers = true)]
+    #[arg(long, value_name = "X", default_value_t = RecipeConfig::default().dampening, allow_hyphen_values = true)]
     pub dampening: f64,
     /// SGD's Nesterov momentum (needs a momentum and zero dampening).
     #[arg(long)]
     pub nesterov: bool,
     /// Adam's and AdamW's betas [default: 0.9,0.999].
-    #[arg(long, value_name = "B1,B2", value_parser = parse_betas, allow_negative_numbers = true)]
+    #[arg(long, value_name = "B1,B2", value_parser = parse_betas, allow_hyphen_values = true)]
     pub betas: Option<(f64, f64)>,
     /// Adam's and AdamW's eps.
-    #[arg(long, value_name = "X", default_value_t = RecipeConfig::default().eps, allow_negative_numbers = true)]
+    #[arg(long, value_name = "X", default_value_t = RecipeConfig::default().eps, allow_hyphen_values = true)]
     pub eps: f64,
     /// Adam's and AdamW's AMSGrad variant.
     #[arg(long)]
     pub amsgrad: bool,
     /// CrossEntropyLoss(label_smoothing=EPS), in [0, 1).
-    #[arg(long, value_name = "EPS", default_value_t = RecipeConfig::default().label_smoothing, allow_negative_numbers = true)]
+    #[arg(long, value_name = "EPS", default_value_t = RecipeConfig::default().label_smoothing, allow_hyphen_values = true)]
     pub label_smoothing: f64,
     /// The learning-rate schedule: step (StepLR, the reference), multistep (MultiStepLR),
     /// cosine (CosineAnnealingLR over the run), onecycle (OneCycleLR with max_lr = --lr, stepped
@@ -240,26 +240,26 @@ pub struct RecipeArgs {
     pub milestones: Vec<usize>,
     /// piecewise: the factor of --lr before the first milestone, after it, ... (one more than
     /// the milestones; the tutorial's function is --lr 0.001 --milestones 20,40 --lr-factors 1,10,1).
-    #[arg(long, value_name = "FACTORS", value_delimiter = ',', allow_negative_numbers = true)]
+    #[arg(long, value_name = "FACTORS", value_delimiter = ',', allow_hyphen_values = true)]
     pub lr_factors: Vec<f64>,
     /// cosine: eta_min, the last rate.
-    #[arg(long, value_name = "X", default_value_t = RecipeConfig::default().eta_min, allow_negative_numbers = true)]
+    #[arg(long, value_name = "X", default_value_t = RecipeConfig::default().eta_min, allow_hyphen_values = true)]
     pub eta_min: f64,
     /// A linear warm-up over the first N epochs (LinearLR, then the schedule through
     /// SequentialLR).
     #[arg(long, value_name = "N", default_value_t = RecipeConfig::default().warmup_epochs)]
     pub warmup_epochs: usize,
     /// The warm-up's first factor of --lr (LinearLR's start_factor) [default: 1/3].
-    #[arg(long, value_name = "X", allow_negative_numbers = true)]
+    #[arg(long, value_name = "X", allow_hyphen_values = true)]
     pub warmup_start_factor: Option<f64>,
     /// onecycle: pct_start, the fraction of the steps that raise the rate.
-    #[arg(long, value_name = "X", default_value_t = RecipeConfig::default().pct_start, allow_negative_numbers = true)]
+    #[arg(long, value_name = "X", default_value_t = RecipeConfig::default().pct_start, allow_hyphen_values = true)]
     pub pct_start: f64,
     /// onecycle: div_factor; the first rate is --lr / div_factor.
-    #[arg(long, value_name = "X", default_value_t = RecipeConfig::default().div_factor, allow_negative_numbers = true)]
+    #[arg(long, value_name = "X", default_value_t = RecipeConfig::default().div_factor, allow_hyphen_values = true)]
     pub div_factor: f64,
     /// onecycle: final_div_factor; the last rate is the first / final_div_factor.
-    #[arg(long, value_name = "X", default_value_t = RecipeConfig::default().final_div_factor, allow_negative_numbers = true)]
+    #[arg(long, value_name = "X", default_value_t = RecipeConfig::default().final_div_factor, allow_hyphen_values = true)]
     pub final_div_factor: f64,
     /// onecycle: cycle_momentum, SGD's momentum (or Adam's beta1) from 0.95 to 0.85 and back.
     #[arg(long, value_name = "BOOL", default_value_t = RecipeConfig::default().cycle_momentum, action = ArgAction::Set)]
@@ -329,9 +329,49 @@ pub struct SweepArgs {
     /// Epochs: a list or a distribution, as --lr [default: train's].
     #[arg(long = "epochs", id = "sweep_epochs", value_name = "VALUES")]
     pub epochs: Option<String>,
-    /// The space as a JSON or TOML file instead (or as well, for other parameters): keys lr,
-    /// momentum, batch-size, step-size, gamma, epochs; values a list of numbers, a number, or a
-    /// string as on the command line ("loguniform:1e-4:1e-1").
+    /// Weight decays: a list or a distribution, as --lr [default: train's].
+    #[arg(long = "weight-decay", id = "sweep_weight_decay", value_name = "VALUES", allow_hyphen_values = true)]
+    pub weight_decay: Option<String>,
+    /// Label smoothing values: a list or a distribution, as --lr [default: train's].
+    #[arg(long = "label-smoothing", id = "sweep_label_smoothing", value_name = "VALUES", allow_hyphen_values = true)]
+    pub label_smoothing: Option<String>,
+    /// SGD dampening values: a list or a distribution, as --lr [default: train's].
+    #[arg(long = "dampening", id = "sweep_dampening", value_name = "VALUES", allow_hyphen_values = true)]
+    pub dampening: Option<String>,
+    /// Cosine eta_min values: a list or a distribution, as --lr [default: train's].
+    #[arg(long = "eta-min", id = "sweep_eta_min", value_name = "VALUES", allow_hyphen_values = true)]
+    pub eta_min: Option<String>,
+    /// Warm-up epochs: a list or a distribution, as --lr (draws are rounded) [default: train's].
+    #[arg(long = "warmup-epochs", id = "sweep_warmup_epochs", value_name = "VALUES", allow_hyphen_values = true)]
+    pub warmup_epochs: Option<String>,
+    /// RandomCrop paddings: a list or a distribution, as --lr (draws are rounded) [default: train's].
+    #[arg(long = "random-crop", id = "sweep_random_crop", value_name = "VALUES", allow_hyphen_values = true)]
+    pub random_crop: Option<String>,
+    /// OneCycleLR pct_start values: a list or a distribution, as --lr [default: train's].
+    #[arg(long = "pct-start", id = "sweep_pct_start", value_name = "VALUES", allow_hyphen_values = true)]
+    pub pct_start: Option<String>,
+    /// Optimizers: a list of sgd, adam, adamw, or choice:... [default: train's].
+    #[arg(long = "optimizer", id = "sweep_optimizer", value_name = "VALUES", allow_hyphen_values = true)]
+    pub optimizer: Option<String>,
+    /// Schedules: a list of step, multistep, cosine, onecycle, piecewise, constant, or choice:...
+    /// [default: train's].
+    #[arg(long = "lr-schedule", id = "sweep_lr_schedule", value_name = "VALUES", allow_hyphen_values = true)]
+    pub lr_schedule: Option<String>,
+    /// Augmentations: a list of none, crop-flip, or choice:... [default: train's].
+    #[arg(long = "augment", id = "sweep_augment", value_name = "VALUES", allow_hyphen_values = true)]
+    pub augment: Option<String>,
+    /// RandomHorizontalFlip: false, true, or both (false,true) [default: train's].
+    #[arg(long = "hflip", id = "sweep_hflip", value_name = "VALUES", allow_hyphen_values = true)]
+    pub hflip: Option<String>,
+    /// Nesterov momentum: false, true, or both (false,true) [default: train's].
+    #[arg(long = "nesterov", id = "sweep_nesterov", value_name = "VALUES", allow_hyphen_values = true)]
+    pub nesterov: Option<String>,
+    /// AMSGrad: false, true, or both (false,true) [default: train's].
+    #[arg(long = "amsgrad", id = "sweep_amsgrad", value_name = "VALUES", allow_hyphen_values = true)]
+    pub amsgrad: Option<String>,
+    /// The space as a JSON or TOML file instead (or as well, for other parameters): keys as the
+    /// flags above (lr, momentum, batch-size, ..., optimizer, augment); values a list of numbers
+    /// or names, a number, or a string as on the command line ("loguniform:1e-4:1e-1").
     #[arg(long, value_name = "FILE")]
     pub space: Option<PathBuf>,
     /// Random search: draw the distributions N times (crossed with any lists).
@@ -385,6 +425,19 @@ fn train_flag_in_sweep(arg: clap::Arg) -> clap::Arg {
         "step_size" => "train-step-size",
         "gamma" => "train-gamma",
         "epochs" => "train-epochs",
+        "weight_decay" => "train-weight-decay",
+        "label_smoothing" => "train-label-smoothing",
+        "dampening" => "train-dampening",
+        "eta_min" => "train-eta-min",
+        "warmup_epochs" => "train-warmup-epochs",
+        "random_crop" => "train-random-crop",
+        "pct_start" => "train-pct-start",
+        "optimizer" => "train-optimizer",
+        "lr_schedule" => "train-lr-schedule",
+        "augment" => "train-augment",
+        "hflip" => "train-hflip",
+        "nesterov" => "train-nesterov",
+        "amsgrad" => "train-amsgrad",
         _ => return arg,
     };
     arg.long(long).hide(true)
@@ -415,6 +468,19 @@ impl SweepArgs {
             (Param::StepSize, &self.step_size),
             (Param::Gamma, &self.gamma),
             (Param::Epochs, &self.epochs),
+            (Param::WeightDecay, &self.weight_decay),
+            (Param::LabelSmoothing, &self.label_smoothing),
+            (Param::Dampening, &self.dampening),
+            (Param::EtaMin, &self.eta_min),
+            (Param::WarmupEpochs, &self.warmup_epochs),
+            (Param::RandomCrop, &self.random_crop),
+            (Param::PctStart, &self.pct_start),
+            (Param::Optimizer, &self.optimizer),
+            (Param::LrSchedule, &self.lr_schedule),
+            (Param::Augment, &self.augment),
+            (Param::Hflip, &self.hflip),
+            (Param::Nesterov, &self.nesterov),
+            (Param::Amsgrad, &self.amsgrad),
         ] {
             let Some(text) = text else { continue };
             if space.0.insert(param, Spec::parse(param, text)?).is_some() {

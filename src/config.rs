@@ -439,6 +439,66 @@ impl TrainConfig {
         }
     }
 
+    /// The run's recipe in PyTorch's terms, one line (logged when a run starts):
+    /// `transforms: RandomCrop(32, padding=4), RandomHorizontalFlip(); optimizer: SGD(lr=0.05,
+    /// momentum=0.9, nesterov=True, weight_decay=0.0005); schedule: CosineAnnealingLR(T_max=50,
+    /// eta_min=0); loss: CrossEntropyLoss(label_smoothing=0.1)`.
+    pub fn recipe_pytorch(&self) -> String {
+        let (r, o) = (&self.recipe, self.optimizer_spec());
+        let mut transforms = Vec::new();
+        if let Some(p) = r.random_crop {
+            transforms.push(format!("RandomCrop(32, padding={p})"));
+        }
+        if r.hflip {
+            transforms.push("RandomHorizontalFlip()".to_string());
+        }
+        transforms.push("ToTensor(), Normalize(0.5, 0.5)".to_string());
+        let optimizer = match o.kind {
+            OptimizerKind::Sgd => format!(
+                "SGD(lr={:?}, momentum={:?}{}{}, weight_decay={:?})",
+                o.lr,
+                o.momentum,
+                if o.dampening != 0.0 { format!(", dampening={:?}", o.dampening) } else { String::new() },
+                if o.nesterov { ", nesterov=True" } else { "" },
+                o.weight_decay
+            ),
+            kind => format!(
+                "{}(lr={:?}, betas=({:?}, {:?}), eps={:?}, weight_decay={:?}{})",
+                kind.pytorch_name(),
+                o.lr,
+                o.momentum,
+                o.beta2,
+                o.eps,
+                o.weight_decay,
+                if o.amsgrad { ", amsgrad=True" } else { "" }
+            ),
+        };
+        let main = match r.lr_schedule {
+            LrScheduleKind::Step => format!("StepLR(step_size={}, gamma={:?})", self.step_size, self.gamma),
+            LrScheduleKind::Multistep => format!("MultiStepLR(milestones={:?}, gamma={:?})", r.milestones, self.gamma),
+            LrScheduleKind::Cosine => format!("CosineAnnealingLR(T_max={}, eta_min={:?})", self.epochs.saturating_sub(r.warmup_epochs), r.eta_min),
+            LrScheduleKind::Onecycle => format!(
+                "OneCycleLR(max_lr={:?}, pct_start={:?}, div_factor={:?}, final_div_factor={:?}, cycle_momentum={}) per batch",
+                self.learning_rate,
+                r.pct_start,
+                r.div_factor,
+                r.final_div_factor,
+                if r.cycle_momentum { "True" } else { "False" }
+            ),
+            LrScheduleKind::Piecewise => format!("LambdaLR(factors {:?} from milestones {:?})", r.lr_factors, r.milestones),
+            LrScheduleKind::Constant => "none".to_string(),
+        };
+        let schedule = match r.warmup_epochs {
+            0 => main,
+            w => format!("LinearLR(start_factor={:?}, total_iters={w}) then {main}", r.warmup_start_factor),
+        };
+        let loss = match r.label_smoothing {
+            0.0 => "CrossEntropyLoss()".to_string(),
+            eps => format!("CrossEntropyLoss(label_smoothing={eps:?})"),
+        };
+        format!("transforms: {}; optimizer: {optimizer}; schedule: {schedule}; loss: {loss}", transforms.join(", "))
+    }
+
     /// The optimizer's hyperparameters at the start of the run (before any schedule).
     pub fn optimizer_spec(&self) -> OptimizerSpec {
         let r = &self.recipe;
@@ -527,6 +587,34 @@ mod tests {
             set(&mut c);
             let err = c.validate().unwrap_err().to_string();
             assert!(err.starts_with(&format!("invalid {field} =")), "{err}");
+        }
+    }
+
+    #[test]
+    fn the_recipe_reads_as_pytorch_code() {
+        let reference = TrainConfig::default().recipe_pytorch();
+        assert_eq!(
+            reference,
+            "transforms: ToTensor(), Normalize(0.5, 0.5); optimizer: SGD(lr=0.001, momentum=0.9, weight_decay=0.0); \
+             schedule: StepLR(step_size=20, gamma=0.1); loss: CrossEntropyLoss()"
+        );
+        let recipe = RecipeConfig {
+            random_crop: Some(4),
+            hflip: true,
+            optimizer: OptimizerKind::Adamw,
+            lr_schedule: LrScheduleKind::Cosine,
+            warmup_epochs: 5,
+            label_smoothing: 0.1,
+            ..RecipeConfig::default()
+        };
+        let text = TrainConfig { recipe, ..TrainConfig::default() }.recipe_pytorch();
+        for part in [
+            "RandomCrop(32, padding=4), RandomHorizontalFlip()",
+            "AdamW(lr=0.001, betas=(0.9, 0.999), eps=1e-8, weight_decay=0.01)",
+            "LinearLR(start_factor=0.3333333333333333, total_iters=5) then CosineAnnealingLR(T_max=45, eta_min=0.0)",
+            "CrossEntropyLoss(label_smoothing=0.1)",
+        ] {
+            assert!(text.contains(part), "{text}");
         }
     }
 

@@ -74,6 +74,7 @@ pub fn run_train(cfg: &TrainConfig, extras: &RunExtras, reporter: &mut dyn Repor
     refuse_a_run(&run_dir)?; // before the data is read
     let (train_set, test_set) = load_data(&cfg)?;
     data::split::check_size(cfg.val_size, train_set.len())?;
+    cfg.check_with_data(train_set.len() - cfg.val_size)?;
     // The run directory is made only once the data and settings are known good.
     let run_dir = RunDir::create(run_dir.path())?;
     let _lock = run_dir.lock()?;

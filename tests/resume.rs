@@ -11,8 +11,11 @@ use std::{
 };
 
 use tch_cifar10::{
-    checkpoint::state, data::cifar, train, DeviceSpec, Error, MemoryReporter,
-    RunDir, TrainConfig,
+    checkpoint::state,
+    config::{Kernels, RecipeConfig},
+    data::cifar,
+    recipe::{optim::OptimizerKind, schedule::LrScheduleKind},
+    train, DeviceSpec, EpochMetrics, Error, EvalMetrics, MemoryReporter, Reporter, RunDir, TrainConfig,
 };
 
 fn config(dir: &Path) -> TrainConfig {
@@ -78,6 +81,80 @@ fn stopped_and_resumed_equals_uninterrupted() {
     assert_eq!(second.evals.iter().map(|(e, _)| *e).collect::<Vec<_>>(), [2, 3]);
 }
 
+/// Sets the stop flag after step `step` (1-based) of epoch `epoch`, recording everything.
+struct StopAtStep<'a> {
+    inner: MemoryReporter,
+    at: (usize, usize),
+    epoch: usize,
+    flag: &'a AtomicBool,
+}
+
+impl Reporter for StopAtStep<'_> {
+    fn epoch_start(&mut self, epoch: usize, _lr: f64) {
+        self.epoch = epoch;
+    }
+    fn step_end(&mut self, step: usize, _losses: &tch::Tensor) {
+        if (self.epoch, step) == self.at {
+            self.flag.store(true, std::sync::atomic::Ordering::SeqCst);
+        }
+    }
+    fn epoch_end(&mut self, m: &EpochMetrics) {
+        self.inner.epoch_end(m);
+    }
+    fn evaluated(&mut self, epoch: usize, m: &EvalMetrics) {
+        self.inner.evaluated(epoch, m);
+    }
+}
+
+/// With augmentation, every optimizer and a per-batch schedule, in both step kinds: a run
+/// stopped in the middle of an epoch and resumed ends with the uninterrupted run's weights and
+/// optimizer state, bit for bit, and the same step losses (the draws, the rates and Adam's step
+/// count all continue where they were).
+#[test]
+fn recipes_resume_mid_epoch_exactly() {
+    let data = common::synthetic_cifar(60, 20, 3);
+    let (tr, te) = cifar::load(data.path()).unwrap();
+    let recipes = [
+        ("adamw onecycle crop-flip", Kernels::Reference, RecipeConfig {
+            random_crop: Some(4), hflip: true, optimizer: OptimizerKind::Adamw, lr_schedule: LrScheduleKind::Onecycle, ..Default::default()
+        }),
+        ("sgd nesterov cosine warm-up smoothing", Kernels::Reference, RecipeConfig {
+            random_crop: Some(2), weight_decay: Some(5e-4), nesterov: true, label_smoothing: 0.1,
+            lr_schedule: LrScheduleKind::Cosine, warmup_epochs: 1, ..Default::default()
+        }),
+        ("fast adam amsgrad crop-flip", Kernels::Fast, RecipeConfig {
+            random_crop: Some(4), hflip: true, optimizer: OptimizerKind::Adam, amsgrad: true, label_smoothing: 0.2, ..Default::default()
+        }),
+    ];
+    for (what, kernels, recipe) in recipes {
+        let cfg = TrainConfig { kernels, recipe, step_size: 20, eval_every: None, ..config(data.path()) };
+        let full_dir = RunDir::create(data.path().join(format!("full {what}"))).unwrap();
+        let mut full = MemoryReporter::default();
+        let session = train::Session { run_dir: Some(&full_dir), ..Default::default() };
+        train::train(&cfg, &tr, &te, &mut full, session).unwrap();
+
+        let dir = RunDir::create(data.path().join(format!("stopped {what}"))).unwrap();
+        let flag = AtomicBool::new(false);
+        let mut first = StopAtStep { inner: MemoryReporter::default(), at: (2, 3), epoch: 0, flag: &flag };
+        let session = train::Session { run_dir: Some(&dir), stop: Some(&flag), ..Default::default() };
+        match train::train(&cfg, &tr, &te, &mut first, session) {
+            Err(Error::Interrupted { epoch: 2, step: 3, .. }) => {}
+            other => panic!("{what}: expected an interruption at epoch 2, step 3: {other:?}"),
+        }
+        let ck = state::load(&dir.file(state::FILE), &expected_params()).unwrap();
+        assert_eq!((ck.state.epoch, ck.state.step), (1, 3), "{what}");
+        let mut second = MemoryReporter::default();
+        let session = train::Session { run_dir: Some(&dir), resume: Some(ck), ..Default::default() };
+        train::train(&cfg, &tr, &te, &mut second, session).unwrap();
+
+        let (a, b) = (final_tensors(full_dir.path()), final_tensors(dir.path()));
+        assert!(a.len() >= 20, "{what}: the optimizer's state is saved ({} tensors)", a.len());
+        assert!(same(&a, &b), "{what}: weights or optimizer state differ");
+        let losses = |r: &MemoryReporter| r.epochs.iter().map(|e| (e.epoch, e.lr, e.step_losses.clone())).collect::<Vec<_>>();
+        assert_eq!([losses(&first.inner), losses(&second)].concat(), losses(&full), "{what}");
+    }
+}
+
 fn bin() -> Command {
     Command::new(env!("CARGO_BIN_EXE_tch-cifar10"))
 }
@@ -97,13 +174,20 @@ fn train_args(data: &Path, out: &Path, epochs: &str) -> Vec<String> {
 #[test]
 fn interrupted_or_killed_then_resumed_equals_uninterrupted() {
     let data = common::synthetic_cifar(400, 20, 3);
-    let full = data.path().join("full");
-    let o = bin().args(train_args(data.path(), &full, "4")).output().unwrap();
+    for recipe in [&[][..], &["--augment", "crop-flip", "--optimizer", "adamw", "--lr-schedule", "onecycle"][..]] {
+        interrupted_or_killed(&data, recipe);
+    }
+}
+
+fn interrupted_or_killed(data: &tempfile::TempDir, recipe: &[&str]) {
+    let args = |out: &Path| [train_args(data.path(), out, "4"), recipe.iter().map(|s| s.to_string()).collect()].concat();
+    let full = data.path().join(format!("full{}", recipe.len()));
+    let o = bin().args(args(&full)).output().unwrap();
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
 
     for signal in ["INT", "KILL"] {
-        let stopped = data.path().join(signal);
-        let child = bin().args(train_args(data.path(), &stopped, "4")).stderr(std::process::Stdio::piped()).spawn().unwrap();
+        let stopped = data.path().join(format!("{signal}{}", recipe.len()));
+        let child = bin().args(args(&stopped)).stderr(std::process::Stdio::piped()).spawn().unwrap();
         // Signal once the first checkpoint is on disk, i.e. during epoch 2 or later.
         let t0 = std::time::Instant::now();
         while !stopped.join(state::FILE).exists() && t0.elapsed().as_secs() < 60 {
@@ -124,7 +208,7 @@ fn interrupted_or_killed_then_resumed_equals_uninterrupted() {
             let o = bin().args(["train", "--resume", stopped.to_str().unwrap()]).output().unwrap();
             assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
         }
-        assert!(same(&final_tensors(&full), &final_tensors(&stopped)), "{signal}");
+        assert!(same(&final_tensors(&full), &final_tensors(&stopped)), "{signal} {recipe:?}");
     }
 }
 

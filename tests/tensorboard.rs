@@ -107,7 +107,11 @@ fn event_files_hold_every_epoch_and_the_hyperparameters() -> TestResult {
         let lr = if run.contains("lr=1e-2") { 0.01 } else { 0.05 };
         assert_eq!(start["hparams"]["lr"], lr, "{start}");
         assert_eq!((start["hparams"]["seed"].as_f64(), start["hparams"]["batch-size"].as_f64()), (Some(4.0), Some(10.0)), "{start}");
-        assert_eq!(start["groupName"], format!("lr={lr} momentum=0.9 batch-size=10 step-size=20 gamma=0.1 epochs=2"));
+        assert_eq!(
+            start["groupName"],
+            format!("lr={lr} momentum=0.9 batch-size=10 step-size=20 gamma=0.1 epochs=2 optimizer=sgd lr-schedule=step weight-decay=0 label-smoothing=0 augment=none warmup-epochs=0")
+        );
+        assert_eq!((start["hparams"]["optimizer"].as_str(), start["hparams"]["augment"].as_str()), (Some("sgd"), Some("none")), "{start}");
         assert_eq!(tb["hparams"][run]["_hparams_/session_end_info"]["sessionEndInfo"]["status"], "STATUS_SUCCESS");
     }
     // The sweep's experiment, in the log directory's own run: the swept parameter and the seed.

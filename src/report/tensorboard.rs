@@ -264,6 +264,8 @@ pub(crate) mod proto {
 
 /// `api.proto`'s `DataType.DATA_TYPE_FLOAT64`.
 const DATA_TYPE_FLOAT64: i32 = 3;
+/// `api.proto`'s `DataType.DATA_TYPE_STRING`.
+const DATA_TYPE_STRING: i32 = 1;
 /// `summary.proto`'s `DataClass.DATA_CLASS_TENSOR`.
 const DATA_CLASS_TENSOR: i32 = 2;
 /// `types.proto`'s `DataType.DT_FLOAT`.
@@ -389,16 +391,65 @@ impl EventFile {
 /// The first event of every event file.
 const FILE_VERSION: &str = "brain.Event:2";
 
-/// A run's hyperparameters as the HParams view shows them, named as their flags.
-pub fn run_hparams(cfg: &TrainConfig) -> Vec<(&'static str, f64)> {
+/// A hyperparameter's value in the HParams view: a number, or a name (`--optimizer adamw`).
+#[derive(Clone, Debug, PartialEq)]
+pub enum HValue {
+    /// A number.
+    Number(f64),
+    /// A named value.
+    Name(String),
+}
+
+impl HValue {
+    fn proto(&self) -> prost_types::Value {
+        prost_types::Value {
+            kind: Some(match self {
+                HValue::Number(x) => prost_types::value::Kind::NumberValue(*x),
+                HValue::Name(s) => prost_types::value::Kind::StringValue(s.clone()),
+            }),
+        }
+    }
+}
+
+impl std::fmt::Display for HValue {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            HValue::Number(v) if v.fract() == 0.0 => write!(f, "{v:.0}"),
+            HValue::Number(v) => write!(f, "{v:?}"),
+            HValue::Name(s) => f.write_str(s),
+        }
+    }
+}
+
+/// A run's hyperparameters as the HParams view shows them, named as their flags: the
+/// reference's, then the recipe's (optimizer, schedule, weight decay, label smoothing,
+/// augmentation, warm-up), named values as their flag's value names.
+pub fn run_hparams(cfg: &TrainConfig) -> Vec<(&'static str, HValue)> {
+    use crate::sweep::space::Param;
+    let r = &cfg.recipe;
+    let num = HValue::Number;
+    let name = |p: Param| HValue::Name(p.show(p.get(cfg)));
+    let augment = match (r.random_crop, r.hflip) {
+        (None, false) => "none".to_string(),
+        (Some(4), true) => "crop-flip".to_string(),
+        (Some(p), true) => format!("crop{p}+hflip"),
+        (Some(p), false) => format!("crop{p}"),
+        (None, true) => "hflip".to_string(),
+    };
     vec![
-        ("lr", cfg.learning_rate),
-        ("momentum", cfg.momentum),
-        ("batch-size", cfg.batch_size as f64),
-        ("step-size", cfg.step_size as f64),
-        ("gamma", cfg.gamma),
-        ("epochs", cfg.epochs as f64),
-        ("seed", cfg.seed as f64),
+        ("lr", num(cfg.learning_rate)),
+        ("momentum", num(cfg.momentum)),
+        ("batch-size", num(cfg.batch_size as f64)),
+        ("step-size", num(cfg.step_size as f64)),
+        ("gamma", num(cfg.gamma)),
+        ("epochs", num(cfg.epochs as f64)),
+        ("seed", num(cfg.seed as f64)),
+        ("optimizer", name(Param::Optimizer)),
+        ("lr-schedule", name(Param::LrSchedule)),
+        ("weight-decay", num(r.weight_decay())),
+        ("label-smoothing", num(r.label_smoothing)),
+        ("augment", HValue::Name(augment)),
+        ("warmup-epochs", num(r.warmup_epochs as f64)),
     ]
 }
 
@@ -408,7 +459,7 @@ pub fn run_hparams(cfg: &TrainConfig) -> Vec<(&'static str, f64)> {
 pub struct TensorBoard {
     /// Where the file goes; `None` when TensorBoard output is off.
     dir: Option<PathBuf>,
-    hparams: Vec<(&'static str, f64)>,
+    hparams: Vec<(&'static str, HValue)>,
     file: Option<EventFile>,
     failed: bool,
 }
@@ -454,13 +505,13 @@ impl Reporter for TensorBoard {
             .hparams
             .iter()
             .filter(|(k, _)| *k != "seed")
-            .map(|(k, v)| if v.fract() == 0.0 { format!("{k}={v:.0}") } else { format!("{k}={v:?}") })
+            .map(|(k, v)| format!("{k}={v}"))
             .collect::<Vec<_>>()
             .join(" ");
         let hparams: HashMap<String, prost_types::Value> = self
             .hparams
             .iter()
-            .map(|(k, v)| (k.to_string(), prost_types::Value { kind: Some(prost_types::value::Kind::NumberValue(*v)) }))
+            .map(|(k, v)| (k.to_string(), v.proto()))
             .collect();
         let start = proto::SessionStartInfo { hparams, group_name, start_time_secs: now_secs() };
         self.with_file(|f| f.hparams(SESSION_START_TAG, proto::Data::SessionStartInfo(start)));
@@ -499,6 +550,8 @@ impl Reporter for TensorBoard {
 pub enum Domain {
     /// Listed values.
     Discrete(Vec<f64>),
+    /// Listed names (a parameter with named values).
+    Names(Vec<String>),
     /// A range `[min, max]`.
     Interval(f64, f64),
 }
@@ -520,10 +573,13 @@ pub fn write_experiment(dir: &Path, description: &str, hparams: &[(&str, Domain)
         .iter()
         .map(|(name, domain)| proto::HParamInfo {
             name: name.to_string(),
-            r#type: DATA_TYPE_FLOAT64,
+            r#type: if matches!(domain, Domain::Names(_)) { DATA_TYPE_STRING } else { DATA_TYPE_FLOAT64 },
             domain: Some(match domain {
                 Domain::Discrete(values) => proto::Domain::Discrete(prost_types::ListValue {
-                    values: values.iter().map(|v| prost_types::Value { kind: Some(prost_types::value::Kind::NumberValue(*v)) }).collect(),
+                    values: values.iter().map(|v| HValue::Number(*v).proto()).collect(),
+                }),
+                Domain::Names(names) => proto::Domain::Discrete(prost_types::ListValue {
+                    values: names.iter().map(|v| HValue::Name(v.clone()).proto()).collect(),
                 }),
                 Domain::Interval(lo, hi) => proto::Domain::Interval(proto::Interval { min_value: *lo, max_value: *hi }),
             }),

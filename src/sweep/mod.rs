@@ -463,6 +463,7 @@ fn hparam_domains(spec: &SweepSpec) -> Vec<(&'static str, Domain)> {
         .filter(|(p, _)| spec.space.varying().contains(p))
         .map(|(p, s)| {
             let domain = match s {
+                Spec::Grid(v) | Spec::Choice(v) if p.choices().is_some() => Domain::Names(v.iter().map(|&x| p.show(x)).collect()),
                 Spec::Grid(v) | Spec::Choice(v) => Domain::Discrete(v.clone()),
                 Spec::Uniform(a, b) | Spec::LogUniform(a, b) => Domain::Interval(*a, *b),
             };

@@ -1,8 +1,10 @@
 //! The search space of a sweep and its expansion into settings: pure functions, no I/O.
 //!
-//! Each of the six swept hyperparameters ([`Param`]) is either a list of values (a grid axis)
-//! or a distribution drawn `--trials N` times: `uniform:A:B`, `loguniform:A:B` (uniform in
-//! `ln x`, the usual prior for rates), `choice:A,B,...`. The settings are the cartesian product
+//! Each swept hyperparameter ([`Param`]) is either a list of values (a grid axis) or a
+//! distribution drawn `--trials N` times: `uniform:A:B`, `loguniform:A:B` (uniform in `ln x`,
+//! the usual prior for rates), `choice:A,B,...`. A parameter with named values (`optimizer`,
+//! `lr-schedule`, `augment`, and the switches `hflip`, `nesterov`, `amsgrad` with `false`,
+//! `true`) takes its names, as a list or a `choice:`; it is held as the index of the name. The settings are the cartesian product
 //! of the grid axes crossed with the N draws (the same N draws for every grid point, so grid
 //! values are compared on equal terms). The draws come from a ChaCha8 generator seeded with
 //! `--sweep-seed` (`rand_chacha`, whose output is fixed for a given seed), in a fixed order
@@ -19,6 +21,7 @@ use serde::{Deserialize, Serialize};
 use crate::{
     config::TrainConfig,
     error::{Error, Result},
+    recipe::{optim::OptimizerKind, schedule::LrScheduleKind},
 };
 
 /// A hyperparameter a sweep can vary, named as its `train` flag.
@@ -37,11 +40,61 @@ pub enum Param {
     Gamma,
     /// `--epochs`.
     Epochs,
+    /// `--weight-decay`.
+    WeightDecay,
+    /// `--label-smoothing`.
+    LabelSmoothing,
+    /// `--dampening` (SGD).
+    Dampening,
+    /// `--eta-min` (cosine).
+    EtaMin,
+    /// `--warmup-epochs`.
+    WarmupEpochs,
+    /// `--random-crop`, the padding.
+    RandomCrop,
+    /// `--pct-start` (onecycle).
+    PctStart,
+    /// `--optimizer`: sgd, adam, adamw.
+    Optimizer,
+    /// `--lr-schedule`: step, multistep, cosine, onecycle, piecewise, constant.
+    LrSchedule,
+    /// `--augment`: none, crop-flip (`--random-crop 4 --hflip`).
+    Augment,
+    /// `--hflip`: false, true.
+    Hflip,
+    /// `--nesterov`: false, true.
+    Nesterov,
+    /// `--amsgrad`: false, true.
+    Amsgrad,
 }
+
+const OPTIMIZERS: [OptimizerKind; 3] = [OptimizerKind::Sgd, OptimizerKind::Adam, OptimizerKind::Adamw];
+const SCHEDULES: [LrScheduleKind; 6] =
+    [LrScheduleKind::Step, LrScheduleKind::Multistep, LrScheduleKind::Cosine, LrScheduleKind::Onecycle, LrScheduleKind::Piecewise, LrScheduleKind::Constant];
 
 impl Param {
     /// Every parameter, in the order of ids, labels and random draws.
-    pub const ALL: [Param; 6] = [Param::Lr, Param::Momentum, Param::BatchSize, Param::StepSize, Param::Gamma, Param::Epochs];
+    pub const ALL: [Param; 19] = [
+        Param::Lr,
+        Param::Momentum,
+        Param::BatchSize,
+        Param::StepSize,
+        Param::Gamma,
+        Param::Epochs,
+        Param::WeightDecay,
+        Param::LabelSmoothing,
+        Param::Dampening,
+        Param::EtaMin,
+        Param::WarmupEpochs,
+        Param::RandomCrop,
+        Param::PctStart,
+        Param::Optimizer,
+        Param::LrSchedule,
+        Param::Augment,
+        Param::Hflip,
+        Param::Nesterov,
+        Param::Amsgrad,
+    ];
 
     /// The flag's name without dashes (`lr`, `batch-size`).
     pub fn flag(self) -> &'static str {
@@ -52,6 +105,39 @@ impl Param {
             Param::StepSize => "step-size",
             Param::Gamma => "gamma",
             Param::Epochs => "epochs",
+            Param::WeightDecay => "weight-decay",
+            Param::LabelSmoothing => "label-smoothing",
+            Param::Dampening => "dampening",
+            Param::EtaMin => "eta-min",
+            Param::WarmupEpochs => "warmup-epochs",
+            Param::RandomCrop => "random-crop",
+            Param::PctStart => "pct-start",
+            Param::Optimizer => "optimizer",
+            Param::LrSchedule => "lr-schedule",
+            Param::Augment => "augment",
+            Param::Hflip => "hflip",
+            Param::Nesterov => "nesterov",
+            Param::Amsgrad => "amsgrad",
+        }
+    }
+
+    /// The names of a parameter with named values, index = value; `None` for numbers.
+    pub fn choices(self) -> Option<&'static [&'static str]> {
+        const SWITCH: &[&str] = &["false", "true"];
+        Some(match self {
+            Param::Optimizer => &["sgd", "adam", "adamw"],
+            Param::LrSchedule => &["step", "multistep", "cosine", "onecycle", "piecewise", "constant"],
+            Param::Augment => &["none", "crop-flip"],
+            Param::Hflip | Param::Nesterov | Param::Amsgrad => SWITCH,
+            _ => return None,
+        })
+    }
+
+    /// A value as labels show it: the name of a named value, else [`short`].
+    pub fn show(self, value: f64) -> String {
+        match self.choices() {
+            Some(names) => names.get(value as usize).copied().unwrap_or("?").to_string(),
+            None => short(value),
         }
     }
 
@@ -60,9 +146,10 @@ impl Param {
         Param::ALL.into_iter().find(|p| p.flag() == name || p.flag().replace('-', "_") == name)
     }
 
-    /// Whether values are whole numbers (batch size, step size, epochs).
+    /// Whether values are whole numbers (batch size, step size, epochs, warm-up epochs, crop
+    /// padding, and the indices of named values).
     pub fn is_integer(self) -> bool {
-        matches!(self, Param::BatchSize | Param::StepSize | Param::Epochs)
+        matches!(self, Param::BatchSize | Param::StepSize | Param::Epochs | Param::WarmupEpochs | Param::RandomCrop) || self.choices().is_some()
     }
 
     /// Whether charts draw it on a logarithmic axis (the learning rate).
@@ -79,6 +166,19 @@ impl Param {
             Param::StepSize => cfg.step_size as f64,
             Param::Gamma => cfg.gamma,
             Param::Epochs => cfg.epochs as f64,
+            Param::WeightDecay => cfg.recipe.weight_decay(),
+            Param::LabelSmoothing => cfg.recipe.label_smoothing,
+            Param::Dampening => cfg.recipe.dampening,
+            Param::EtaMin => cfg.recipe.eta_min,
+            Param::WarmupEpochs => cfg.recipe.warmup_epochs as f64,
+            Param::RandomCrop => f64::from(cfg.recipe.random_crop.unwrap_or(0)),
+            Param::PctStart => cfg.recipe.pct_start,
+            Param::Optimizer => OPTIMIZERS.iter().position(|&o| o == cfg.recipe.optimizer).unwrap_or(0) as f64,
+            Param::LrSchedule => SCHEDULES.iter().position(|&k| k == cfg.recipe.lr_schedule).unwrap_or(0) as f64,
+            Param::Augment => f64::from(u8::from(cfg.recipe.random_crop == Some(4) && cfg.recipe.hflip)),
+            Param::Hflip => f64::from(u8::from(cfg.recipe.hflip)),
+            Param::Nesterov => f64::from(u8::from(cfg.recipe.nesterov)),
+            Param::Amsgrad => f64::from(u8::from(cfg.recipe.amsgrad)),
         }
     }
 
@@ -92,6 +192,19 @@ impl Param {
             Param::StepSize => cfg.step_size = whole,
             Param::Gamma => cfg.gamma = value,
             Param::Epochs => cfg.epochs = whole,
+            Param::WeightDecay => cfg.recipe.weight_decay = Some(value),
+            Param::LabelSmoothing => cfg.recipe.label_smoothing = value,
+            Param::Dampening => cfg.recipe.dampening = value,
+            Param::EtaMin => cfg.recipe.eta_min = value,
+            Param::WarmupEpochs => cfg.recipe.warmup_epochs = whole,
+            Param::RandomCrop => cfg.recipe.random_crop = Some(u32::try_from(whole).unwrap_or(u32::MAX)),
+            Param::PctStart => cfg.recipe.pct_start = value,
+            Param::Optimizer => cfg.recipe.optimizer = OPTIMIZERS[whole.min(OPTIMIZERS.len() - 1)],
+            Param::LrSchedule => cfg.recipe.lr_schedule = SCHEDULES[whole.min(SCHEDULES.len() - 1)],
+            Param::Augment => (cfg.recipe.random_crop, cfg.recipe.hflip) = if whole == 1 { (Some(4), true) } else { (None, false) },
+            Param::Hflip => cfg.recipe.hflip = whole == 1,
+            Param::Nesterov => cfg.recipe.nesterov = whole == 1,
+            Param::Amsgrad => cfg.recipe.amsgrad = whole == 1,
         }
     }
 }
@@ -122,6 +235,9 @@ impl Spec {
     /// # Errors
     /// [`Error::InvalidConfig`] naming the flag and the text, saying what was expected.
     pub fn parse(param: Param, text: &str) -> Result<Spec> {
+        if let Some(names) = param.choices() {
+            return Spec::parse_named(param, names, text);
+        }
         let bad = |why: String| Error::InvalidConfig {
             field: param.flag(),
             value: text.to_string(),
@@ -173,6 +289,25 @@ impl Spec {
         Ok(spec)
     }
 
+    /// A parameter with named values: a list of its names, or `choice:` of them.
+    fn parse_named(param: Param, names: &[&str], text: &str) -> Result<Spec> {
+        let (random, list) = match text.strip_prefix("choice:") {
+            Some(rest) => (true, rest),
+            None => (false, text),
+        };
+        let values = list
+            .split(',')
+            .map(|name| {
+                names.iter().position(|n| *n == name.trim()).map(|i| i as f64).ok_or_else(|| Error::InvalidConfig {
+                    field: param.flag(),
+                    value: text.to_string(),
+                    expected: format!("'{}' is not one of {}; expected a comma-separated list of them, or choice:A,B,...", name.trim(), names.join(", ")),
+                })
+            })
+            .collect::<Result<Vec<f64>>>()?;
+        Ok(if random { Spec::Choice(values) } else { Spec::Grid(values) })
+    }
+
     /// Whether the values are drawn (`uniform`, `loguniform`, `choice`) rather than listed.
     pub fn is_random(&self) -> bool {
         !matches!(self, Spec::Grid(_))
@@ -210,9 +345,11 @@ pub struct Space(pub BTreeMap<Param, Spec>);
 
 impl Space {
     /// Reads a space file: a JSON object (`.json`) or TOML table (`.toml`) whose keys are the
-    /// parameters (`lr`, `momentum`, `batch-size` or `batch_size`, `step-size`, `gamma`,
-    /// `epochs`) and whose values are a list of numbers (a grid axis), one number, or a string
-    /// in the command-line form (`"loguniform:1e-4:1e-1"`, `"1e-3,1e-2"`).
+    /// parameters ([`Param::flag`] names: `lr`, `momentum`, `batch-size` or `batch_size`,
+    /// `weight-decay`, `optimizer`, ...) and whose values are a list of numbers (a grid axis),
+    /// one number, a list of names for a parameter with named values (`optimizer = ["sgd",
+    /// "adamw"]`, `hflip = [false, true]`), or a string in the command-line form
+    /// (`"loguniform:1e-4:1e-1"`, `"1e-3,1e-2"`, `"choice:sgd,adamw"`).
     ///
     /// # Errors
     /// [`Error::BadSpaceFile`] naming the file: unreadable, another extension, not parseable,
@@ -242,6 +379,10 @@ impl Space {
                 serde_json::Value::Array(items) if items.iter().all(serde_json::Value::is_number) && !items.is_empty() => {
                     items.iter().map(ToString::to_string).collect::<Vec<_>>().join(",")
                 }
+                serde_json::Value::Array(items) if param.choices().is_some() && items.iter().all(|i| i.is_string() || i.is_boolean()) && !items.is_empty() => {
+                    items.iter().map(|i| i.as_str().map_or_else(|| i.to_string(), str::to_string)).collect::<Vec<_>>().join(",")
+                }
+                serde_json::Value::Bool(b) if param.choices().is_some() => b.to_string(),
                 other => return Err(bad(format!("{key} = {other}: expected a list of numbers, a number or a string such as \"uniform:0.8:0.99\""))),
             };
             let spec = Spec::parse(param, &text).map_err(|e| bad(format!("{key}: {e}")))?;
@@ -280,7 +421,7 @@ impl Setting {
 
     /// `lr=1e-3 momentum=0.9` for the parameters in `shown` (see [`short`]).
     pub fn label(&self, shown: &[Param]) -> Vec<String> {
-        self.0.iter().filter(|(p, _)| shown.contains(p)).map(|(p, v)| format!("{p}={}", short(*v))).collect()
+        self.0.iter().filter(|(p, _)| shown.contains(p)).map(|(p, v)| format!("{p}={}", p.show(*v))).collect()
     }
 }
 
@@ -485,6 +626,31 @@ mod tests {
             let err = parse_seeds(bad).unwrap_err().to_string();
             assert!(err.starts_with("invalid seeds ="), "{err}");
         }
+    }
+
+    #[test]
+    fn named_values_parse_set_and_show_by_name() {
+        let s = space(&[(Param::Optimizer, "sgd,adamw"), (Param::Augment, "crop-flip"), (Param::LrSchedule, "choice:cosine,onecycle")]);
+        assert_eq!(s.0[&Param::Optimizer], Spec::Grid(vec![0.0, 2.0]));
+        assert_eq!(s.0[&Param::LrSchedule], Spec::Choice(vec![2.0, 3.0]));
+        let settings = expand(&s, Some(4), 1).unwrap();
+        assert_eq!(settings.len(), 8);
+        let cfg = settings[1].apply(&TrainConfig::default());
+        assert_eq!(cfg.recipe.optimizer, OptimizerKind::Sgd);
+        assert_eq!((cfg.recipe.random_crop, cfg.recipe.hflip), (Some(4), true));
+        assert!(matches!(cfg.recipe.lr_schedule, LrScheduleKind::Cosine | LrScheduleKind::Onecycle));
+        let label = settings[7].label(&[Param::Optimizer, Param::Augment, Param::LrSchedule]).join(" ");
+        assert!(label.starts_with("optimizer=adamw") && label.contains("augment=crop-flip"), "{label}");
+        for p in [Param::Optimizer, Param::LrSchedule, Param::Augment, Param::Nesterov] {
+            assert_eq!(p.get(&settings[5].apply(&TrainConfig::default())), settings[5].get(p).unwrap_or(p.get(&TrainConfig::default())));
+        }
+        let err = Spec::parse(Param::Optimizer, "sgd,rmsprop").unwrap_err().to_string();
+        assert!(err.contains("optimizer") && err.contains("'rmsprop' is not one of sgd, adam, adamw"), "{err}");
+        assert!(Spec::parse(Param::Hflip, "uniform:0:1").is_err());
+        let t = space(&[(Param::WeightDecay, "0,5e-4"), (Param::WarmupEpochs, "0,5")]);
+        let cfg = expand(&t, None, 0).unwrap()[3].apply(&TrainConfig::default());
+        assert_eq!((cfg.recipe.weight_decay, cfg.recipe.warmup_epochs), (Some(5e-4), 5));
+        assert!(Spec::parse(Param::WarmupEpochs, "1.5").is_err());
     }
 
     #[test]

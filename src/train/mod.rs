@@ -94,6 +94,7 @@ pub fn train(cfg: &TrainConfig, train: &Dataset, test: &Dataset, reporter: &mut 
         }
         tch::set_num_threads(n as i32);
     }
+    tracing::info!("{}", cfg.recipe_pytorch());
     let start = init::start(cfg, train, device, &session)?;
     let mut step = step::build(cfg, &start.net, device)?;
     if let Some(ck) = &session.resume {
