@@ -4,6 +4,8 @@
   (c) tch-cifar10 (release build), --kernels reference,
   (d) tch-cifar10 --kernels fast,
   (e) (b) with --channels-last, PyTorch's own fast CPU layout,
+  (f) tch-cifar10 --kernels fast --augment crop-flip (the crop and flip done while the batch is
+      packed into the kernels' lanes),
 one after the other (never two at once), --rounds times in turn (a b c d e a b c d e ...), so
 that a slow spell of a shared machine hits every program alike. For each: seconds per epoch
 (median over rounds of each run's median of epochs 2..N, so start-up and first-epoch warm-up are
@@ -18,7 +20,8 @@ same 1,303,440 again and the input gradients of every layer but conv1 (whose inp
 597,840. An epoch of 50,000 images: 160.2 GFLOP (pooling, ReLU, loss and the update are noise).
 
 Prints the ratios against the targets: c/a time <= 0.45 (<= 0.2 on CUDA), c/b time <= 0.95, c/a
-peak memory <= 0.45; d/c time <= 0.6, d/b time <= 0.6, d/e time <= 0.9, d/c peak memory <= 1.0.
+peak memory <= 0.45; d/c time <= 0.6, d/b time <= 0.6, d/e time <= 0.9, d/c peak memory <= 1.0; f/d time <= 1.1
+(augmentation costs the fast mode at most a tenth).
 Started by scripts/bench; writes bench.json and each program's output into --out.
 """
 
@@ -43,6 +46,7 @@ PROGRAMS = {
     "c": "tch-cifar10",
     "d": "tch-cifar10 --kernels fast",
     "e": "PyTorch, resident, channels-last",
+    "f": "tch-cifar10 --kernels fast --augment crop-flip",
 }
 # FLOP of one training image, forward and backward (see the module doc).
 FLOP_PER_IMAGE = 2 * 1_303_440 + 597_840
@@ -111,7 +115,7 @@ def main(argv=None):
     p.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N [cpu]")
     p.add_argument("--threads", type=int, default=None, help="intra-op threads for all three [their default: the physical cores]")
     p.add_argument("--seed", type=int, default=0, help="torch.manual_seed for all three [0]")
-    p.add_argument("--programs", default="abcde", help="which to run, a subset of abcde [abcde]")
+    p.add_argument("--programs", default="abcdef", help="which to run, a subset of abcdef [abcdef]")
     p.add_argument("--rounds", type=int, default=1, help="run the programs in turn this many times [1]")
     p.add_argument("--bin", default=None, help="the tch-cifar10 binary [build and use target/release/tch-cifar10]")
     p.add_argument("--out", default=None, help="where bench.json and the programs' outputs go [a temporary folder]")
@@ -119,7 +123,7 @@ def main(argv=None):
     if args.epochs < 1 or (args.threads is not None and args.threads < 1):
         p.error("--epochs and --threads must be at least 1")
     if not args.programs or set(args.programs) - set(PROGRAMS):
-        p.error(f"--programs takes letters of abcde, got {args.programs!r}")
+        p.error(f"--programs takes letters of abcdef, got {args.programs!r}")
     if args.rounds < 1:
         p.error("--rounds must be at least 1")
     args.programs = "".join(dict.fromkeys(args.programs))  # each once, in the order given
@@ -156,7 +160,7 @@ def main(argv=None):
         die(str(e))
 
     binary = args.bin
-    if set("cd") & set(args.programs) and binary is None:
+    if set("cdf") & set(args.programs) and binary is None:
         log = os.path.join(out, "build.log")
         with open(log, "w") as f:
             if subprocess.run(["cargo", "build", "--release", "--quiet"], cwd=REPO, stdout=f, stderr=subprocess.STDOUT).returncode:
@@ -171,11 +175,11 @@ def main(argv=None):
     for rnd in range(args.rounds):
         for key in args.programs:
             tag = f"{key}{rnd + 1}" if args.rounds > 1 else key
-            if key in "cd":
+            if key in "cdf":
                 run_dir = os.path.join(out, f"{tag}-run")  # tch-cifar10's run directory, with metrics.jsonl
                 shutil.rmtree(run_dir, ignore_errors=True)
                 metrics = os.path.join(run_dir, "metrics.jsonl")
-                kernels = ["--kernels", "fast"] if key == "d" else []
+                kernels = {"c": [], "d": ["--kernels", "fast"], "f": ["--kernels", "fast", "--augment", "crop-flip"]}[key]
                 cmd = [binary, "train", "--data-dir", tch_data, *common, *kernels, "--out", run_dir]
             else:
                 script = "pytorch_reference.py" if key == "a" else "pytorch_resident.py"
@@ -209,7 +213,8 @@ def main(argv=None):
                ("d/c time per epoch", "d", "c", "seconds_per_epoch", 0.6),
                ("d/b time per epoch", "d", "b", "seconds_per_epoch", 0.6),
                ("d/e time per epoch", "d", "e", "seconds_per_epoch", 0.9),
-               ("d/c peak memory", "d", "c", "peak_rss_bytes", 1.0)]
+               ("d/c peak memory", "d", "c", "peak_rss_bytes", 1.0),
+               ("f/d time per epoch", "f", "d", "seconds_per_epoch", 1.1)]
     ratios = []
     for name, x, y, field, target in targets:
         if x in results and y in results:

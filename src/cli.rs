@@ -360,14 +360,14 @@ pub struct SweepArgs {
     /// Augmentations: a list of none, crop-flip, or choice:... [default: train's].
     #[arg(long = "augment", id = "sweep_augment", value_name = "VALUES", allow_hyphen_values = true)]
     pub augment: Option<String>,
-    /// RandomHorizontalFlip: false, true, or both (false,true) [default: train's].
-    #[arg(long = "hflip", id = "sweep_hflip", value_name = "VALUES", allow_hyphen_values = true)]
+    /// RandomHorizontalFlip: false, true, or both (false,true); alone, true [default: train's].
+    #[arg(long = "hflip", id = "sweep_hflip", value_name = "VALUES", num_args = 0..=1, default_missing_value = "true")]
     pub hflip: Option<String>,
-    /// Nesterov momentum: false, true, or both (false,true) [default: train's].
-    #[arg(long = "nesterov", id = "sweep_nesterov", value_name = "VALUES", allow_hyphen_values = true)]
+    /// Nesterov momentum: false, true, or both (false,true); alone, true [default: train's].
+    #[arg(long = "nesterov", id = "sweep_nesterov", value_name = "VALUES", num_args = 0..=1, default_missing_value = "true")]
     pub nesterov: Option<String>,
-    /// AMSGrad: false, true, or both (false,true) [default: train's].
-    #[arg(long = "amsgrad", id = "sweep_amsgrad", value_name = "VALUES", allow_hyphen_values = true)]
+    /// AMSGrad: false, true, or both (false,true); alone, true [default: train's].
+    #[arg(long = "amsgrad", id = "sweep_amsgrad", value_name = "VALUES", num_args = 0..=1, default_missing_value = "true")]
     pub amsgrad: Option<String>,
     /// The space as a JSON or TOML file instead (or as well, for other parameters): keys as the
     /// flags above (lr, momentum, batch-size, ..., optimizer, augment); values a list of numbers

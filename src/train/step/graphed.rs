@@ -178,3 +178,28 @@ pub(crate) fn wanted(cfg: &TrainConfig, device: Device) -> Result<bool> {
         },
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::{config::RecipeConfig, recipe::schedule::LrScheduleKind};
+
+    #[test]
+    fn recipes_that_change_every_step_are_not_captured() {
+        let with = |recipe: RecipeConfig| TrainConfig { recipe, cuda_graphs: CudaGraphs::On, ..TrainConfig::default() };
+        let sgd = RecipeConfig { weight_decay: Some(5e-4), nesterov: true, label_smoothing: 0.1, lr_schedule: LrScheduleKind::Cosine, ..Default::default() };
+        assert_eq!(uncapturable(&with(sgd)), None);
+        for (recipe, why) in [
+            (RecipeConfig { optimizer: OptimizerKind::Adamw, ..Default::default() }, "Adam"),
+            (RecipeConfig { lr_schedule: LrScheduleKind::Onecycle, ..Default::default() }, "OneCycleLR"),
+            (RecipeConfig { hflip: true, ..Default::default() }, "augmentation"),
+        ] {
+            let cfg = with(recipe);
+            assert!(uncapturable(&cfg).is_some_and(|w| w.contains(why)), "{why}");
+            let err = check(&cfg, Device::Cpu).unwrap_err().to_string();
+            assert!(err.contains("cuda-graphs") && err.contains(why) && err.contains("--cuda-graphs off"), "{err}");
+            // auto falls back to eager steps instead.
+            assert!(!wanted(&TrainConfig { cuda_graphs: CudaGraphs::Auto, ..cfg }, Device::Cpu).unwrap());
+        }
+    }
+}
