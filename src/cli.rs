@@ -369,6 +369,21 @@ pub struct SweepArgs {
     /// AMSGrad: false, true, or both (false,true); alone, true [default: train's].
     #[arg(long = "amsgrad", id = "sweep_amsgrad", value_name = "VALUES", num_args = 0..=1, default_missing_value = "true")]
     pub amsgrad: Option<String>,
+    /// Adam eps values: a list or a distribution, as --lr [default: train's].
+    #[arg(long = "eps", id = "sweep_eps", value_name = "VALUES", allow_hyphen_values = true)]
+    pub eps: Option<String>,
+    /// Warm-up start factors: a list or a distribution, as --lr [default: train's].
+    #[arg(long = "warmup-start-factor", id = "sweep_warmup_start_factor", value_name = "VALUES", allow_hyphen_values = true)]
+    pub warmup_start_factor: Option<String>,
+    /// OneCycleLR div_factor values: a list or a distribution, as --lr [default: train's].
+    #[arg(long = "div-factor", id = "sweep_div_factor", value_name = "VALUES", allow_hyphen_values = true)]
+    pub div_factor: Option<String>,
+    /// OneCycleLR final_div_factor values: a list or a distribution, as --lr [default: train's].
+    #[arg(long = "final-div-factor", id = "sweep_final_div_factor", value_name = "VALUES", allow_hyphen_values = true)]
+    pub final_div_factor: Option<String>,
+    /// OneCycleLR cycle_momentum: false, true, or both (false,true) [default: train's].
+    #[arg(long = "cycle-momentum", id = "sweep_cycle_momentum", value_name = "VALUES", allow_hyphen_values = true)]
+    pub cycle_momentum: Option<String>,
     /// The space as a JSON or TOML file instead (or as well, for other parameters): keys as the
     /// flags above (lr, momentum, batch-size, ..., optimizer, augment); values a list of numbers
     /// or names, a number, or a string as on the command line ("loguniform:1e-4:1e-1").
@@ -438,6 +453,11 @@ fn train_flag_in_sweep(arg: clap::Arg) -> clap::Arg {
         "hflip" => "train-hflip",
         "nesterov" => "train-nesterov",
         "amsgrad" => "train-amsgrad",
+        "eps" => "train-eps",
+        "warmup_start_factor" => "train-warmup-start-factor",
+        "div_factor" => "train-div-factor",
+        "final_div_factor" => "train-final-div-factor",
+        "cycle_momentum" => "train-cycle-momentum",
         _ => return arg,
     };
     arg.long(long).hide(true)
@@ -481,6 +501,11 @@ impl SweepArgs {
             (Param::Hflip, &self.hflip),
             (Param::Nesterov, &self.nesterov),
             (Param::Amsgrad, &self.amsgrad),
+            (Param::Eps, &self.eps),
+            (Param::WarmupStartFactor, &self.warmup_start_factor),
+            (Param::DivFactor, &self.div_factor),
+            (Param::FinalDivFactor, &self.final_div_factor),
+            (Param::CycleMomentum, &self.cycle_momentum),
         ] {
             let Some(text) = text else { continue };
             if space.0.insert(param, Spec::parse(param, text)?).is_some() {

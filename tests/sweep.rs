@@ -331,3 +331,37 @@ fn a_sweep_folder_in_use_is_refused_naming_the_process() {
     assert_eq!(o.status.code(), Some(1), "{err}");
     assert!(err.contains(&format!("is in use by process {}", std::process::id())), "{err}");
 }
+
+/// A sweep over recipes: named values (`--optimizer sgd,adamw`, `--augment none,crop-flip`) and
+/// a number (`--label-smoothing`) give trials named by value, each trained with its recipe
+/// (its `config.json`), a results table that shows the names, and `--print-commands` lines that
+/// carry the recipe flags.
+#[test]
+fn a_sweep_over_recipes_names_its_trials_by_value_and_trains_each_recipe() -> TestResult {
+    let data = common::synthetic_cifar(40, 20, 3);
+    let out = data.path().join("recipes");
+    let extra = [
+        "--optimizer", "sgd,adamw", "--augment", "none,crop-flip", "--label-smoothing", "0.1", "--lr-schedule", "cosine",
+        "--epochs", "2", "--batch-size", "10", "--threads", "1", "-q",
+    ];
+    let o = run(&sweep_args(data.path(), &out, &extra));
+    assert!(o.status.success(), "{}", text(&o.stderr));
+    let names: Vec<String> = trial_dirs(&out).iter().map(|d| d.file_name().unwrap().to_string_lossy().into_owned()).collect();
+    assert_eq!(names.len(), 4, "{names:?}");
+    assert!(names[3].contains("optimizer=adamw") && names[3].contains("augment=crop-flip"), "{names:?}");
+    let table = text(&o.stdout);
+    assert!(table.contains("optimizer=adamw augment=crop-flip"), "{table}");
+    for dir in trial_dirs(&out) {
+        let name = dir.file_name().unwrap().to_string_lossy().into_owned();
+        let cfg: Value = serde_json::from_slice(&std::fs::read(dir.join("config.json"))?)?;
+        let recipe = &cfg["recipe"];
+        assert_eq!(recipe["optimizer"], if name.contains("adamw") { "adamw" } else { "sgd" }, "{name}");
+        assert_eq!(recipe["hflip"], name.contains("crop-flip"), "{name}");
+        assert_eq!((recipe["label_smoothing"].as_f64(), recipe["lr_schedule"].as_str()), (Some(0.1), Some("cosine")), "{name}");
+    }
+    let o = run(&sweep_args(data.path(), &data.path().join("printed"), &[&extra[..], &["--print-commands"]].concat()));
+    let lines = text(&o.stdout);
+    assert!(o.status.success(), "{}", text(&o.stderr));
+    assert!(lines.lines().filter(|l| l.contains("--optimizer adamw") && l.contains("--hflip") && l.contains("--random-crop 4")).count() == 1, "{lines}");
+    Ok(())
+}

@@ -142,6 +142,49 @@ pub fn state_entry(name: &str) -> Option<(&str, bool)> {
     }
 }
 
+/// The state tensors of `states` under PyTorch's names; `tensor(i, t)` makes parameter `i`'s part.
+fn named_state<T>(names: &[String], states: &[State<T>], tensor: impl Fn(usize, &T) -> Tensor) -> Vec<(String, Tensor)> {
+    let mut out = Vec::new();
+    for (i, (name, st)) in names.iter().zip(states).enumerate() {
+        for (part, t) in st.parts() {
+            if let Some(t) = t {
+                out.push((format!("{part}.{name}"), tensor(i, t)));
+            }
+        }
+        if st.step > 0.0 {
+            out.push((format!("step.{name}"), Tensor::from(st.step)));
+        }
+    }
+    out
+}
+
+/// Installs `saved` (named as [`named_state`] names them) into `states`, checking each name and
+/// shape against the parameters (`names`, `shapes`); `part(i, t)` converts a tensor for
+/// parameter `i`.
+fn restore_state<T>(
+    names: &[String],
+    shapes: &[Vec<i64>],
+    states: &mut [State<T>],
+    saved: &[(String, Tensor)],
+    part: impl Fn(usize, Tensor) -> Result<T>,
+) -> Result<()> {
+    for (name, t) in saved {
+        let (param, shaped) = state_entry(name).ok_or_else(|| unknown_state(name))?;
+        let i = names.iter().position(|n| n == param).ok_or_else(|| unknown_state(name))?;
+        let want = if shaped { shapes[i].clone() } else { vec![] };
+        if t.size() != want {
+            return Err(Error::Torch(tch::TchError::Shape(format!("optimizer state {name}: {:?}, expected {want:?}", t.size()))));
+        }
+        let t = t.to_kind(Kind::Float);
+        match name.split_once('.').map(|(p, _)| p) {
+            Some("step") => states[i].step = t.double_value(&[]) as f32,
+            Some(p) => *states[i].part_mut(p).ok_or_else(|| unknown_state(name))? = Some(part(i, t)?),
+            None => return Err(unknown_state(name)),
+        }
+    }
+    Ok(())
+}
+
 fn unknown_state(name: &str) -> Error {
     Error::Torch(tch::TchError::Kind(format!("optimizer state {name}: not a state tensor of this model's parameters")))
 }
@@ -249,18 +292,8 @@ impl TensorOptimizer {
 
     /// The state tensors under PyTorch's names (none before the first step).
     pub fn state(&self) -> Vec<(String, Tensor)> {
-        let mut out = Vec::new();
-        for ((name, _), st) in self.params.iter().zip(&self.state) {
-            for (part, t) in st.parts() {
-                if let Some(t) = t {
-                    out.push((format!("{part}.{name}"), t.shallow_clone()));
-                }
-            }
-            if st.step > 0.0 {
-                out.push((format!("step.{name}"), Tensor::from(st.step)));
-            }
-        }
-        out
+        let names: Vec<String> = self.params.iter().map(|(n, _)| n.clone()).collect();
+        named_state(&names, &self.state, |_, t| t.shallow_clone())
     }
 
     /// Installs saved state (see [`TensorOptimizer::state`]); parameters are unchanged.
@@ -268,22 +301,10 @@ impl TensorOptimizer {
     /// # Errors
     /// A name that is not this optimizer's state, or a tensor of the wrong shape.
     pub fn restore(&mut self, saved: &[(String, Tensor)]) -> Result<()> {
-        for (name, t) in saved {
-            let (param, shaped) = state_entry(name).ok_or_else(|| unknown_state(name))?;
-            let i = self.params.iter().position(|(n, _)| n == param).ok_or_else(|| unknown_state(name))?;
-            let p = &self.params[i].1;
-            let want = if shaped { p.size() } else { vec![] };
-            if t.size() != want {
-                return Err(Error::Torch(tch::TchError::Shape(format!("optimizer state {name}: {:?}, expected {want:?}", t.size()))));
-            }
-            let t = t.to_device(p.device()).to_kind(Kind::Float).detach().copy();
-            match name.split_once('.').map(|(part, _)| part) {
-                Some("step") => self.state[i].step = t.double_value(&[]) as f32,
-                Some(part) => *self.state[i].part_mut(part).ok_or_else(|| unknown_state(name))? = Some(t),
-                None => return Err(unknown_state(name)),
-            }
-        }
-        Ok(())
+        let names: Vec<String> = self.params.iter().map(|(n, _)| n.clone()).collect();
+        let shapes: Vec<Vec<i64>> = self.params.iter().map(|(_, p)| p.size()).collect();
+        let devices: Vec<tch::Device> = self.params.iter().map(|(_, p)| p.device()).collect();
+        restore_state(&names, &shapes, &mut self.state, saved, |i, t| Ok(t.to_device(devices[i]).detach().copy()))
     }
 }
 
@@ -370,18 +391,7 @@ impl SliceOptimizer {
 
     /// The state tensors under PyTorch's names (see [`TensorOptimizer::state`]).
     pub fn state(&self) -> Vec<(String, Tensor)> {
-        let mut out = Vec::new();
-        for ((name, shape), st) in self.names.iter().zip(&self.shapes).zip(&self.state) {
-            for (part, t) in st.parts() {
-                if let Some(t) = t {
-                    out.push((format!("{part}.{name}"), Tensor::from_slice(t).view(shape.as_slice())));
-                }
-            }
-            if st.step > 0.0 {
-                out.push((format!("step.{name}"), Tensor::from(st.step)));
-            }
-        }
-        out
+        named_state(&self.names, &self.state, |i, t| Tensor::from_slice(t).view(self.shapes[i].as_slice()))
     }
 
     /// Installs saved state (see [`TensorOptimizer::restore`]).
@@ -389,20 +399,8 @@ impl SliceOptimizer {
     /// # Errors
     /// A name that is not this optimizer's state, or a tensor of the wrong shape.
     pub fn restore(&mut self, saved: &[(String, Tensor)]) -> Result<()> {
-        for (name, t) in saved {
-            let (param, shaped) = state_entry(name).ok_or_else(|| unknown_state(name))?;
-            let i = self.names.iter().position(|n| n == param).ok_or_else(|| unknown_state(name))?;
-            let want = if shaped { self.shapes[i].clone() } else { vec![] };
-            if t.size() != want {
-                return Err(Error::Torch(tch::TchError::Shape(format!("optimizer state {name}: {:?}, expected {want:?}", t.size()))));
-            }
-            let t = t.to_device(tch::Device::Cpu).to_kind(Kind::Float).contiguous();
-            match name.split_once('.').map(|(part, _)| part) {
-                Some("step") => self.state[i].step = t.double_value(&[]) as f32,
-                Some(part) => *self.state[i].part_mut(part).ok_or_else(|| unknown_state(name))? = Some(Vec::<f32>::try_from(t.view(-1))?),
-                None => return Err(unknown_state(name)),
-            }
-        }
-        Ok(())
+        restore_state(&self.names, &self.shapes, &mut self.state, saved, |_, t| {
+            Ok(Vec::<f32>::try_from(t.to_device(tch::Device::Cpu).contiguous().view(-1))?)
+        })
     }
 }

@@ -103,14 +103,14 @@ pub fn to_args(cfg: &TrainConfig) -> Vec<OsString> {
 fn recipe_args(r: &RecipeConfig, flag: &mut dyn FnMut(&str, &dyn AsRef<OsStr>)) {
     let RecipeConfig {
         random_crop,
-        hflip,
+        hflip: _,
         optimizer,
         weight_decay,
         dampening,
-        nesterov,
+        nesterov: _,
         betas,
         eps,
-        amsgrad,
+        amsgrad: _,
         label_smoothing,
         lr_schedule,
         milestones,
@@ -161,7 +161,7 @@ fn recipe_args(r: &RecipeConfig, flag: &mut dyn FnMut(&str, &dyn AsRef<OsStr>)) 
         flag("final-div-factor", &float(final_div_factor));
         flag("cycle-momentum", &cycle_momentum.to_string());
     }
-    let _ = (hflip, nesterov, amsgrad); // bare switches: see `switches`
+    // The bare switches (`--hflip`, `--nesterov`, `--amsgrad`) come last: see `switches`.
 }
 
 /// The recipe's bare switches that are set (`--hflip`, `--nesterov`, `--amsgrad`).

@@ -3,8 +3,8 @@
 //! Each swept hyperparameter ([`Param`]) is either a list of values (a grid axis) or a
 //! distribution drawn `--trials N` times: `uniform:A:B`, `loguniform:A:B` (uniform in `ln x`,
 //! the usual prior for rates), `choice:A,B,...`. A parameter with named values (`optimizer`,
-//! `lr-schedule`, `augment`, and the switches `hflip`, `nesterov`, `amsgrad` with `false`,
-//! `true`) takes its names, as a list or a `choice:`; it is held as the index of the name. The settings are the cartesian product
+//! `lr-schedule`, `augment`, and the switches `hflip`, `nesterov`, `amsgrad`, `cycle-momentum`
+//! with `false`, `true`) takes its names, as a list or a `choice:`; it is held as the index of the name. The settings are the cartesian product
 //! of the grid axes crossed with the N draws (the same N draws for every grid point, so grid
 //! values are compared on equal terms). The draws come from a ChaCha8 generator seeded with
 //! `--sweep-seed` (`rand_chacha`, whose output is fixed for a given seed), in a fixed order
@@ -66,6 +66,16 @@ pub enum Param {
     Nesterov,
     /// `--amsgrad`: false, true.
     Amsgrad,
+    /// `--eps` (Adam).
+    Eps,
+    /// `--warmup-start-factor`.
+    WarmupStartFactor,
+    /// `--div-factor` (onecycle).
+    DivFactor,
+    /// `--final-div-factor` (onecycle).
+    FinalDivFactor,
+    /// `--cycle-momentum` (onecycle): false, true.
+    CycleMomentum,
 }
 
 const OPTIMIZERS: [OptimizerKind; 3] = [OptimizerKind::Sgd, OptimizerKind::Adam, OptimizerKind::Adamw];
@@ -74,7 +84,7 @@ const SCHEDULES: [LrScheduleKind; 6] =
 
 impl Param {
     /// Every parameter, in the order of ids, labels and random draws.
-    pub const ALL: [Param; 19] = [
+    pub const ALL: [Param; 24] = [
         Param::Lr,
         Param::Momentum,
         Param::BatchSize,
@@ -94,6 +104,11 @@ impl Param {
         Param::Hflip,
         Param::Nesterov,
         Param::Amsgrad,
+        Param::Eps,
+        Param::WarmupStartFactor,
+        Param::DivFactor,
+        Param::FinalDivFactor,
+        Param::CycleMomentum,
     ];
 
     /// The flag's name without dashes (`lr`, `batch-size`).
@@ -118,6 +133,11 @@ impl Param {
             Param::Hflip => "hflip",
             Param::Nesterov => "nesterov",
             Param::Amsgrad => "amsgrad",
+            Param::Eps => "eps",
+            Param::WarmupStartFactor => "warmup-start-factor",
+            Param::DivFactor => "div-factor",
+            Param::FinalDivFactor => "final-div-factor",
+            Param::CycleMomentum => "cycle-momentum",
         }
     }
 
@@ -128,7 +148,7 @@ impl Param {
             Param::Optimizer => &["sgd", "adam", "adamw"],
             Param::LrSchedule => &["step", "multistep", "cosine", "onecycle", "piecewise", "constant"],
             Param::Augment => &["none", "crop-flip"],
-            Param::Hflip | Param::Nesterov | Param::Amsgrad => SWITCH,
+            Param::Hflip | Param::Nesterov | Param::Amsgrad | Param::CycleMomentum => SWITCH,
             _ => return None,
         })
     }
@@ -152,9 +172,9 @@ impl Param {
         matches!(self, Param::BatchSize | Param::StepSize | Param::Epochs | Param::WarmupEpochs | Param::RandomCrop) || self.choices().is_some()
     }
 
-    /// Whether charts draw it on a logarithmic axis (the learning rate).
+    /// Whether charts draw it on a logarithmic axis (rates and Adam's eps).
     pub fn log_axis(self) -> bool {
-        self == Param::Lr
+        matches!(self, Param::Lr | Param::Eps)
     }
 
     /// Its value in `cfg`.
@@ -179,6 +199,11 @@ impl Param {
             Param::Hflip => f64::from(u8::from(cfg.recipe.hflip)),
             Param::Nesterov => f64::from(u8::from(cfg.recipe.nesterov)),
             Param::Amsgrad => f64::from(u8::from(cfg.recipe.amsgrad)),
+            Param::Eps => cfg.recipe.eps,
+            Param::WarmupStartFactor => cfg.recipe.warmup_start_factor,
+            Param::DivFactor => cfg.recipe.div_factor,
+            Param::FinalDivFactor => cfg.recipe.final_div_factor,
+            Param::CycleMomentum => f64::from(u8::from(cfg.recipe.cycle_momentum)),
         }
     }
 
@@ -205,6 +230,11 @@ impl Param {
             Param::Hflip => cfg.recipe.hflip = whole == 1,
             Param::Nesterov => cfg.recipe.nesterov = whole == 1,
             Param::Amsgrad => cfg.recipe.amsgrad = whole == 1,
+            Param::Eps => cfg.recipe.eps = value,
+            Param::WarmupStartFactor => cfg.recipe.warmup_start_factor = value,
+            Param::DivFactor => cfg.recipe.div_factor = value,
+            Param::FinalDivFactor => cfg.recipe.final_div_factor = value,
+            Param::CycleMomentum => cfg.recipe.cycle_momentum = whole == 1,
         }
     }
 }
