@@ -17,6 +17,11 @@ use crate::{
     },
 };
 
+/// The command-line name of a `--flag VALUE` choice (`cifar10`, `adamw`, `cosine`).
+pub fn value_name<T: clap::ValueEnum>(value: &T) -> String {
+    value.to_possible_value().expect("value enums have no skipped variants").get_name().to_string()
+}
+
 /// PyTorch's default CPU generator seed (`torch.initial_seed()` in a fresh process): the
 /// reference program never calls `torch.manual_seed`, so this seed reproduces it unmodified.
 pub const PYTORCH_DEFAULT_SEED: i64 = 67_280_421_310_721;
@@ -370,13 +375,13 @@ impl TrainConfig {
             }
         }
         let kind = r.lr_schedule;
-        let schedule = format!("--lr-schedule {}", crate::recipe::schedule::name(kind));
+        let schedule = format!("--lr-schedule {}", value_name(&kind));
         let uses = |kinds: &[LrScheduleKind]| kinds.contains(&kind);
         use LrScheduleKind::*;
         let not_for = |flag: &'static str, set: bool, kinds: &[LrScheduleKind]| -> Result<()> {
             match set && !uses(kinds) {
                 true => {
-                    let names: Vec<&str> = kinds.iter().map(|&k| crate::recipe::schedule::name(k)).collect();
+                    let names: Vec<String> = kinds.iter().map(value_name).collect();
                     bad(flag, "given", &format!("--lr-schedule {}; it does not apply to {schedule}", names.join(" or ")))
                 }
                 false => Ok(()),

@@ -47,18 +47,6 @@ pub enum LrScheduleKind {
     Constant,
 }
 
-/// The name `--lr-schedule` takes.
-pub fn name(kind: LrScheduleKind) -> &'static str {
-    match kind {
-        LrScheduleKind::Step => "step",
-        LrScheduleKind::Multistep => "multistep",
-        LrScheduleKind::Cosine => "cosine",
-        LrScheduleKind::Onecycle => "onecycle",
-        LrScheduleKind::Piecewise => "piecewise",
-        LrScheduleKind::Constant => "constant",
-    }
-}
-
 impl LrScheduleKind {
     /// Whether the schedule steps after every batch (OneCycleLR) rather than every epoch.
     pub fn per_step(self) -> bool {

@@ -425,10 +425,8 @@ impl std::fmt::Display for HValue {
 /// reference's, then the recipe's (optimizer, schedule, weight decay, label smoothing,
 /// augmentation, warm-up), named values as their flag's value names.
 pub fn run_hparams(cfg: &TrainConfig) -> Vec<(&'static str, HValue)> {
-    use crate::sweep::space::Param;
     let r = &cfg.recipe;
     let num = HValue::Number;
-    let name = |p: Param| HValue::Name(p.show(p.get(cfg)));
     let augment = match (r.random_crop, r.hflip) {
         (None, false) => "none".to_string(),
         (Some(4), true) => "crop-flip".to_string(),
@@ -444,8 +442,8 @@ pub fn run_hparams(cfg: &TrainConfig) -> Vec<(&'static str, HValue)> {
         ("gamma", num(cfg.gamma)),
         ("epochs", num(cfg.epochs as f64)),
         ("seed", num(cfg.seed as f64)),
-        ("optimizer", name(Param::Optimizer)),
-        ("lr-schedule", name(Param::LrSchedule)),
+        ("optimizer", HValue::Name(crate::config::value_name(&r.optimizer))),
+        ("lr-schedule", HValue::Name(crate::config::value_name(&r.lr_schedule))),
         ("weight-decay", num(r.weight_decay())),
         ("label-smoothing", num(r.label_smoothing)),
         ("augment", HValue::Name(augment)),

@@ -3,10 +3,8 @@
 
 use std::ffi::{OsStr, OsString};
 
-use clap::ValueEnum;
-
 use crate::{
-    config::{RecipeConfig, TrainConfig},
+    config::{value_name, RecipeConfig, TrainConfig},
     recipe::{optim::OptimizerKind, schedule::LrScheduleKind},
     error::{Error, Result},
 };
@@ -167,11 +165,6 @@ fn recipe_args(r: &RecipeConfig, flag: &mut dyn FnMut(&str, &dyn AsRef<OsStr>)) 
 /// The recipe's bare switches that are set (`--hflip`, `--nesterov`, `--amsgrad`).
 fn switches(r: &RecipeConfig) -> impl Iterator<Item = &'static str> {
     [("--hflip", r.hflip), ("--nesterov", r.nesterov), ("--amsgrad", r.amsgrad)].into_iter().filter(|(_, on)| *on).map(|(f, _)| f)
-}
-
-/// The command-line name of a `--flag VALUE` choice (`cifar10`, `lanczos3`).
-fn value_name<T: ValueEnum>(value: &T) -> String {
-    value.to_possible_value().expect("value enums have no skipped variants").get_name().to_string()
 }
 
 /// `program args...` as one line for a POSIX shell, each word quoted where it needs it.
