@@ -349,10 +349,16 @@ impl TrainConfig {
         if !unit(r.label_smoothing) {
             return bad("label-smoothing", format!("{:?}", r.label_smoothing), "a number in [0, 1)");
         }
+        let f = |x: f64| format!("{x:?}");
         if !sgd {
-            for (field, set) in [("momentum", self.momentum != TrainConfig::default().momentum), ("dampening", r.dampening != d.dampening), ("nesterov", r.nesterov)] {
+            let sgd_only = [
+                ("momentum", self.momentum != TrainConfig::default().momentum, f(self.momentum)),
+                ("dampening", r.dampening != d.dampening, f(r.dampening)),
+                ("nesterov", r.nesterov, "true".to_string()),
+            ];
+            for (field, set, value) in sgd_only {
                 if set {
-                    return bad(field, "given", &format!("--optimizer sgd; it does not apply to {name} (its first moment is --betas)"));
+                    return bad(field, value, &format!("only with --optimizer sgd; it does not apply to {name} (whose first moment is --betas)"));
                 }
             }
             if !(unit(r.betas.0) && unit(r.betas.1)) {
@@ -362,46 +368,50 @@ impl TrainConfig {
                 return bad("eps", format!("{:?}", r.eps), "a number at least 0");
             }
         } else {
-            for (field, set) in [("betas", r.betas != d.betas), ("eps", r.eps != d.eps), ("amsgrad", r.amsgrad)] {
+            let adam_only =
+                [("betas", r.betas != d.betas, format!("{:?},{:?}", r.betas.0, r.betas.1)), ("eps", r.eps != d.eps, f(r.eps)), ("amsgrad", r.amsgrad, "true".to_string())];
+            for (field, set, value) in adam_only {
                 if set {
-                    return bad(field, "given", "--optimizer adam or adamw; it does not apply to SGD");
+                    return bad(field, value, "only with --optimizer adam or adamw; it does not apply to SGD");
                 }
             }
             if !(r.dampening.is_finite() && (0.0..=1.0).contains(&r.dampening)) {
                 return bad("dampening", format!("{:?}", r.dampening), "a number in [0, 1]");
             }
             if r.nesterov && (self.momentum == 0.0 || r.dampening != 0.0) {
-                return bad("nesterov", "given", "a momentum above 0 and zero dampening (PyTorch's rule)");
+                return bad("nesterov", "true", "a momentum above 0 and zero dampening (PyTorch's rule)");
             }
         }
         let kind = r.lr_schedule;
         let schedule = format!("--lr-schedule {}", value_name(&kind));
         let uses = |kinds: &[LrScheduleKind]| kinds.contains(&kind);
         use LrScheduleKind::*;
-        let not_for = |flag: &'static str, set: bool, kinds: &[LrScheduleKind]| -> Result<()> {
-            match set && !uses(kinds) {
-                true => {
+        let not_for = |flag: &'static str, value: Option<String>, kinds: &[LrScheduleKind]| -> Result<()> {
+            match value {
+                Some(value) if !uses(kinds) => {
                     let names: Vec<String> = kinds.iter().map(value_name).collect();
-                    bad(flag, "given", &format!("--lr-schedule {}; it does not apply to {schedule}", names.join(" or ")))
+                    bad(flag, value, &format!("only with --lr-schedule {}; it does not apply to {schedule}", names.join(" or ")))
                 }
-                false => Ok(()),
+                _ => Ok(()),
             }
         };
-        not_for("step-size", self.step_size != TrainConfig::default().step_size, &[Step])?;
-        not_for("gamma", self.gamma != TrainConfig::default().gamma, &[Step, Multistep])?;
-        not_for("milestones", !r.milestones.is_empty(), &[Multistep, Piecewise])?;
-        not_for("lr-factors", !r.lr_factors.is_empty(), &[Piecewise])?;
-        not_for("eta-min", r.eta_min != d.eta_min, &[Cosine])?;
-        for (flag, set) in [
-            ("pct-start", r.pct_start != d.pct_start),
-            ("div-factor", r.div_factor != d.div_factor),
-            ("final-div-factor", r.final_div_factor != d.final_div_factor),
-            ("cycle-momentum", r.cycle_momentum != d.cycle_momentum),
+        let list = |xs: &[String]| xs.join(",");
+        let given = |set: bool, value: String| set.then_some(value);
+        not_for("step-size", given(self.step_size != TrainConfig::default().step_size, self.step_size.to_string()), &[Step])?;
+        not_for("gamma", given(self.gamma != TrainConfig::default().gamma, f(self.gamma)), &[Step, Multistep])?;
+        not_for("milestones", given(!r.milestones.is_empty(), list(&r.milestones.iter().map(ToString::to_string).collect::<Vec<_>>())), &[Multistep, Piecewise])?;
+        not_for("lr-factors", given(!r.lr_factors.is_empty(), list(&r.lr_factors.iter().map(|x| f(*x)).collect::<Vec<_>>())), &[Piecewise])?;
+        not_for("eta-min", given(r.eta_min != d.eta_min, f(r.eta_min)), &[Cosine])?;
+        for (flag, set, value) in [
+            ("pct-start", r.pct_start != d.pct_start, f(r.pct_start)),
+            ("div-factor", r.div_factor != d.div_factor, f(r.div_factor)),
+            ("final-div-factor", r.final_div_factor != d.final_div_factor, f(r.final_div_factor)),
+            ("cycle-momentum", r.cycle_momentum != d.cycle_momentum, r.cycle_momentum.to_string()),
         ] {
-            not_for(flag, set, &[Onecycle])?;
+            not_for(flag, given(set, value), &[Onecycle])?;
         }
         if r.warmup_start_factor != d.warmup_start_factor && r.warmup_epochs == 0 {
-            return bad("warmup-start-factor", "given", "--warmup-epochs N (it is the warm-up's first factor)");
+            return bad("warmup-start-factor", f(r.warmup_start_factor), "only with --warmup-epochs N (it is the warm-up's first factor)");
         }
         if !(r.warmup_start_factor.is_finite() && r.warmup_start_factor > 0.0 && r.warmup_start_factor <= 1.0) {
             return bad("warmup-start-factor", format!("{:?}", r.warmup_start_factor), "a number in (0, 1] (LinearLR's rule)");

@@ -125,19 +125,19 @@ fn bad_recipe_values_are_refused_naming_the_flag_before_any_folder() {
         (&["--lr-schedule", "multistep", "--milestones", "4,2"], "milestones", "increasing order"),
         (&["--lr-schedule", "multistep", "--milestones", "2,2"], "milestones", "increasing order"),
         (&["--lr-schedule", "multistep"], "milestones", "at least one epoch"),
-        (&["--lr-schedule", "multistep", "--milestones", "9"], "milestones", "below 5"),
-        (&["--lr-schedule", "cosine", "--warmup-epochs", "5"], "warmup-epochs", "fewer than the run's 5 epochs"),
-        (&["--lr-schedule", "onecycle", "--warmup-epochs", "1"], "warmup-epochs", "0 with --lr-schedule onecycle"),
+        (&["--lr-schedule", "multistep", "--milestones", "9"], "milestones", "epochs below 5"),
+        (&["--lr-schedule", "cosine", "--warmup-epochs", "5"], "warmup-epochs", "fewer epochs than the run's 5"),
+        (&["--lr-schedule", "onecycle", "--warmup-epochs", "1"], "warmup-epochs", "none with --lr-schedule onecycle"),
         (&["--optimizer", "adam", "--betas", "0.9,1.0"], "betas", "[0, 1)"),
         (&["--optimizer", "adamw", "--betas", "-0.1,0.99"], "betas", "[0, 1)"),
-        (&["--optimizer", "adam", "--nesterov"], "nesterov", "--optimizer sgd"),
-        (&["--optimizer", "adam", "--momentum", "0.5"], "momentum", "--optimizer sgd"),
+        (&["--optimizer", "adam", "--nesterov"], "nesterov = true", "only with --optimizer sgd"),
+        (&["--optimizer", "adam", "--momentum", "0.5"], "momentum = 0.5", "only with --optimizer sgd"),
         (&["--optimizer", "adamw", "--dampening", "0.1"], "dampening", "--optimizer sgd"),
-        (&["--amsgrad"], "amsgrad", "--optimizer adam or adamw"),
-        (&["--betas", "0.8,0.9"], "betas", "--optimizer adam or adamw"),
+        (&["--amsgrad"], "amsgrad = true", "only with --optimizer adam or adamw"),
+        (&["--betas", "0.8,0.9"], "betas = 0.8,0.9", "only with --optimizer adam or adamw"),
         (&["--nesterov", "--dampening", "0.5"], "nesterov", "zero dampening"),
         (&["--lr-schedule", "cosine", "--milestones", "2"], "milestones", "--lr-schedule multistep or piecewise"),
-        (&["--eta-min", "0.1"], "eta-min", "--lr-schedule cosine"),
+        (&["--eta-min", "0.1"], "eta-min = 0.1", "only with --lr-schedule cosine"),
         (&["--lr-schedule", "piecewise", "--milestones", "2", "--lr-factors", "1,2,3"], "lr-factors", "2 factors"),
         (&["--random-crop", "40"], "random-crop", "0 to 32"),
     ];
@@ -170,6 +170,6 @@ fn a_onecycle_too_short_for_its_phases_is_refused_with_the_data() {
     ]);
     let err = String::from_utf8_lossy(&o.stderr);
     assert_eq!(o.status.code(), Some(1), "{err}");
-    assert!(err.contains("pct-start") && err.contains("2 steps"), "{err}");
+    assert!(err.contains("pct-start") && err.contains("only 2 steps") && err.contains("--epochs"), "{err}");
     assert!(!out.exists());
 }

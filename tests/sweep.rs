@@ -83,7 +83,7 @@ fn a_grid_sweep_writes_its_results_and_its_commands_run_one_by_one_give_the_same
     // results.csv and results.jsonl: one row per trial with every field.
     let csv = std::fs::read_to_string(out.join("results.csv"))?;
     let header = csv.lines().next().unwrap();
-    assert_eq!(header, "id,setting,status,reason,seed,lr,momentum,batch_size,step_size,gamma,epochs,best_val_acc,best_val_epoch,final_val_acc,final_val_loss,final_test_acc,final_test_loss,epochs_run,seconds");
+    assert_eq!(header, "id,setting,status,reason,seed,lr,momentum,batch_size,step_size,gamma,epochs,optimizer,lr_schedule,weight_decay,label_smoothing,random_crop,hflip,warmup_epochs,best_val_acc,best_val_epoch,final_val_acc,final_val_loss,final_test_acc,final_test_loss,epochs_run,seconds");
     assert_eq!(csv.lines().count(), 5);
     let rows = rows(&out);
     let ids: Vec<&str> = rows.iter().map(|r| r["id"].as_str().unwrap()).collect();
@@ -363,5 +363,15 @@ fn a_sweep_over_recipes_names_its_trials_by_value_and_trains_each_recipe() -> Te
     let lines = text(&o.stdout);
     assert!(o.status.success(), "{}", text(&o.stderr));
     assert!(lines.lines().filter(|l| l.contains("--optimizer adamw") && l.contains("--hflip") && l.contains("--random-crop 4")).count() == 1, "{lines}");
+    // A combination of the space that does not go together is named, before any folder.
+    let bad = data.path().join("bad");
+    let o = run(&sweep_args(data.path(), &bad, &["--optimizer", "sgd,adam", "--nesterov", "--epochs", "1"]));
+    let err = text(&o.stderr);
+    assert_eq!(o.status.code(), Some(1), "{err}");
+    assert!(err.contains("nesterov = true") && err.contains("in the sweep's setting optimizer=adam"), "{err}");
+    // --augment sets what --hflip sets: not both.
+    let o = run(&sweep_args(data.path(), &bad, &["--augment", "none,crop-flip", "--hflip", "--epochs", "1"]));
+    assert!(text(&o.stderr).contains("either --augment or --hflip"), "{}", text(&o.stderr));
+    assert!(!bad.exists());
     Ok(())
 }

@@ -269,7 +269,7 @@ impl ScheduleSpec {
         let bad = |flag, value: String, expected: &str| Some((flag, value, expected.to_string()));
         let main_epochs = self.epochs.saturating_sub(self.warmup_epochs);
         if self.warmup_epochs > 0 && self.warmup_epochs >= self.epochs {
-            return bad("warmup-epochs", self.warmup_epochs.to_string(), &format!("fewer than the run's {} epochs", self.epochs));
+            return bad("warmup-epochs", self.warmup_epochs.to_string(), &format!("fewer epochs than the run's {} (the schedule needs one after the warm-up)", self.epochs));
         }
         let increasing = self.milestones.windows(2).all(|w| w[0] < w[1]);
         match self.kind {
@@ -281,7 +281,7 @@ impl ScheduleSpec {
                     return bad("milestones", join(&self.milestones), "epochs in increasing order, each at least 1");
                 }
                 if let Some(&m) = self.milestones.iter().find(|&&m| m >= main_epochs) {
-                    return bad("milestones", m.to_string(), &format!("below {main_epochs}, the epochs the schedule runs (after the warm-up)"));
+                    return bad("milestones", m.to_string(), &format!("epochs below {main_epochs}, the number of epochs the schedule runs (after any warm-up)"));
                 }
             }
             _ => {}
@@ -291,12 +291,16 @@ impl ScheduleSpec {
         }
         if self.kind == LrScheduleKind::Onecycle {
             if self.warmup_epochs > 0 {
-                return bad("warmup-epochs", self.warmup_epochs.to_string(), "0 with --lr-schedule onecycle (its first phase is the warm-up; see --pct-start)");
+                return bad("warmup-epochs", self.warmup_epochs.to_string(), "none with --lr-schedule onecycle (its first phase is the warm-up; see --pct-start)");
             }
             let total = (self.epochs * self.steps_per_epoch) as f64;
             let end1 = self.pct_start * total - 1.0;
             if end1 <= 0.0 || end1 >= total - 1.0 {
-                return bad("pct-start", format!("{:?}", self.pct_start), &format!("a fraction that leaves both phases at least a step of the run's {total} steps"));
+                return bad(
+                    "pct-start",
+                    format!("{:?}", self.pct_start),
+                    &format!("a fraction that leaves each of OneCycle's two phases a step; this run has only {total} steps (more --epochs or a smaller --batch-size give more)"),
+                );
             }
         }
         None

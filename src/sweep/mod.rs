@@ -167,7 +167,13 @@ pub fn plan(dir: &Path, spec: &SweepSpec) -> Result<Vec<Trial>> {
             let mut cfg = setting.apply(&base);
             cfg.seed = seed;
             cfg.out_dir = Some(trial_dir.clone());
-            cfg.validate()?;
+            cfg.validate().map_err(|e| match e {
+                // Name the combination of the space that does not go together.
+                Error::InvalidConfig { field, value, expected } if !values.is_empty() => {
+                    Error::InvalidConfig { field, value, expected: format!("{expected} (in the sweep's setting {})", values.join(" ")) }
+                }
+                other => other,
+            })?;
             trials.push(Trial { index, id, setting_label: values.join(" "), dir: trial_dir, cfg });
         }
     }

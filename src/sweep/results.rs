@@ -138,6 +138,20 @@ pub struct Row {
     pub gamma: f64,
     /// `--epochs` (planned).
     pub epochs: usize,
+    /// `--optimizer` (`sgd`, `adam`, `adamw`).
+    pub optimizer: String,
+    /// `--lr-schedule`.
+    pub lr_schedule: String,
+    /// `--weight-decay` in force (the optimizer's default when not given).
+    pub weight_decay: f64,
+    /// `--label-smoothing`.
+    pub label_smoothing: f64,
+    /// `--random-crop` padding (empty: no crop).
+    pub random_crop: Option<u32>,
+    /// `--hflip`.
+    pub hflip: bool,
+    /// `--warmup-epochs`.
+    pub warmup_epochs: usize,
     /// The best validation accuracy over the epochs run.
     pub best_val_acc: Option<f64>,
     /// The epoch of `best_val_acc` (the first, on a tie).
@@ -198,6 +212,13 @@ pub fn row(trial: &Trial) -> Row {
         step_size: cfg.step_size,
         gamma: cfg.gamma,
         epochs: cfg.epochs,
+        optimizer: crate::config::value_name(&cfg.recipe.optimizer),
+        lr_schedule: crate::config::value_name(&cfg.recipe.lr_schedule),
+        weight_decay: cfg.recipe.weight_decay(),
+        label_smoothing: cfg.recipe.label_smoothing,
+        random_crop: cfg.recipe.random_crop,
+        hflip: cfg.recipe.hflip,
+        warmup_epochs: cfg.recipe.warmup_epochs,
         best_val_acc: best.map(|b| b.1),
         best_val_epoch: best.map(|b| b.0),
         final_val_acc: last.and_then(|r| r.val_acc),
@@ -407,7 +428,10 @@ pub fn charts(dir: &Path, trials: &[Trial], rows: &[Row], varying: &[Param], by_
         let figure = if by_val { "best validation accuracy" } else { "final test accuracy" };
         let scatter = Scatter {
             title: format!("{figure} against --{param}"),
-            x_label: param.flag().to_string(),
+            x_label: match param.choices() {
+                Some(names) => format!("{} ({})", param.flag(), names.iter().enumerate().map(|(i, n)| format!("{i} {n}")).collect::<Vec<_>>().join(", ")),
+                None => param.flag().to_string(),
+            },
             y_label: format!("{figure} (%)"),
             log_x: param.log_axis(),
             points,
@@ -435,6 +459,13 @@ mod tests {
             step_size: 1,
             gamma: 0.1,
             epochs: 2,
+            optimizer: "sgd".into(),
+            lr_schedule: "step".into(),
+            weight_decay: 0.0,
+            label_smoothing: 0.0,
+            random_crop: None,
+            hflip: false,
+            warmup_epochs: 0,
             best_val_acc: val,
             best_val_epoch: val.map(|_| 1),
             final_val_acc: val,
@@ -489,7 +520,7 @@ mod tests {
         write_rows(dir.path(), &rows).unwrap();
         let csv = std::fs::read_to_string(dir.path().join(CSV_FILE)).unwrap();
         let lines: Vec<&str> = csv.lines().collect();
-        assert_eq!(lines[0], "id,setting,status,reason,seed,lr,momentum,batch_size,step_size,gamma,epochs,best_val_acc,best_val_epoch,final_val_acc,final_val_loss,final_test_acc,final_test_loss,epochs_run,seconds");
+        assert_eq!(lines[0], "id,setting,status,reason,seed,lr,momentum,batch_size,step_size,gamma,epochs,optimizer,lr_schedule,weight_decay,label_smoothing,random_crop,hflip,warmup_epochs,best_val_acc,best_val_epoch,final_val_acc,final_val_loss,final_test_acc,final_test_loss,epochs_run,seconds");
         assert_eq!(lines[1], "lr=1e-3-0,lr=1e-3,done,,0,0.1,0.9,10,1,0.1,2,0.4,1,0.4,0.6,0.39,0.61,2,1.5");
         assert_eq!(lines[2], "lr=1e-2-0,lr=1e-2,pending,,0,0.1,0.9,10,1,0.1,2,,,,,,,2,1.5");
         let jsonl = std::fs::read_to_string(dir.path().join(JSONL_FILE)).unwrap();

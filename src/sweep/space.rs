@@ -423,6 +423,24 @@ impl Space {
         Ok(space)
     }
 
+    /// Checks that no two parameters set the same thing: `augment` is `random-crop` and
+    /// `hflip` together (as `train` refuses `--augment` with either).
+    ///
+    /// # Errors
+    /// [`Error::InvalidConfig`] naming `augment`.
+    pub fn check(&self) -> Result<()> {
+        for other in [Param::RandomCrop, Param::Hflip] {
+            if self.0.contains_key(&Param::Augment) && self.0.contains_key(&other) {
+                return Err(Error::InvalidConfig {
+                    field: "augment",
+                    value: self.0[&Param::Augment].to_string(),
+                    expected: format!("either --augment or --{other} (--augment crop-flip is --random-crop 4 --hflip; none is neither)"),
+                });
+            }
+        }
+        Ok(())
+    }
+
     /// The parameters whose value changes from one setting to another: drawn ones and grid
     /// axes of two or more values.
     pub fn varying(&self) -> Vec<Param> {
@@ -483,8 +501,9 @@ fn unit(rng: &mut ChaCha8Rng) -> f64 {
 ///
 /// # Errors
 /// [`Error::InvalidConfig`]: distributions without `--trials`, `--trials` without any
-/// distribution, or `--trials 0`.
+/// distribution, `--trials 0`, or parameters that set the same thing ([`Space::check`]).
 pub fn expand(space: &Space, trials: Option<usize>, sweep_seed: u64) -> Result<Vec<Setting>> {
+    space.check()?;
     let random: Vec<(Param, &Spec)> = space.0.iter().filter(|(_, s)| s.is_random()).map(|(p, s)| (*p, s)).collect();
     let draws: Vec<Vec<(Param, f64)>> = match (trials, random.first()) {
         (None, None) => vec![Vec::new()],
@@ -681,6 +700,9 @@ mod tests {
         let cfg = expand(&t, None, 0).unwrap()[3].apply(&TrainConfig::default());
         assert_eq!((cfg.recipe.weight_decay, cfg.recipe.warmup_epochs), (Some(5e-4), 5));
         assert!(Spec::parse(Param::WarmupEpochs, "1.5").is_err());
+        let both = space(&[(Param::Augment, "none,crop-flip"), (Param::Hflip, "true")]);
+        let err = expand(&both, None, 0).unwrap_err().to_string();
+        assert!(err.contains("augment") && err.contains("either --augment or --hflip"), "{err}");
     }
 
     #[test]
