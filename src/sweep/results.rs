@@ -521,8 +521,8 @@ mod tests {
         let csv = std::fs::read_to_string(dir.path().join(CSV_FILE)).unwrap();
         let lines: Vec<&str> = csv.lines().collect();
         assert_eq!(lines[0], "id,setting,status,reason,seed,lr,momentum,batch_size,step_size,gamma,epochs,optimizer,lr_schedule,weight_decay,label_smoothing,random_crop,hflip,warmup_epochs,best_val_acc,best_val_epoch,final_val_acc,final_val_loss,final_test_acc,final_test_loss,epochs_run,seconds");
-        assert_eq!(lines[1], "lr=1e-3-0,lr=1e-3,done,,0,0.1,0.9,10,1,0.1,2,0.4,1,0.4,0.6,0.39,0.61,2,1.5");
-        assert_eq!(lines[2], "lr=1e-2-0,lr=1e-2,pending,,0,0.1,0.9,10,1,0.1,2,,,,,,,2,1.5");
+        assert_eq!(lines[1], "lr=1e-3-0,lr=1e-3,done,,0,0.1,0.9,10,1,0.1,2,sgd,step,0.0,0.0,,false,0,0.4,1,0.4,0.6,0.39,0.61,2,1.5");
+        assert_eq!(lines[2], "lr=1e-2-0,lr=1e-2,pending,,0,0.1,0.9,10,1,0.1,2,sgd,step,0.0,0.0,,false,0,,,,,,,2,1.5");
         let jsonl = std::fs::read_to_string(dir.path().join(JSONL_FILE)).unwrap();
         let back: Vec<Row> = jsonl.lines().map(|l| serde_json::from_str(l).unwrap()).collect();
         assert_eq!(back, rows);
