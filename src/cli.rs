@@ -13,7 +13,11 @@ use tch_cifar10::{
         SweepOptions, SweepRequest, SweepSpec,
     },
     config::{CudaGraphs, Freeze, Kernels, RecipeConfig},
-    recipe::{optim::OptimizerKind, schedule::LrScheduleKind},
+    recipe::{
+        augment::{Augment, CROP_FLIP},
+        optim::OptimizerKind,
+        schedule::LrScheduleKind,
+    },
     data::download::{CIFAR10_URL, DEFAULT_MAX_DOWNLOAD_BYTES, MAX_BYTES_ENV, MD5_ENV, SHA256_ENV, URL_ENV},
     eval::EvalOptions,
     export::{self, ExportFormat, ExportOptions},
@@ -277,10 +281,13 @@ fn parse_betas(text: &str) -> Result<(f64, f64), String> {
 impl From<RecipeArgs> for RecipeConfig {
     fn from(a: RecipeArgs) -> RecipeConfig {
         let d = RecipeConfig::default();
-        let crop_flip = a.augment == Some(AugmentPreset::CropFlip);
+        let augment = match a.augment {
+            Some(AugmentPreset::CropFlip) => CROP_FLIP,
+            Some(AugmentPreset::None) | None => Augment { random_crop: a.random_crop, hflip: a.hflip },
+        };
         RecipeConfig {
-            random_crop: if crop_flip { Some(4) } else { a.random_crop },
-            hflip: crop_flip || a.hflip,
+            random_crop: augment.random_crop,
+            hflip: augment.hflip,
             optimizer: a.optimizer,
             weight_decay: a.weight_decay,
             dampening: a.dampening,

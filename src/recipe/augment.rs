@@ -45,7 +45,23 @@ pub struct SampleDraw {
     pub flip: bool,
 }
 
+/// `--augment crop-flip`: the standard CIFAR-10 augmentation, `RandomCrop(32, padding=4)` and
+/// `RandomHorizontalFlip()`.
+pub const CROP_FLIP: Augment = Augment { random_crop: Some(4), hflip: true };
+
 impl Augment {
+    /// How tables and TensorBoard name it: `none`, `crop-flip` ([`CROP_FLIP`]), else its parts
+    /// (`crop2`, `hflip`, `crop2+hflip`).
+    pub fn name(&self) -> String {
+        match (self.random_crop, self.hflip) {
+            _ if *self == CROP_FLIP => "crop-flip".to_string(),
+            (None, false) => "none".to_string(),
+            (None, true) => "hflip".to_string(),
+            (Some(p), false) => format!("crop{p}"),
+            (Some(p), true) => format!("crop{p}+hflip"),
+        }
+    }
+
     /// No augmentation (the reference program).
     pub fn is_none(&self) -> bool {
         self.random_crop.is_none() && !self.hflip
@@ -184,6 +200,15 @@ mod tests {
         assert_eq!(got, want);
         assert!(got.iter().any(|d| d.flip) && got.iter().any(|d| !d.flip));
         assert!(got.iter().any(|d| d.top == 8) && got.iter().any(|d| d.left == 0));
+    }
+
+    #[test]
+    fn names_say_the_preset_or_the_parts() {
+        let names: Vec<String> = [CROP_FLIP, Augment::default(), Augment { random_crop: Some(2), hflip: true }, Augment { random_crop: Some(4), hflip: false }, Augment { random_crop: None, hflip: true }]
+            .iter()
+            .map(Augment::name)
+            .collect();
+        assert_eq!(names, ["crop-flip", "none", "crop2+hflip", "crop4", "hflip"]);
     }
 
     #[test]

@@ -427,13 +427,6 @@ impl std::fmt::Display for HValue {
 pub fn run_hparams(cfg: &TrainConfig) -> Vec<(&'static str, HValue)> {
     let r = &cfg.recipe;
     let num = HValue::Number;
-    let augment = match (r.random_crop, r.hflip) {
-        (None, false) => "none".to_string(),
-        (Some(4), true) => "crop-flip".to_string(),
-        (Some(p), true) => format!("crop{p}+hflip"),
-        (Some(p), false) => format!("crop{p}"),
-        (None, true) => "hflip".to_string(),
-    };
     vec![
         ("lr", num(cfg.learning_rate)),
         ("momentum", num(cfg.momentum)),
@@ -446,7 +439,7 @@ pub fn run_hparams(cfg: &TrainConfig) -> Vec<(&'static str, HValue)> {
         ("lr-schedule", HValue::Name(crate::config::value_name(&r.lr_schedule))),
         ("weight-decay", num(r.weight_decay())),
         ("label-smoothing", num(r.label_smoothing)),
-        ("augment", HValue::Name(augment)),
+        ("augment", HValue::Name(r.augment().name())),
         ("warmup-epochs", num(r.warmup_epochs as f64)),
     ]
 }

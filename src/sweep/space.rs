@@ -21,7 +21,11 @@ use serde::{Deserialize, Serialize};
 use crate::{
     config::TrainConfig,
     error::{Error, Result},
-    recipe::{optim::OptimizerKind, schedule::LrScheduleKind},
+    recipe::{
+        augment::{Augment, CROP_FLIP},
+        optim::OptimizerKind,
+        schedule::LrScheduleKind,
+    },
 };
 
 /// A hyperparameter a sweep can vary, named as its `train` flag.
@@ -195,7 +199,7 @@ impl Param {
             Param::PctStart => cfg.recipe.pct_start,
             Param::Optimizer => OPTIMIZERS.iter().position(|&o| o == cfg.recipe.optimizer).unwrap_or(0) as f64,
             Param::LrSchedule => SCHEDULES.iter().position(|&k| k == cfg.recipe.lr_schedule).unwrap_or(0) as f64,
-            Param::Augment => f64::from(u8::from(cfg.recipe.random_crop == Some(4) && cfg.recipe.hflip)),
+            Param::Augment => f64::from(u8::from(cfg.recipe.augment() == CROP_FLIP)),
             Param::Hflip => f64::from(u8::from(cfg.recipe.hflip)),
             Param::Nesterov => f64::from(u8::from(cfg.recipe.nesterov)),
             Param::Amsgrad => f64::from(u8::from(cfg.recipe.amsgrad)),
@@ -226,7 +230,10 @@ impl Param {
             Param::PctStart => cfg.recipe.pct_start = value,
             Param::Optimizer => cfg.recipe.optimizer = OPTIMIZERS[whole.min(OPTIMIZERS.len() - 1)],
             Param::LrSchedule => cfg.recipe.lr_schedule = SCHEDULES[whole.min(SCHEDULES.len() - 1)],
-            Param::Augment => (cfg.recipe.random_crop, cfg.recipe.hflip) = if whole == 1 { (Some(4), true) } else { (None, false) },
+            Param::Augment => {
+                let Augment { random_crop, hflip } = if whole == 1 { CROP_FLIP } else { Augment::default() };
+                (cfg.recipe.random_crop, cfg.recipe.hflip) = (random_crop, hflip);
+            }
             Param::Hflip => cfg.recipe.hflip = whole == 1,
             Param::Nesterov => cfg.recipe.nesterov = whole == 1,
             Param::Amsgrad => cfg.recipe.amsgrad = whole == 1,
