@@ -26,7 +26,7 @@ use std::f64::consts::PI;
 
 use serde::{Deserialize, Serialize};
 
-use super::optim::Rates;
+use super::{optim::Rates, RecipeConfig};
 
 /// `--lr-schedule`.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
@@ -54,11 +54,12 @@ impl LrScheduleKind {
     }
 }
 
-/// Everything a schedule needs, from the run's configuration.
+/// Everything a schedule needs: the recipe's schedule settings (`lr_schedule`, `milestones`,
+/// `lr_factors`, `eta_min`, the warm-up's and OneCycle's), and the run's rates and length.
 #[derive(Clone, Debug, PartialEq)]
 pub struct ScheduleSpec {
-    /// Which schedule.
-    pub kind: LrScheduleKind,
+    /// The recipe (only its schedule settings are read).
+    pub recipe: RecipeConfig,
     /// The optimizer's `lr` (OneCycle: `max_lr`).
     pub lr: f64,
     /// The optimizer's momentum (SGD) or `beta1` (Adam), which OneCycle may cycle.
@@ -71,25 +72,6 @@ pub struct ScheduleSpec {
     pub step_size: usize,
     /// StepLR's and MultiStepLR's `gamma`.
     pub gamma: f64,
-    /// MultiStepLR's and `piecewise`'s milestones, strictly increasing.
-    pub milestones: Vec<usize>,
-    /// `piecewise`'s factors, one more than the milestones.
-    pub lr_factors: Vec<f64>,
-    /// CosineAnnealingLR's `eta_min`.
-    pub eta_min: f64,
-    /// LinearLR warm-up epochs (0: none).
-    pub warmup_epochs: usize,
-    /// LinearLR's `start_factor`.
-    pub warmup_start_factor: f64,
-    /// OneCycleLR's `pct_start`.
-    pub pct_start: f64,
-    /// OneCycleLR's `div_factor`.
-    pub div_factor: f64,
-    /// OneCycleLR's `final_div_factor`.
-    pub final_div_factor: f64,
-    /// OneCycleLR's `cycle_momentum` (between `base_momentum` 0.85 and `max_momentum` 0.95,
-    /// PyTorch's defaults).
-    pub cycle_momentum: bool,
 }
 
 /// OneCycleLR's `base_momentum` and `max_momentum` (PyTorch's defaults).
@@ -267,38 +249,38 @@ impl ScheduleSpec {
     /// What is wrong with the spec, as `(flag, value, expected)`; `None` when it can run.
     pub fn problem(&self) -> Option<(&'static str, String, String)> {
         let bad = |flag, value: String, expected: &str| Some((flag, value, expected.to_string()));
-        let main_epochs = self.epochs.saturating_sub(self.warmup_epochs);
-        if self.warmup_epochs > 0 && self.warmup_epochs >= self.epochs {
-            return bad("warmup-epochs", self.warmup_epochs.to_string(), &format!("fewer epochs than the run's {} (the schedule needs one after the warm-up)", self.epochs));
+        let main_epochs = self.epochs.saturating_sub(self.recipe.warmup_epochs);
+        if self.recipe.warmup_epochs > 0 && self.recipe.warmup_epochs >= self.epochs {
+            return bad("warmup-epochs", self.recipe.warmup_epochs.to_string(), &format!("fewer epochs than the run's {} (the schedule needs one after the warm-up)", self.epochs));
         }
-        let increasing = self.milestones.windows(2).all(|w| w[0] < w[1]);
-        match self.kind {
+        let increasing = self.recipe.milestones.windows(2).all(|w| w[0] < w[1]);
+        match self.recipe.lr_schedule {
             LrScheduleKind::Multistep | LrScheduleKind::Piecewise => {
-                if self.milestones.is_empty() {
+                if self.recipe.milestones.is_empty() {
                     return bad("milestones", String::new(), "at least one epoch (for example --milestones 20,40)");
                 }
-                if !increasing || self.milestones[0] == 0 {
-                    return bad("milestones", join(&self.milestones), "epochs in increasing order, each at least 1");
+                if !increasing || self.recipe.milestones[0] == 0 {
+                    return bad("milestones", join(&self.recipe.milestones), "epochs in increasing order, each at least 1");
                 }
-                if let Some(&m) = self.milestones.iter().find(|&&m| m >= main_epochs) {
+                if let Some(&m) = self.recipe.milestones.iter().find(|&&m| m >= main_epochs) {
                     return bad("milestones", m.to_string(), &format!("epochs below {main_epochs}, the number of epochs the schedule runs (after any warm-up)"));
                 }
             }
             _ => {}
         }
-        if self.kind == LrScheduleKind::Piecewise && self.lr_factors.len() != self.milestones.len() + 1 {
-            return bad("lr-factors", join(&self.lr_factors), &format!("{} factors: one more than the milestones", self.milestones.len() + 1));
+        if self.recipe.lr_schedule == LrScheduleKind::Piecewise && self.recipe.lr_factors.len() != self.recipe.milestones.len() + 1 {
+            return bad("lr-factors", join(&self.recipe.lr_factors), &format!("{} factors: one more than the milestones", self.recipe.milestones.len() + 1));
         }
-        if self.kind == LrScheduleKind::Onecycle {
-            if self.warmup_epochs > 0 {
-                return bad("warmup-epochs", self.warmup_epochs.to_string(), "none with --lr-schedule onecycle (its first phase is the warm-up; see --pct-start)");
+        if self.recipe.lr_schedule == LrScheduleKind::Onecycle {
+            if self.recipe.warmup_epochs > 0 {
+                return bad("warmup-epochs", self.recipe.warmup_epochs.to_string(), "none with --lr-schedule onecycle (its first phase is the warm-up; see --pct-start)");
             }
             let total = (self.epochs * self.steps_per_epoch) as f64;
-            let end1 = self.pct_start * total - 1.0;
+            let end1 = self.recipe.pct_start * total - 1.0;
             if end1 <= 0.0 || end1 >= total - 1.0 {
                 return bad(
                     "pct-start",
-                    format!("{:?}", self.pct_start),
+                    format!("{:?}", self.recipe.pct_start),
                     &format!("a fraction that leaves each of OneCycle's two phases a step; this run has only {total} steps (more --epochs or a smaller --batch-size give more)"),
                 );
             }
@@ -321,33 +303,33 @@ impl ScheduleSpec {
             max_momentum: ONECYCLE_MOMENTUM.1,
             base_momentum: ONECYCLE_MOMENTUM.0,
         };
-        let main_epochs = (self.epochs - self.warmup_epochs) as i64;
-        let milestones = || self.milestones.iter().map(|&m| m as i64).collect::<Vec<_>>();
-        let rule = match self.kind {
+        let main_epochs = (self.epochs - self.recipe.warmup_epochs) as i64;
+        let milestones = || self.recipe.milestones.iter().map(|&m| m as i64).collect::<Vec<_>>();
+        let rule = match self.recipe.lr_schedule {
             LrScheduleKind::Constant => None,
             LrScheduleKind::Step => Some(Rule::Step { step_size: self.step_size as i64, gamma: self.gamma }),
             LrScheduleKind::Multistep => Some(Rule::MultiStep { milestones: milestones(), gamma: self.gamma }),
-            LrScheduleKind::Cosine => Some(Rule::Cosine { t_max: main_epochs, eta_min: self.eta_min }),
-            LrScheduleKind::Piecewise => Some(Rule::Lambda { milestones: milestones(), factors: self.lr_factors.clone() }),
+            LrScheduleKind::Cosine => Some(Rule::Cosine { t_max: main_epochs, eta_min: self.recipe.eta_min }),
+            LrScheduleKind::Piecewise => Some(Rule::Lambda { milestones: milestones(), factors: self.recipe.lr_factors.clone() }),
             LrScheduleKind::Onecycle => {
                 // OneCycleLR.__init__: the group's initial/max/min lr, and the momentum at its max.
                 let total = (self.epochs * self.steps_per_epoch) as f64;
-                g.initial_lr = Some(self.lr / self.div_factor);
-                g.min_lr = self.lr / self.div_factor / self.final_div_factor;
-                if self.cycle_momentum {
+                g.initial_lr = Some(self.lr / self.recipe.div_factor);
+                g.min_lr = self.lr / self.recipe.div_factor / self.recipe.final_div_factor;
+                if self.recipe.cycle_momentum {
                     g.momentum = g.max_momentum;
                 }
-                let phases = [(self.pct_start * total - 1.0, 0, 1, 0, 1), (total - 1.0, 1, 2, 1, 0)];
-                Some(Rule::OneCycle { phases, cycle_momentum: self.cycle_momentum })
+                let phases = [(self.recipe.pct_start * total - 1.0, 0, 1, 0, 1), (total - 1.0, 1, 2, 1, 0)];
+                Some(Rule::OneCycle { phases, cycle_momentum: self.recipe.cycle_momentum })
             }
         };
-        let top = match (rule, self.warmup_epochs) {
+        let top = match (rule, self.recipe.warmup_epochs) {
             (None, 0) => Top::None,
             (Some(rule), 0) => Top::One(Scheduler::new(rule, &mut g)),
             (rule, w) => {
                 // warmup = LinearLR(...); main = ...(opt); SequentialLR(opt, [warmup, main], [w]).
                 // `constant` after a warm-up is LambdaLR(lambda e: 1.0).
-                let warm_rule = Rule::Linear { start: self.warmup_start_factor, end: 1.0, total: w as i64 };
+                let warm_rule = Rule::Linear { start: self.recipe.warmup_start_factor, end: 1.0, total: w as i64 };
                 let rule = rule.unwrap_or(Rule::Lambda { milestones: vec![], factors: vec![1.0] });
                 let mut warmup = Scheduler::new(warm_rule, &mut g);
                 let mut main = Scheduler::new(rule, &mut g);
@@ -358,7 +340,7 @@ impl ScheduleSpec {
                 Top::Sequential { warmup, main, milestone: w as i64, last_epoch: 0 }
             }
         };
-        Schedule { top, group: g, per_step: self.kind.per_step() }
+        Schedule { top, group: g, per_step: self.recipe.lr_schedule.per_step() }
     }
 }
 
@@ -437,25 +419,19 @@ impl Schedule {
 mod tests {
     use super::*;
 
+    /// The reference run's spec with schedule `kind`.
     pub(crate) fn spec(kind: LrScheduleKind) -> ScheduleSpec {
-        ScheduleSpec {
-            kind,
-            lr: 1e-3,
-            momentum: 0.9,
-            epochs: 50,
-            steps_per_epoch: 500,
-            step_size: 20,
-            gamma: 0.1,
-            milestones: vec![],
-            lr_factors: vec![],
-            eta_min: 0.0,
-            warmup_epochs: 0,
-            warmup_start_factor: 1.0 / 3.0,
-            pct_start: 0.3,
-            div_factor: 25.0,
-            final_div_factor: 1e4,
-            cycle_momentum: true,
-        }
+        with(RecipeConfig { lr_schedule: kind, ..RecipeConfig::default() })
+    }
+
+    /// The reference run's spec with `recipe`.
+    fn with(recipe: RecipeConfig) -> ScheduleSpec {
+        ScheduleSpec { recipe, lr: 1e-3, momentum: 0.9, epochs: 50, steps_per_epoch: 500, step_size: 20, gamma: 0.1 }
+    }
+
+    /// The default recipe with schedule `kind`.
+    fn kind(kind: LrScheduleKind) -> RecipeConfig {
+        RecipeConfig { lr_schedule: kind, ..RecipeConfig::default() }
     }
 
     #[test]
@@ -469,7 +445,7 @@ mod tests {
     #[test]
     fn the_tutorials_piecewise_function() {
         // 0.001 before epoch 20, 0.01 before 40, then 0.001: LambdaLR with factors 1, 10, 1.
-        let s = ScheduleSpec { milestones: vec![20, 40], lr_factors: vec![1.0, 10.0, 1.0], ..spec(LrScheduleKind::Piecewise) };
+        let s = with(RecipeConfig { milestones: vec![20, 40], lr_factors: vec![1.0, 10.0, 1.0], ..kind(LrScheduleKind::Piecewise) });
         let lrs = s.schedule().epoch_lrs(50, 1);
         assert_eq!((lrs[0], lrs[19], lrs[20], lrs[39], lrs[40], lrs[49]), (1e-3, 1e-3, 1e-3 * 10.0, 1e-3 * 10.0, 1e-3, 1e-3));
     }
@@ -487,7 +463,7 @@ mod tests {
 
     #[test]
     fn warmup_rises_linearly_then_hands_over() {
-        let s = ScheduleSpec { warmup_epochs: 5, warmup_start_factor: 0.1, lr: 0.1, epochs: 20, ..spec(LrScheduleKind::Cosine) };
+        let s = ScheduleSpec { lr: 0.1, epochs: 20, ..with(RecipeConfig { warmup_epochs: 5, warmup_start_factor: 0.1, ..kind(LrScheduleKind::Cosine) }) };
         let lrs = s.schedule().epoch_lrs(20, 1);
         assert!((lrs[0] - 0.01).abs() < 1e-12);
         assert!(lrs[..5].windows(2).all(|w| w[0] < w[1]), "{lrs:?}");
@@ -515,7 +491,7 @@ mod tests {
 
     #[test]
     fn resume_positions_match_a_straight_run() {
-        let s = ScheduleSpec { milestones: vec![2, 5], ..spec(LrScheduleKind::Multistep) };
+        let s = with(RecipeConfig { milestones: vec![2, 5], ..kind(LrScheduleKind::Multistep) });
         let straight = s.schedule().advanced(3, 4, 2);
         let mut stepped = s.schedule();
         for _ in 0..3 {
@@ -528,13 +504,13 @@ mod tests {
     #[test]
     fn bad_specs_name_the_flag() {
         let cases: Vec<(ScheduleSpec, &str)> = vec![
-            (ScheduleSpec { milestones: vec![30, 20], ..spec(LrScheduleKind::Multistep) }, "milestones"),
-            (ScheduleSpec { milestones: vec![], ..spec(LrScheduleKind::Multistep) }, "milestones"),
-            (ScheduleSpec { milestones: vec![50], ..spec(LrScheduleKind::Multistep) }, "milestones"),
-            (ScheduleSpec { milestones: vec![0, 3], ..spec(LrScheduleKind::Multistep) }, "milestones"),
-            (ScheduleSpec { milestones: vec![20], lr_factors: vec![1.0], ..spec(LrScheduleKind::Piecewise) }, "lr-factors"),
-            (ScheduleSpec { warmup_epochs: 50, ..spec(LrScheduleKind::Cosine) }, "warmup-epochs"),
-            (ScheduleSpec { warmup_epochs: 2, ..spec(LrScheduleKind::Onecycle) }, "warmup-epochs"),
+            (with(RecipeConfig { milestones: vec![30, 20], ..kind(LrScheduleKind::Multistep) }), "milestones"),
+            (with(RecipeConfig { milestones: vec![], ..kind(LrScheduleKind::Multistep) }), "milestones"),
+            (with(RecipeConfig { milestones: vec![50], ..kind(LrScheduleKind::Multistep) }), "milestones"),
+            (with(RecipeConfig { milestones: vec![0, 3], ..kind(LrScheduleKind::Multistep) }), "milestones"),
+            (with(RecipeConfig { milestones: vec![20], lr_factors: vec![1.0], ..kind(LrScheduleKind::Piecewise) }), "lr-factors"),
+            (with(RecipeConfig { warmup_epochs: 50, ..kind(LrScheduleKind::Cosine) }), "warmup-epochs"),
+            (with(RecipeConfig { warmup_epochs: 2, ..kind(LrScheduleKind::Onecycle) }), "warmup-epochs"),
             (ScheduleSpec { epochs: 1, steps_per_epoch: 2, ..spec(LrScheduleKind::Onecycle) }, "pct-start"),
         ];
         for (s, flag) in cases {
