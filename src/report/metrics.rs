@@ -61,7 +61,39 @@ pub struct EpochRecord {
     pub device: String,
 }
 
+/// `Err` naming `field` unless `value` is finite and within `[lo, hi]`.
+fn in_range(field: &str, value: f64, lo: f64, hi: f64) -> std::result::Result<(), String> {
+    if value.is_finite() && (lo..=hi).contains(&value) {
+        Ok(())
+    } else {
+        Err(format!("{field} = {value:?} is not a number within [{lo}, {hi}]"))
+    }
+}
+
 impl EpochRecord {
+    /// Checks that the figures are ones a run can produce: accuracies in `[0, 1]`, losses,
+    /// seconds, images per second and the learning rate finite and not negative, the epoch
+    /// at least 1 (so a crafted or damaged file cannot rank first or draw an infinite axis).
+    ///
+    /// # Errors
+    /// The first field out of range, named, with its value.
+    pub fn check(&self) -> std::result::Result<(), String> {
+        if self.epoch == 0 {
+            return Err("epoch = 0 (epochs count from 1)".into());
+        }
+        in_range("lr", self.lr, 0.0, f64::MAX)?;
+        in_range("train_loss", self.train_loss, 0.0, f64::MAX)?;
+        in_range("train_acc", self.train_acc, 0.0, 1.0)?;
+        for (field, value) in [("val_loss", self.val_loss), ("test_loss", self.test_loss)] {
+            value.map_or(Ok(()), |v| in_range(field, v, 0.0, f64::MAX))?;
+        }
+        for (field, value) in [("val_acc", self.val_acc), ("test_acc", self.test_acc)] {
+            value.map_or(Ok(()), |v| in_range(field, v, 0.0, 1.0))?;
+        }
+        in_range("seconds", self.seconds, 0.0, f64::MAX)?;
+        in_range("images_per_sec", self.images_per_sec, 0.0, f64::MAX)
+    }
+
     /// The record of a finished training epoch, before any evaluation.
     pub fn new(m: &EpochMetrics, device: &str) -> EpochRecord {
         EpochRecord {
@@ -131,6 +163,22 @@ pub struct Summary {
 }
 
 impl Summary {
+    /// Checks the figures as [`EpochRecord::check`] does: test accuracy and per-class
+    /// accuracies in `[0, 1]`, the loss and timings finite and not negative.
+    ///
+    /// # Errors
+    /// The first field out of range, named, with its value.
+    pub fn check(&self) -> std::result::Result<(), String> {
+        in_range("test_loss", self.test_loss, 0.0, f64::MAX)?;
+        in_range("test_acc", self.test_acc, 0.0, 1.0)?;
+        for (i, a) in self.per_class_accuracy.iter().enumerate() {
+            in_range(&format!("per_class_accuracy[{i}]"), *a, 0.0, 1.0)?;
+        }
+        in_range("total_seconds", self.total_seconds, 0.0, f64::MAX)?;
+        in_range("seconds_per_epoch", self.seconds_per_epoch, 0.0, f64::MAX)?;
+        in_range("images_per_sec", self.images_per_sec, 0.0, f64::MAX)
+    }
+
     /// The summary of a run from its configuration, epoch records and final test figures.
     pub fn new(
         config: &TrainConfig,
@@ -170,7 +218,11 @@ pub fn read_metrics(path: &Path) -> Result<Vec<EpochRecord>> {
         .lines()
         .enumerate()
         .filter(|(_, l)| !l.trim().is_empty())
-        .map(|(i, l)| serde_json::from_str::<EpochRecord>(l).map_err(|e| bad(Some(i + 1), e.to_string())))
+        .map(|(i, l)| {
+            let r = serde_json::from_str::<EpochRecord>(l).map_err(|e| bad(Some(i + 1), e.to_string()))?;
+            r.check().map_err(|e| bad(Some(i + 1), e))?;
+            Ok(r)
+        })
         .collect::<Result<Vec<_>>>()?;
     if records.is_empty() {
         return Err(bad(None, "no epoch records".to_string()));

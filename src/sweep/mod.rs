@@ -149,7 +149,14 @@ pub struct Trial {
 pub fn plan(dir: &Path, spec: &SweepSpec) -> Result<Vec<Trial>> {
     let settings = space::expand(&spec.space, spec.trials, spec.sweep_seed)?;
     let varying = spec.space.varying();
-    let total = settings.len() * spec.seeds.len();
+    let total = settings.len().checked_mul(spec.seeds.len()).filter(|t| *t <= space::MAX_TRIALS).ok_or_else(|| {
+        space::too_large(
+            "seeds",
+            spec.seeds.len().to_string(),
+            settings.len().checked_mul(spec.seeds.len()),
+            &format!("{} settings x {} seeds", settings.len(), spec.seeds.len()),
+        )
+    })?;
     let width = total.to_string().len().max(3);
     let dir = std::path::absolute(dir).map_err(Error::io(dir))?;
     let mut base = spec.base.clone();
@@ -157,11 +164,12 @@ pub fn plan(dir: &Path, spec: &SweepSpec) -> Result<Vec<Trial>> {
     if let Some(from) = &base.init_from {
         base.init_from = Some(std::path::absolute(from).map_err(Error::io(from))?);
     }
+    let labels = space::labels(&settings, &varying);
     let mut trials = Vec::with_capacity(total);
     for &seed in &spec.seeds {
-        for setting in &settings {
+        for (setting, values) in settings.iter().zip(&labels) {
             let index = trials.len();
-            let values = setting.label(&varying);
+            let values = values.clone();
             let id = [vec![format!("t{:0width$}", index + 1)], values.clone(), vec![format!("seed={seed}")]].concat().join("-");
             let trial_dir = dir.join(TRIALS_DIR).join(&id);
             let mut cfg = setting.apply(&base);

@@ -97,9 +97,27 @@ pub fn status(dir: &Path) -> (Status, String) {
 /// appends to it while it trains, so the last line may be half-written); none when the file is
 /// missing.
 pub fn read_records(dir: &Path) -> Vec<EpochRecord> {
-    let Ok(text) = safe_fs::read_text(&dir.join(METRICS_FILE), MAX_TEXT_FILE_BYTES) else { return Vec::new() };
+    read_checked_records(dir).0
+}
+
+/// [`read_records`], and the first line whose figures are out of range
+/// ([`EpochRecord::check`]), named with its file and line; such lines are left out.
+pub fn read_checked_records(dir: &Path) -> (Vec<EpochRecord>, Option<String>) {
+    let path = dir.join(METRICS_FILE);
+    let Ok(text) = safe_fs::read_text(&path, MAX_TEXT_FILE_BYTES) else { return (Vec::new(), None) };
     let complete = text.rfind('\n').map_or("", |end| &text[..end]);
-    complete.lines().filter_map(|l| serde_json::from_str(l).ok()).collect()
+    let mut bad = None;
+    let mut records = Vec::new();
+    for (i, line) in complete.lines().enumerate() {
+        let Ok(record) = serde_json::from_str::<EpochRecord>(line) else { continue };
+        match record.check() {
+            Ok(()) => records.push(record),
+            Err(e) => {
+                bad.get_or_insert_with(|| format!("{}, line {}: {e}", path.display(), i + 1));
+            }
+        }
+    }
+    (records, bad)
 }
 
 /// The best validation accuracy over epochs `1..=epoch`, once the run has reached `epoch`
@@ -183,16 +201,23 @@ impl Row {
 /// A `summary.json` that cannot be read makes the row `failed`, with the reason.
 pub fn row(trial: &Trial) -> Row {
     let (mut status, mut reason) = status(&trial.dir);
-    let records = read_records(&trial.dir);
+    let (records, bad_record) = read_checked_records(&trial.dir);
     let mut summary: Option<Summary> = None;
     if status == Status::Done {
         let path = trial.dir.join(SUMMARY_FILE);
         match safe_fs::read_text(&path, MAX_TEXT_FILE_BYTES).and_then(|t| {
-            serde_json::from_str(&t).map_err(|e| Error::BadSweep { path: path.clone(), reason: format!("not a run summary: {e}") })
+            let s: Summary =
+                serde_json::from_str(&t).map_err(|e| Error::BadSweep { path: path.clone(), reason: format!("not a run summary: {e}") })?;
+            s.check().map_err(|e| Error::BadSweep { path: path.clone(), reason: e })?;
+            Ok(s)
         }) {
             Ok(s) => summary = Some(s),
             Err(e) => (status, reason) = (Status::Failed, e.to_string()),
         }
+    }
+    if let Some(bad) = bad_record {
+        // Figures no run writes: the trial's results cannot be believed.
+        (status, reason, summary) = (Status::Failed, bad, None);
     }
     let best = records.iter().filter_map(|r| r.val_acc.map(|a| (r.epoch, a))).fold(None, |best: Option<(usize, f64)>, (e, a)| match best {
         Some((_, b)) if b >= a => best,
@@ -539,5 +564,36 @@ mod tests {
         assert_eq!(best_val_up_to(&records, 2), Some(0.3));
         assert_eq!(best_val_up_to(&records, 1), Some(0.3));
         assert_eq!(best_val_up_to(&records, 3), None);
+    }
+
+    #[test]
+    fn figures_out_of_range_make_the_trial_failed_naming_the_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let trial = Trial {
+            index: 0,
+            id: "t001".into(),
+            setting_label: String::new(),
+            dir: dir.path().to_path_buf(),
+            cfg: crate::config::TrainConfig::default(),
+        };
+        let line = |acc: &str| format!(r#"{{"epoch":1,"lr":0.1,"train_loss":1,"train_acc":0.5,"val_acc":{acc},"seconds":1,"images_per_sec":1,"device":"cpu"}}"#);
+        std::fs::write(dir.path().join(METRICS_FILE), line("0.5") + "\n").unwrap();
+        let test = crate::report::EvalMetrics { loss: 1.0, accuracy: 0.5, per_class_accuracy: vec![0.5; 10], images: 10 };
+        let mut summary = Summary::new(&trial.cfg, &read_records(dir.path()), &test, &[], 1.0, "cpu");
+        std::fs::write(dir.path().join(SUMMARY_FILE), serde_json::to_string(&summary).unwrap()).unwrap();
+        let good = super::row(&trial);
+        assert_eq!((good.status, good.final_test_acc), (Status::Done, Some(0.5)));
+        summary.test_acc = 1e308;
+        std::fs::write(dir.path().join(SUMMARY_FILE), serde_json::to_string(&summary).unwrap()).unwrap();
+        let bad = super::row(&trial);
+        assert_eq!((bad.status, bad.final_test_acc), (Status::Failed, None));
+        assert!(bad.reason.contains("summary.json") && bad.reason.contains("test_acc = 1e308 is not a number within [0, 1]"), "{}", bad.reason);
+        // A crafted epoch line: failed, and its figure is not ranked.
+        summary.test_acc = 0.5;
+        std::fs::write(dir.path().join(SUMMARY_FILE), serde_json::to_string(&summary).unwrap()).unwrap();
+        std::fs::write(dir.path().join(METRICS_FILE), line("1e308") + "\n").unwrap();
+        let bad = super::row(&trial);
+        assert_eq!((bad.status, bad.best_val_acc), (Status::Failed, None));
+        assert!(bad.reason.contains("metrics.jsonl, line 1: val_acc = 1e308"), "{}", bad.reason);
     }
 }

@@ -159,9 +159,14 @@ impl Param {
 
     /// A value as labels show it: the name of a named value, else [`short`].
     pub fn show(self, value: f64) -> String {
+        self.show_digits(value, 3)
+    }
+
+    /// [`Param::show`] with `digits` significant digits for numbers ([`short_digits`]).
+    pub fn show_digits(self, value: f64, digits: usize) -> String {
         match self.choices() {
             Some(names) => names.get(value as usize).copied().unwrap_or("?").to_string(),
-            None => short(value),
+            None => short_digits(value, digits),
         }
     }
 
@@ -474,20 +479,55 @@ impl Setting {
         cfg
     }
 
-    /// `lr=1e-3 momentum=0.9` for the parameters in `shown` (see [`short`]).
+    /// `lr=1e-3 momentum=0.9` for the parameters in `shown` (see [`short`]). Labels of
+    /// several settings that must stay apart come from [`labels`].
     pub fn label(&self, shown: &[Param]) -> Vec<String> {
         self.0.iter().filter(|(p, _)| shown.contains(p)).map(|(p, v)| format!("{p}={}", p.show(*v))).collect()
     }
+}
+
+/// The labels of `settings` (as [`Setting::label`]), each parameter shown with as many
+/// significant digits (3 to 17) as it takes to tell its distinct values apart, so that two
+/// different settings never share a label (`lr=1e-2` and `lr=1.00001e-2`, not `lr=1e-2` twice).
+pub fn labels(settings: &[Setting], shown: &[Param]) -> Vec<Vec<String>> {
+    let digits: Vec<(Param, usize)> = shown
+        .iter()
+        .map(|&p| {
+            let mut values: Vec<f64> = settings.iter().filter_map(|s| s.get(p)).collect();
+            values.sort_by(f64::total_cmp);
+            values.dedup();
+            let distinct = |d: usize| {
+                let mut shown: Vec<String> = values.iter().map(|v| p.show_digits(*v, d)).collect();
+                shown.sort();
+                shown.dedup();
+                shown.len() == values.len()
+            };
+            (p, (3..=17).find(|&d| distinct(d)).unwrap_or(17))
+        })
+        .collect();
+    settings
+        .iter()
+        .map(|s| {
+            s.0.iter()
+                .filter_map(|(p, v)| digits.iter().find(|(q, _)| q == p).map(|(_, d)| format!("{p}={}", p.show_digits(*v, *d))))
+                .collect()
+        })
+        .collect()
 }
 
 /// A number as ids and labels show it: whole numbers below a million as such, others with 3
 /// significant digits, in exponent form below 0.1 and from a million (`1e-3`, `3.46e-4`,
 /// `5e-2`, `0.95`, `100`, `1e30`).
 pub fn short(x: f64) -> String {
+    short_digits(x, 3)
+}
+
+/// [`short`] with `digits` (at least 1) significant digits instead of 3.
+pub fn short_digits(x: f64, digits: usize) -> String {
     if x == x.trunc() && x.abs() < 1e6 {
         return format!("{x:.0}");
     }
-    let sig = format!("{x:.2e}"); // 3 significant digits: "3.46e-4", "1.00e-3"
+    let sig = format!("{x:.prec$e}", prec = digits.max(1) - 1); // 3 digits: "3.46e-4", "1.00e-3"
     let (mantissa, exp) = sig.split_once('e').unwrap_or((&sig, "0"));
     let mantissa = mantissa.trim_end_matches('0').trim_end_matches('.');
     if x.abs() < 0.1 || x.abs() >= 1e6 {
@@ -503,15 +543,75 @@ fn unit(rng: &mut ChaCha8Rng) -> f64 {
     (rng.next_u64() >> 11) as f64 / (1u64 << 53) as f64
 }
 
+/// The most trials one sweep holds: its settings times its seeds. A trial is a training run
+/// (seconds to hours), so a larger sweep is almost surely a typo in a grid or `--trials`, and
+/// the plan of a billion trials alone would take gigabytes of memory before the first one
+/// starts. [`expand`], [`parse_seeds`] and the sweep's plan check it before building anything.
+pub const MAX_TRIALS: usize = 10_000;
+
+/// The number of grid points of `space` (the product of its grid axes' lengths), `None` when
+/// it exceeds `usize`.
+pub fn grid_size(space: &Space) -> Option<usize> {
+    space.0.iter().try_fold(1usize, |n, (_, spec)| match spec {
+        Spec::Grid(values) => n.checked_mul(values.len()),
+        _ => Some(n),
+    })
+}
+
+/// [`Error::InvalidConfig`] for a sweep of `size` trials (`None`: beyond counting), naming
+/// `field` and how the size came about.
+pub fn too_large(field: &'static str, value: String, size: Option<usize>, how: &str) -> Error {
+    let size = size.map_or_else(|| "more than 2^64".to_string(), |n| n.to_string());
+    Error::InvalidConfig {
+        field,
+        value,
+        expected: format!("the sweep would have {size} trials ({how}); at most {MAX_TRIALS} are allowed: use fewer values, trials or seeds"),
+    }
+}
+
+/// How many distinct values a random spec can draw: `None` for a continuous distribution.
+fn support(param: Param, spec: &Spec) -> Option<usize> {
+    match spec {
+        Spec::Grid(values) | Spec::Choice(values) => {
+            let mut v = values.clone();
+            v.sort_by(f64::total_cmp);
+            v.dedup();
+            Some(v.len())
+        }
+        Spec::Uniform(a, b) | Spec::LogUniform(a, b) if param.is_integer() => {
+            // Draws are rounded: every whole number from round(a) to round(b) can come out.
+            Some((b.round() - a.round()) as usize + 1)
+        }
+        Spec::Uniform(..) | Spec::LogUniform(..) => None,
+    }
+}
+
 /// The settings of `space`: the grid axes' cartesian product (the last parameter varying
-/// fastest), each crossed with `trials` draws of the distributions from `sweep_seed`.
+/// fastest), each crossed with `trials` distinct draws of the distributions from `sweep_seed`.
+///
+/// A draw that repeats an earlier one is skipped (the same trial never runs twice); where the
+/// distributions have fewer distinct points than `trials` (choices and whole-number ranges),
+/// every point is drawn once and a warning says how many there are.
 ///
 /// # Errors
 /// [`Error::InvalidConfig`]: distributions without `--trials`, `--trials` without any
-/// distribution, `--trials 0`, or parameters that set the same thing ([`Space::check`]).
+/// distribution, `--trials 0`, parameters that set the same thing ([`Space::check`]), or more
+/// than [`MAX_TRIALS`] settings (checked before anything is built).
 pub fn expand(space: &Space, trials: Option<usize>, sweep_seed: u64) -> Result<Vec<Setting>> {
     space.check()?;
     let random: Vec<(Param, &Spec)> = space.0.iter().filter(|(_, s)| s.is_random()).map(|(p, s)| (*p, s)).collect();
+    let grid_points = grid_size(space);
+    match grid_points {
+        Some(n) if n <= MAX_TRIALS => {}
+        n => {
+            let sizes: Vec<String> = space.0.iter().filter_map(|(p, s)| match s {
+                Spec::Grid(v) if v.len() > 1 => Some(format!("--{p}: {}", v.len())),
+                _ => None,
+            }).collect();
+            return Err(too_large("sweep grid", format!("{} values", sizes.join(" x ")), n, "the grid's values multiplied"));
+        }
+    }
+    let grid_points = grid_points.unwrap_or(1);
     let draws: Vec<Vec<(Param, f64)>> = match (trials, random.first()) {
         (None, None) => vec![Vec::new()],
         (None, Some((p, s))) => {
@@ -530,10 +630,38 @@ pub fn expand(space: &Space, trials: Option<usize>, sweep_seed: u64) -> Result<V
         }
         (Some(0), Some(_)) => return Err(Error::InvalidConfig { field: "trials", value: "0".into(), expected: "at least 1".into() }),
         (Some(n), Some(_)) => {
+            let total = grid_points.checked_mul(n);
+            if total.is_none_or(|t| t > MAX_TRIALS) {
+                let how = if grid_points > 1 { format!("{grid_points} grid points x {n} draws") } else { format!("{n} draws") };
+                return Err(too_large("trials", n.to_string(), total, &how));
+            }
+            let points = random.iter().try_fold(1usize, |acc, (p, s)| support(*p, s).and_then(|k| acc.checked_mul(k)));
+            let wanted = points.map_or(n, |k| k.min(n));
+            // Enough attempts to collect every point of a small discrete space (the coupon
+            // collector needs about k ln k draws) and never loop forever.
+            let attempts = n.saturating_mul(64).max(10_000);
             let mut rng = ChaCha8Rng::seed_from_u64(sweep_seed);
-            (0..n)
-                .map(|_| random.iter().map(|(p, s)| (*p, s.draw(*p, unit(&mut rng)).expect("random specs draw"))).collect())
-                .collect()
+            let mut drawn: Vec<Vec<(Param, f64)>> = Vec::with_capacity(wanted);
+            let mut seen = std::collections::HashSet::new();
+            for _ in 0..attempts {
+                if drawn.len() == wanted {
+                    break;
+                }
+                let draw: Vec<(Param, f64)> =
+                    random.iter().map(|(p, s)| (*p, s.draw(*p, unit(&mut rng)).expect("random specs draw"))).collect();
+                if seen.insert(draw.iter().map(|(_, v)| v.to_bits()).collect::<Vec<u64>>()) {
+                    drawn.push(draw);
+                }
+            }
+            if drawn.len() < n {
+                tracing::warn!(
+                    "--trials {n}: the distributions have only {} distinct points; running each once ({} trials per seed{})",
+                    drawn.len(),
+                    drawn.len() * grid_points,
+                    if grid_points > 1 { format!(", {grid_points} grid points x {} draws", drawn.len()) } else { String::new() }
+                );
+            }
+            drawn
         }
     };
     let mut grid: Vec<Vec<(Param, f64)>> = vec![Vec::new()];
@@ -572,9 +700,17 @@ pub fn parse_seeds(text: &str) -> Result<Vec<i64>> {
             if a >= b {
                 return Err(bad("an empty range"));
             }
+            if (b - a) as u64 > MAX_TRIALS as u64 {
+                return Err(too_large("seeds", text.to_string(), usize::try_from(b - a).ok(), &format!("{} seeds", b - a)));
+            }
             (a..b).collect()
         }
-        None => text.split(',').map(seed).collect::<Result<_>>()?,
+        None => {
+            if text.split(',').count() > MAX_TRIALS {
+                return Err(too_large("seeds", format!("{} seeds", text.split(',').count()), Some(text.split(',').count()), "one trial per seed"));
+            }
+            text.split(',').map(seed).collect::<Result<_>>()?
+        }
     };
     let mut sorted = seeds.clone();
     sorted.sort_unstable();
@@ -661,6 +797,57 @@ mod tests {
         assert_eq!(first, FIRST_DRAW);
     }
 
+    #[test]
+    fn labels_keep_different_settings_apart() {
+        let s = space(&[(Param::Lr, "0.01,0.0100001,0.02"), (Param::Momentum, "0.9")]);
+        let settings = expand(&s, None, 0).unwrap();
+        let l = labels(&settings, &s.varying());
+        assert_eq!(l, [vec!["lr=1e-2"], vec!["lr=1.00001e-2"], vec!["lr=2e-2"]]);
+        // Values 3 digits tell apart keep the short form.
+        let t = space(&[(Param::Lr, "1e-3,3.46e-4")]);
+        assert_eq!(labels(&expand(&t, None, 0).unwrap(), &t.varying()), [vec!["lr=1e-3"], vec!["lr=3.46e-4"]]);
+    }
+
+    #[test]
+    fn a_sweep_too_large_is_refused_before_anything_is_built() {
+        // 6 parameters x 100 values: 10^12 grid points.
+        let hundred = (1..=100).map(|i| i.to_string()).collect::<Vec<_>>().join(",");
+        let params = [Param::Lr, Param::Momentum, Param::BatchSize, Param::StepSize, Param::Gamma, Param::Epochs];
+        let big = Space(params.iter().map(|p| (*p, Spec::parse(*p, &hundred).unwrap())).collect());
+        let err = expand(&big, None, 0).unwrap_err().to_string();
+        assert!(err.contains("1000000000000 trials") && err.contains(&format!("at most {MAX_TRIALS}")), "{err}");
+        // --trials alone, and --trials times the grid.
+        let random = space(&[(Param::Lr, "loguniform:1e-4:1e-1")]);
+        for n in [MAX_TRIALS + 1, 1_000_000, 1_000_000_000_000] {
+            let err = expand(&random, Some(n), 0).unwrap_err().to_string();
+            assert!(err.starts_with(&format!("invalid trials = {n}:")) && err.contains("at most"), "{err}");
+        }
+        let crossed = space(&[(Param::Lr, "loguniform:1e-4:1e-1"), (Param::Epochs, "1,2,3")]);
+        let err = expand(&crossed, Some(MAX_TRIALS / 2), 0).unwrap_err().to_string();
+        assert!(err.contains("3 grid points x 5000 draws"), "{err}");
+        assert_eq!(expand(&crossed, Some(MAX_TRIALS / 3), 0).unwrap().len(), 3 * (MAX_TRIALS / 3));
+        // Seeds: a range is counted, never collected.
+        let err = parse_seeds("0..1000000000000").unwrap_err().to_string();
+        assert!(err.starts_with("invalid seeds = 0..1000000000000:") && err.contains("1000000000000 trials"), "{err}");
+        assert_eq!(parse_seeds(&format!("0..{MAX_TRIALS}")).unwrap().len(), MAX_TRIALS);
+    }
+
+    #[test]
+    fn random_search_never_repeats_a_draw_and_stops_at_the_space_size() {
+        // 2 x 2 distinct points (a choice and a whole-number range of 2): six trials ask for more.
+        let s = space(&[(Param::BatchSize, "choice:50,100"), (Param::Epochs, "uniform:1:2")]);
+        let a = expand(&s, Some(6), 0).unwrap();
+        assert_eq!(a.len(), 4, "{a:?}");
+        let mut keys: Vec<String> = a.iter().map(|s| format!("{:?}", s.0)).collect();
+        keys.sort();
+        keys.dedup();
+        assert_eq!(keys.len(), 4, "every point once");
+        // A choice with a repeated value has one point per distinct value.
+        assert_eq!(expand(&space(&[(Param::BatchSize, "choice:50,50,100")]), Some(3), 0).unwrap().len(), 2);
+        // Continuous draws: all distinct, as many as asked.
+        assert_eq!(expand(&space(&[(Param::Lr, "uniform:0.1:0.2")]), Some(50), 0).unwrap().len(), 50);
+    }
+
     /// The first setting of `random_draws_are_deterministic_in_range_and_crossed_with_the_grid`.
     const FIRST_DRAW: [&str; 4] = ["lr=2.97e-4", "momentum=0.832", "batch-size=100", "epochs=2"];
 
@@ -689,16 +876,17 @@ mod tests {
         let s = space(&[(Param::Optimizer, "sgd,adamw"), (Param::Augment, "crop-flip"), (Param::LrSchedule, "choice:cosine,onecycle")]);
         assert_eq!(s.0[&Param::Optimizer], Spec::Grid(vec![0.0, 2.0]));
         assert_eq!(s.0[&Param::LrSchedule], Spec::Choice(vec![2.0, 3.0]));
+        // Two schedules to choose from: two distinct draws, whatever --trials asks for.
         let settings = expand(&s, Some(4), 1).unwrap();
-        assert_eq!(settings.len(), 8);
+        assert_eq!(settings.len(), 4);
         let cfg = settings[1].apply(&TrainConfig::default());
         assert_eq!(cfg.recipe.optimizer, OptimizerKind::Sgd);
         assert_eq!((cfg.recipe.random_crop, cfg.recipe.hflip), (Some(4), true));
         assert!(matches!(cfg.recipe.lr_schedule, LrScheduleKind::Cosine | LrScheduleKind::Onecycle));
-        let label = settings[7].label(&[Param::Optimizer, Param::Augment, Param::LrSchedule]).join(" ");
+        let label = settings[3].label(&[Param::Optimizer, Param::Augment, Param::LrSchedule]).join(" ");
         assert!(label.starts_with("optimizer=adamw") && label.contains("augment=crop-flip"), "{label}");
         for p in [Param::Optimizer, Param::LrSchedule, Param::Augment, Param::Nesterov] {
-            assert_eq!(p.get(&settings[5].apply(&TrainConfig::default())), settings[5].get(p).unwrap_or(p.get(&TrainConfig::default())));
+            assert_eq!(p.get(&settings[2].apply(&TrainConfig::default())), settings[2].get(p).unwrap_or(p.get(&TrainConfig::default())));
         }
         let err = Spec::parse(Param::Optimizer, "sgd,rmsprop").unwrap_err().to_string();
         assert!(err.contains("optimizer") && err.contains("'rmsprop' is not one of sgd, adam, adamw"), "{err}");
