@@ -90,6 +90,11 @@ pub enum Error {
     })]
     Interrupted { epoch: usize, step: usize, run_dir: Option<PathBuf> },
 
+    /// A model whose weights are finite gives NaN or infinite outputs (logits that overflow
+    /// float32): `eval` and `predict` report no accuracy or probability from them.
+    #[error("{}: the model's outputs are not finite ({what}): its weights are finite but the logits overflow float32, so no probability, loss or accuracy can be computed from them; check how the model was trained or edited", path.display())]
+    NonFiniteOutput { path: PathBuf, what: String },
+
     /// A model file (safetensors or `torch.save`) is unreadable, corrupt, of another kind, or
     /// does not hold the `Net` parameters (all finite, in a floating-point dtype).
     #[error("{}: not a usable model file: {reason}", path.display())]

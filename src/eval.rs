@@ -106,6 +106,10 @@ pub fn run_eval(opts: &EvalOptions) -> Result<EvalReport> {
         );
     }
     let (m, confusion) = evaluate_with_confusion(&model.net, &test.to_device(device), opts.batch_size);
+    if !m.loss.is_finite() {
+        // NaN or infinite logits make the loss so; their argmax would be meaningless.
+        return Err(Error::NonFiniteOutput { path, what: format!("the test loss is {}", m.loss) });
+    }
     let per_class = model
         .classes
         .iter()

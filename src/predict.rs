@@ -101,11 +101,17 @@ pub fn run_predict(opts: &PredictOptions) -> Result<Vec<Prediction>> {
     let mut out = Vec::with_capacity(opts.images.len());
     for paths in opts.images.chunks(CHUNK) {
         let images = paths.iter().map(|p| load_image(p)).collect::<Result<Vec<_>>>()?;
-        let (probs, idx) = tch::no_grad(|| {
+        let (probs, idx, finite) = tch::no_grad(|| {
             let xs = normalize(&Tensor::stack(&images, 0).to_device(device));
-            let (p, i) = softmax(&model.net.forward(&xs)).topk(k as i64, -1, true, true);
-            (p.to_kind(Kind::Double), i)
+            let logits = model.net.forward(&xs);
+            let finite = Vec::<bool>::try_from(logits.isfinite().all_dim(-1, false).to_device(Device::Cpu)).unwrap_or_default();
+            let (p, i) = softmax(&logits).topk(k as i64, -1, true, true);
+            (p.to_kind(Kind::Double), i, finite)
         });
+        if let Some(bad) = finite.iter().position(|ok| !ok) {
+            let what = format!("NaN or infinite logits for {}", paths[bad].display());
+            return Err(Error::NonFiniteOutput { path: model_path(&opts.checkpoint), what });
+        }
         let probs = Vec::<f64>::try_from(probs.to_device(Device::Cpu).flatten(0, -1))?;
         let idx = Vec::<i64>::try_from(idx.to_device(Device::Cpu).flatten(0, -1))?;
         for (i, path) in paths.iter().enumerate() {

@@ -126,3 +126,45 @@ fn eval_needs_only_the_test_file_and_names_it_when_missing() -> TestResult {
     assert!(err.contains("test_batch.bin") && err.contains("test_batch ("), "{err}");
     Ok(())
 }
+
+/// A model with finite weights whose logits overflow: `fc1` and `fc2` at +-1e20 give NaN
+/// logits, and `fc3.bias` at +-3e38 finite logits with an infinite loss. `eval` and `predict`
+/// refuse both (exit 1, naming the model file) instead of printing NaN or inf figures.
+#[test]
+fn overflowing_logits_are_an_error_in_eval_and_predict() -> TestResult {
+    let (data, out, run) = trained(10);
+    let model = run.run_dir.file("model.safetensors");
+    let image = out.path().join("cat.png");
+    image::RgbImage::from_pixel(32, 32, image::Rgb([120, 40, 200])).save(&image)?;
+    let nan = |name: &str, t: tch::Tensor| if name == "fc1.weight" || name == "fc2.weight" { t.sign() * 1e20 } else { t };
+    let inf = |name: &str, t: tch::Tensor| {
+        if name == "fc3.bias" {
+            let mut b = vec![-3e38f32; 10];
+            b[0] = 3e38;
+            tch::Tensor::from_slice(&b)
+        } else {
+            t
+        }
+    };
+    let bin = env!("CARGO_BIN_EXE_tch-cifar10");
+    for (name, edit, why) in [("nan", &nan as &dyn Fn(&str, tch::Tensor) -> tch::Tensor, "the test loss is NaN"), ("inf", &inf, "the test loss is inf")] {
+        let edited: Vec<(String, tch::Tensor)> =
+            tch::Tensor::read_safetensors(&model)?.into_iter().map(|(n, t)| { let t = edit(&n, t); (n, t) }).collect();
+        let path = out.path().join(format!("{name}.safetensors"));
+        tch::Tensor::write_safetensors(&edited, &path)?;
+        assert!(edited.iter().all(|(_, t)| t.isfinite().all().int64_value(&[]) == 1), "the weights stay finite");
+        let o = Command::new(bin).args(["eval", "--checkpoint"]).arg(&path).arg("--data-dir").arg(data.path()).output()?;
+        let stderr = String::from_utf8_lossy(&o.stderr);
+        assert_eq!(o.status.code(), Some(1), "{name}: {stderr}");
+        assert!(stderr.contains(&format!("{name}.safetensors: the model's outputs are not finite ({why})")), "{stderr}");
+        assert!(o.stdout.is_empty(), "no accuracy printed: {}", String::from_utf8_lossy(&o.stdout));
+        if name == "nan" {
+            let o = Command::new(bin).args(["predict", "--checkpoint"]).arg(&path).arg(&image).output()?;
+            let stderr = String::from_utf8_lossy(&o.stderr);
+            assert_eq!(o.status.code(), Some(1), "{stderr}");
+            assert!(stderr.contains("outputs are not finite (NaN or infinite logits for") && stderr.contains("cat.png"), "{stderr}");
+            assert!(!String::from_utf8_lossy(&o.stdout).contains("NaN"), "no NaN printed");
+        }
+    }
+    Ok(())
+}
