@@ -42,6 +42,16 @@ fn main() -> ExitCode {
         .init();
     match run(cli.command, cli.quiet > 0) {
         Ok(()) => ExitCode::SUCCESS,
+        Err(e) if e.downcast_ref::<StdoutError>().is_some() => {
+            let StdoutError(cause) = e.downcast_ref::<StdoutError>().expect("matched");
+            if cause.kind() == std::io::ErrorKind::BrokenPipe {
+                // The reader has gone (`| head`): stop quietly, as Unix tools do.
+                ExitCode::SUCCESS
+            } else {
+                eprintln!("error: cannot write the results to standard output: {cause}");
+                ExitCode::FAILURE
+            }
+        }
         Err(e) if matches!(e.downcast_ref::<Error>(), Some(Error::Interrupted { .. } | Error::SweepInterrupted { .. })) => {
             eprintln!("{}", report::escape::escape_control_lines(&e.to_string()));
             ExitCode::from(130)
@@ -51,6 +61,25 @@ fn main() -> ExitCode {
             ExitCode::FAILURE
         }
     }
+}
+
+/// A failed write to standard output: a closed pipe (`| head`), a full disk.
+#[derive(Debug)]
+struct StdoutError(std::io::Error);
+
+impl std::fmt::Display for StdoutError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "standard output: {}", self.0)
+    }
+}
+
+impl std::error::Error for StdoutError {}
+
+/// Writes `text` to standard output and flushes it, so that a closed pipe or a full disk is
+/// seen here, as a [`StdoutError`], instead of panicking in `print!`.
+fn emit(text: impl std::fmt::Display) -> anyhow::Result<()> {
+    let mut stdout = std::io::stdout().lock();
+    write!(stdout, "{text}").and_then(|()| stdout.flush()).map_err(|e| anyhow::Error::new(StdoutError(e)))
 }
 
 /// Set by the first Ctrl-C: training saves its state after the current step and stops.
@@ -84,9 +113,9 @@ fn finish_train(run: tch_cifar10::Result<tch_cifar10::TrainRun>, quiet: bool) ->
         }
         e => anyhow::Error::new(e).context("training failed"),
     })?;
-    print!("{}", report::result_table(&run.summary));
+    emit(report::result_table(&run.summary))?;
     if !quiet {
-        print!("{}", report::run_table(&run.summary, run.run_dir.path(), &run.artifacts));
+        emit(report::run_table(&run.summary, run.run_dir.path(), &run.artifacts))?;
     }
     Ok(())
 }
@@ -124,11 +153,11 @@ fn run(command: Command, quiet: bool) -> anyhow::Result<()> {
         }
         Command::Plot(args) => {
             let out = chart::plot_labelled(&args.runs, &args.labels, args.out.as_deref()).context("plot failed")?;
-            println!("{}", out.display());
+            emit(format_args!("{}\n", out.display()))?;
         }
         Command::Download(args) => {
             let dir = tch_cifar10::run_download(&args.source.options(&args.data_dir, quiet)).context("download failed")?;
-            println!("CIFAR-10 is ready in {}", dir.display());
+            emit(format_args!("CIFAR-10 is ready in {}\n", dir.display()))?;
         }
         Command::Eval(args) => {
             let report = tch_cifar10::eval::run_eval(&(&args).into()).context("evaluation failed")?;
@@ -137,35 +166,37 @@ fn run(command: Command, quiet: bool) -> anyhow::Result<()> {
                 tracing::info!("confusion matrix drawn in {}", png.display());
             }
             if args.json {
-                println!("{}", serde_json::to_string_pretty(&report)?);
+                emit(format_args!("{}\n", serde_json::to_string_pretty(&report)?))?;
             } else {
-                print!("{report}");
+                emit(&report)?;
             }
         }
         Command::Predict(args) => {
             let predictions = tch_cifar10::predict::run_predict(&(&args).into()).context("prediction failed")?;
             if args.json {
-                println!("{}", serde_json::to_string_pretty(&predictions)?);
+                emit(format_args!("{}\n", serde_json::to_string_pretty(&predictions)?))?;
             } else {
-                predictions.iter().for_each(|p| print!("{p}"));
+                for p in &predictions {
+                    emit(p)?;
+                }
             }
         }
         Command::Export(args) => {
             let exported = tch_cifar10::export::run_export(&(&args).into()).context("export failed")?;
-            println!("{}", exported.out.display());
+            emit(format_args!("{}\n", exported.out.display()))?;
         }
         Command::Sweep(args) => {
             install_ctrl_c();
             let outcome = tch_cifar10::sweep::run(&args.request(quiet)?, Some(&STOP)).context("sweep failed")?;
-            print!("{}", outcome.report);
+            emit(&outcome.report)?;
             outcome.status()?;
         }
         Command::Info(args) => {
             let info = info::info();
             if args.json {
-                println!("{}", serde_json::to_string_pretty(&info)?);
+                emit(format_args!("{}\n", serde_json::to_string_pretty(&info)?))?;
             } else {
-                println!("{info}");
+                emit(format_args!("{info}\n"))?;
             }
         }
     }
