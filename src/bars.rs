@@ -17,7 +17,11 @@ pub fn bytes_bar(total: Option<u64>, message: &str, show: bool) -> ProgressBar {
         return ProgressBar::hidden();
     }
     let bar = ProgressBar::no_length().with_style(
-        ProgressStyle::with_template("{msg} [{bar:30.cyan/blue}] {bytes}/{total_bytes}  {bytes_per_sec}  ETA {eta}")
+        ProgressStyle::with_template(if crate::report::progress::stderr_terminal().colour {
+            "{msg} [{bar:30.cyan/blue}] {bytes}/{total_bytes}  {bytes_per_sec}  ETA {eta}"
+        } else {
+            "{msg} [{bar:30}] {bytes}/{total_bytes}  {bytes_per_sec}  ETA {eta}"
+        })
             .expect("the download bar template is valid")
             .progress_chars("=> "),
     );

@@ -5,7 +5,7 @@
 mod cli;
 
 use std::{
-    io::{IsTerminal, Write},
+    io::Write,
     process::ExitCode,
     sync::atomic::{AtomicBool, Ordering},
 };
@@ -37,7 +37,7 @@ fn main() -> ExitCode {
     tracing_subscriber::fmt()
         .with_env_filter(EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(level)))
         .with_writer(progress::LogWriter)
-        .with_ansi(std::io::stderr().is_terminal())
+        .with_ansi(progress::stderr_terminal().colour)
         .with_target(false)
         .init();
     match run(cli.command, cli.quiet > 0) {

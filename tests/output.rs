@@ -97,3 +97,49 @@ fn every_printing_command_survives_a_closed_pipe_and_a_full_disk() {
         assert!(dir.path().join(format!("run-{sink:?}/summary.json")).is_file(), "{sink:?}");
     }
 }
+
+/// stderr as a terminal shows it: `train` run under `script` (a pseudo-terminal), with `TERM`
+/// and `NO_COLOR` as given; `None` when `script` is missing.
+fn on_a_terminal(data: &Path, out: &Path, term: &str, no_color: Option<&str>) -> Option<String> {
+    let bin = env!("CARGO_BIN_EXE_tch-cifar10");
+    let cmd = format!(
+        "{bin} train --epochs 2 --batch-size 10 --threads 1 --data-dir {} --out {} >/dev/null",
+        shlex::try_quote(s(data)).unwrap(),
+        shlex::try_quote(s(out)).unwrap()
+    );
+    let mut c = Command::new("script");
+    c.args(["-qec", &cmd, "/dev/null"]).env("TERM", term).env("OMP_WAIT_POLICY", "PASSIVE").env_remove("NO_COLOR");
+    if let Some(v) = no_color {
+        c.env("NO_COLOR", v);
+    }
+    let o = c.output().ok()?;
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stdout));
+    Some(String::from_utf8_lossy(&o.stdout).into_owned())
+}
+
+/// An SGR sequence (`ESC [ ... m`): a colour or text attribute.
+fn has_colour(text: &str) -> bool {
+    text.split("\x1b[").skip(1).any(|seq| seq.trim_start_matches(|c: char| c.is_ascii_digit() || c == ';').starts_with('m'))
+}
+
+#[test]
+fn no_color_and_term_dumb_turn_off_colours_and_bars_on_a_terminal() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = common::synthetic_cifar(40, 10, 4);
+    let Some(coloured) = on_a_terminal(data.path(), &dir.path().join("a"), "xterm-256color", None) else {
+        eprintln!("skipped: no `script` command to make a pseudo-terminal");
+        return;
+    };
+    assert!(has_colour(&coloured), "a colour terminal gets colours: {coloured:?}");
+    for (term, no_color, what) in [("xterm-256color", Some("1"), "NO_COLOR=1"), ("dumb", None, "TERM=dumb")] {
+        let out = dir.path().join(what.replace('=', "-"));
+        let text = on_a_terminal(data.path(), &out, term, no_color).unwrap();
+        assert!(!has_colour(&text), "{what}: no colour: {text:?}");
+        assert!(text.contains("epoch"), "{what}: the log is still there: {text:?}");
+        if term == "dumb" {
+            assert!(!text.contains('\x1b'), "TERM=dumb: no escape sequence at all (no bars): {text:?}");
+        }
+    }
+    // An empty NO_COLOR does not count (no-color.org).
+    assert!(has_colour(&on_a_terminal(data.path(), &dir.path().join("e"), "xterm-256color", Some("")).unwrap()));
+}

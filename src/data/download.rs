@@ -18,7 +18,7 @@
 
 use std::{
     fs::{self, File},
-    io::{self, IsTerminal, Read, Write},
+    io::{self, Read, Write},
     path::{Path, PathBuf},
     time::Duration,
 };
@@ -175,7 +175,7 @@ impl DownloadOptions {
             attempts: 4,
             retry_delay: Duration::from_secs(1),
             timeout: Duration::from_secs(30),
-            progress: io::stderr().is_terminal(),
+            progress: crate::report::progress::stderr_terminal().cursor,
             max_bytes: DEFAULT_MAX_DOWNLOAD_BYTES,
         }
     }
@@ -544,7 +544,7 @@ fn fetch(opts: &DownloadOptions, part: &Path) -> Result<bool> {
     let agent = ureq::Agent::new_with_config(config);
     tracing::info!("downloading {} to {}", opts.url, part.display());
     // In the process's one bar set, so log lines print above it rather than through it.
-    let bar = crate::bars::bytes_bar(None, ARCHIVE_NAME, opts.progress && io::stderr().is_terminal());
+    let bar = crate::bars::bytes_bar(None, ARCHIVE_NAME, opts.progress && crate::report::progress::stderr_terminal().cursor);
     let mut delay = opts.retry_delay;
     let mut resumed = false;
     let attempts = opts.attempts.max(1);

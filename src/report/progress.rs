@@ -1,7 +1,8 @@
 //! Progress bars on a terminal, with `indicatif`: one bar for the steps of the current epoch
 //! (step, running loss, images/s, ETA of the epoch) above one for the whole run (epochs done,
-//! elapsed time, ETA of the run). Bars are drawn only when stderr is a terminal and the user
-//! did not ask for `--quiet` ([`wanted`]); otherwise the binary uses [`LogReporter`]'s plain
+//! elapsed time, ETA of the run). Bars are drawn only when stderr is a terminal (not
+//! `TERM=dumb`) and the user did not ask for `--quiet` ([`wanted`]), coloured unless `NO_COLOR`
+//! is set ([`terminal`]); otherwise the binary uses [`LogReporter`]'s plain
 //! one-line-per-epoch logs, so CI logs and redirected output hold no control characters.
 //!
 //! Log lines and bars share stderr: [`LogWriter`] (the tracing subscriber's writer) hides the
@@ -23,9 +24,33 @@ use crate::bars::BARS;
 /// Steps between two reads of the running loss from the device.
 pub const LOSS_READ_EVERY: usize = 50;
 
-/// Whether to draw progress bars: stderr is a terminal and `--quiet` was not given.
+/// Whether to draw progress bars: stderr is a terminal that can move its cursor (not
+/// `TERM=dumb`) and `--quiet` was not given.
 pub fn wanted(quiet: bool) -> bool {
-    !quiet && std::io::stderr().is_terminal()
+    !quiet && stderr_terminal().cursor
+}
+
+/// What stderr's terminal may be sent, from [`terminal`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Terminal {
+    /// Progress bars (cursor movement): a terminal whose `TERM` is not `dumb`.
+    pub cursor: bool,
+    /// Colours: a terminal that can move its cursor, and `NO_COLOR` unset or empty
+    /// (<https://no-color.org>).
+    pub colour: bool,
+}
+
+/// The decision of [`Terminal`] from whether the stream is a terminal and the values of
+/// `TERM` and `NO_COLOR`.
+pub fn terminal(is_terminal: bool, term: Option<&str>, no_color: Option<&str>) -> Terminal {
+    let cursor = is_terminal && term != Some("dumb");
+    Terminal { cursor, colour: cursor && no_color.is_none_or(str::is_empty) }
+}
+
+/// [`terminal`] for this process's stderr and environment.
+pub fn stderr_terminal() -> Terminal {
+    let var = |name| std::env::var(name).ok();
+    terminal(std::io::stderr().is_terminal(), var("TERM").as_deref(), var("NO_COLOR").as_deref())
 }
 
 /// Whether the running loss is read after `step` (1-based): every [`LOSS_READ_EVERY`] steps,
@@ -104,9 +129,12 @@ impl Reporter for ProgressReporter {
     fn train_start(&mut self, s: &TrainStart) {
         self.clear();
         let batch_size = s.batch_size as f64;
-        let step_style = ProgressStyle::with_template(
-            "{prefix:>11} {wide_bar:.cyan/blue} {pos:>5}/{len} steps  loss {msg:6}  {ips:>11}  ETA {eta:>3}",
-        )
+        let colour = stderr_terminal().colour;
+        let bar = |colours: &str| if colour { format!("{{wide_bar:{colours}}}") } else { "{wide_bar}".to_string() };
+        let step_style = ProgressStyle::with_template(&format!(
+            "{{prefix:>11}} {} {{pos:>5}}/{{len}} steps  loss {{msg:6}}  {{ips:>11}}  ETA {{eta:>3}}",
+            bar(".cyan/blue")
+        ))
         .expect("the step bar template is valid")
         .with_key("ips", move |st: &ProgressState, w: &mut dyn std::fmt::Write| {
             let _ = write!(w, "{:.0} img/s", st.per_sec() * batch_size);
@@ -114,7 +142,10 @@ impl Reporter for ProgressReporter {
         .progress_chars("=> ");
         let steps_per_epoch = s.steps_per_epoch.max(1) as u64;
         let (first, last) = (s.first_epoch as u64, s.epochs as u64);
-        let run_style = ProgressStyle::with_template("{prefix:>11} {wide_bar:.green/white} {done:>11} epochs  {elapsed:>3} elapsed  ETA {eta:>3}")
+        let run_style = ProgressStyle::with_template(&format!(
+            "{{prefix:>11}} {} {{done:>11}} epochs  {{elapsed:>3}} elapsed  ETA {{eta:>3}}",
+            bar(".green/white")
+        ))
             .expect("the run bar template is valid")
             .with_key("done", move |st: &ProgressState, w: &mut dyn std::fmt::Write| {
                 let _ = write!(w, "{}/{}", first - 1 + st.pos() / steps_per_epoch, last);
@@ -175,6 +206,16 @@ impl Drop for ProgressReporter {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn no_color_and_term_dumb_are_honoured() {
+        let on = Terminal { cursor: true, colour: true };
+        assert_eq!(terminal(true, Some("xterm-256color"), None), on);
+        assert_eq!(terminal(true, None, Some("")), on, "an empty NO_COLOR does not count");
+        assert_eq!(terminal(true, Some("xterm"), Some("1")), Terminal { cursor: true, colour: false });
+        assert_eq!(terminal(true, Some("dumb"), None), Terminal { cursor: false, colour: false });
+        assert_eq!(terminal(false, Some("xterm"), None), Terminal { cursor: false, colour: false });
+    }
 
     #[test]
     fn loss_is_read_every_fifty_steps_and_only_when_drawn() {
