@@ -140,10 +140,20 @@ impl RunDir {
 }
 
 /// Writes `bytes` to `path` through a temporary sibling, synced, then renamed over `path`.
+/// Only a regular file is ever replaced: a device (`/dev/null`), FIFO, socket, link or folder
+/// at `path` is an error, checked before anything is written.
 ///
 /// # Errors
 /// [`Error::Io`] naming `path`; `path` is untouched on failure.
 pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
+    match std::fs::symlink_metadata(path) {
+        Ok(m) if !m.file_type().is_file() => {
+            let what = crate::safe_fs::file_type_name(&m.file_type());
+            let cause = std::io::Error::new(std::io::ErrorKind::AlreadyExists, format!("this is {what}, not a regular file; only a regular file is replaced"));
+            return Err(Error::Io { path: path.to_path_buf(), cause });
+        }
+        _ => {}
+    }
     let name = path.file_name().map_or_else(|| "file".into(), |n| n.to_string_lossy().into_owned());
     let tmp = path.with_file_name(format!(".{name}.tmp-{}", std::process::id()));
     let result = (|| {

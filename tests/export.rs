@@ -314,3 +314,65 @@ fn an_unwritable_out_is_an_error_naming_it_and_an_existing_one_needs_force() -> 
     assert_eq!(listing(dir.path()), ["net.onnx", "run"], "no temporary left");
     Ok(())
 }
+
+/// `--force` replaces a regular file only: a FIFO, a link and a folder at `--out` stay as they
+/// are (run as root, `--out /dev/null` once turned the device into a regular file). The same
+/// rule holds for every file the program writes over (`plot --out` here).
+#[test]
+fn force_replaces_only_a_regular_file() -> TestResult {
+    use std::os::unix::fs::FileTypeExt;
+    let dir = tempfile::tempdir()?;
+    let (run, _net, _vs) = run_dir(dir.path())?;
+    let fifo = dir.path().join("fifo");
+    let c = std::ffi::CString::new(fifo.to_str().unwrap())?;
+    // SAFETY: a NUL-terminated path and a mode.
+    assert_eq!(unsafe { libc::mkfifo(c.as_ptr(), 0o600) }, 0);
+    let link = dir.path().join("link");
+    std::os::unix::fs::symlink(dir.path().join("elsewhere"), &link)?;
+    let line = r#"{"epoch":1,"lr":0.1,"train_loss":1,"train_acc":0.5,"test_loss":1,"test_acc":0.5,"seconds":1,"images_per_sec":1,"device":"cpu"}"#;
+    std::fs::write(run.join("metrics.jsonl"), format!("{line}\n"))?;
+    for (out, what) in [(&fifo, "a FIFO"), (&link, "a symbolic link")] {
+        for format in [ExportFormat::Torchscript, ExportFormat::Onnx] {
+            let err = run_export(&ExportOptions { force: true, ..opts(&run, format, out) }).unwrap_err().to_string();
+            assert!(err.contains(&format!("this is {what}, which --force never replaces")), "{err}");
+        }
+        let o = Command::new(env!("CARGO_BIN_EXE_tch-cifar10")).arg("plot").arg(&run).arg("--out").arg(out).output()?;
+        assert_eq!(o.status.code(), Some(1), "plot over {what}");
+        assert!(stderr(&o).contains(&format!("this is {what}, not a regular file")), "{}", stderr(&o));
+    }
+    assert!(std::fs::symlink_metadata(&fifo)?.file_type().is_fifo(), "the FIFO is still a FIFO");
+    assert!(std::fs::symlink_metadata(&link)?.file_type().is_symlink(), "the link is still a link");
+    assert!(!dir.path().join("elsewhere").exists());
+    Ok(())
+}
+
+/// A full disk during a TorchScript export (a 64 KiB tmpfs, mounted in a user and mount
+/// namespace with `unshare`, so no root is needed) is an error naming `--out`, status 1, and
+/// leaves nothing behind: no abort in libtorch, no `.NAME.tmp-*` folder. ONNX the same.
+#[test]
+fn a_full_disk_fails_cleanly_in_both_formats() -> TestResult {
+    let dir = tempfile::tempdir()?;
+    let (run, _net, _vs) = run_dir(dir.path())?;
+    let small = dir.path().join("small");
+    std::fs::create_dir(&small)?;
+    let bin = env!("CARGO_BIN_EXE_tch-cifar10");
+    let probe = Command::new("unshare").args(["-rm", "sh", "-c"]).arg(format!("mount -t tmpfs -o size=64k tmpfs '{}'", small.display())).output();
+    if !probe.is_ok_and(|o| o.status.success()) {
+        eprintln!("skipped: cannot mount a small tmpfs with `unshare -rm` here (no user namespaces)");
+        return Ok(());
+    }
+    for format in ["torchscript", "onnx"] {
+        let script = format!(
+            "mount -t tmpfs -o size=64k tmpfs '{s}' && '{bin}' export --checkpoint '{r}' --format {format} --out '{s}/net'; status=$?; ls -A '{s}'; exit $status",
+            s = small.display(),
+            r = run.display()
+        );
+        let o = Command::new("unshare").args(["-rm", "sh", "-c", &script]).env("OMP_WAIT_POLICY", "PASSIVE").output()?;
+        let err = stderr(&o);
+        assert_eq!(o.status.code(), Some(1), "{format}: {err}");
+        assert!(err.contains("export failed") && err.contains("/small/net") && err.contains("No space left on device"), "{format}: {err}");
+        assert!(!err.contains("terminate called"), "{err}");
+        assert_eq!(String::from_utf8_lossy(&o.stdout), "", "{format}: nothing left in the full folder");
+    }
+    Ok(())
+}

@@ -18,7 +18,8 @@
 //! no extra files; read them from the model file or the ONNX metadata.
 //!
 //! The output file is never half-written and never replaced by accident: when something exists
-//! at `--out`, export refuses before doing any work unless `force` is set; the file is written
+//! at `--out`, export refuses before doing any work unless `force` is set (and `force` replaces
+//! only a regular file: never a folder, link, device or FIFO); the file is written
 //! into a temporary folder beside `--out`, synced, and only then moved to `--out` (without
 //! `force`, by a link that fails if a file appeared there meanwhile), so a failed export leaves
 //! `--out` as it was, and no temporary behind.
@@ -127,7 +128,7 @@ fn exists(out: &Path) -> Error {
 }
 
 /// Checks, before any work, that `out` can be written: its folder exists, and nothing is at
-/// `out` unless `force` (then only a file or link, never a directory).
+/// `out` unless `force` (then only a regular file: never a folder, link, device, FIFO or socket).
 fn check_out(out: &Path, force: bool) -> Result<()> {
     let folder = folder_of(out);
     match fs::metadata(folder) {
@@ -142,7 +143,15 @@ fn check_out(out: &Path, force: bool) -> Result<()> {
             expected: "a file path (this is a directory)".into(),
         }),
         Ok(_) if !force => Err(exists(out)),
-        Ok(_) => Ok(()),
+        Ok(m) if m.file_type().is_file() => Ok(()),
+        Ok(m) => Err(Error::InvalidConfig {
+            field: "out",
+            value: out.display().to_string(),
+            expected: format!(
+                "a file path: this is {}, which --force never replaces (it replaces only a regular file)",
+                crate::safe_fs::file_type_name(&m.file_type())
+            ),
+        }),
         Err(e) if e.kind() == ErrorKind::NotFound => Ok(()),
         Err(e) => Err(Error::Io { path: out.to_path_buf(), cause: e }),
     }

@@ -24,15 +24,32 @@ pub const TRACE_BATCH: i64 = 2;
 /// Traces `net` and saves the module to `path`; `out` is the path errors name (`path` is its
 /// temporary sibling).
 ///
+/// libtorch writes the archive into an anonymous in-memory file (`memfd_create`), and this
+/// function copies it to `path` with Rust's I/O: libtorch's archive writer throws from a
+/// destructor when a write fails (a full disk), which aborts the process, while a failed Rust
+/// write is an error like any other.
+///
 /// # Errors
-/// [`Error::Torch`] when the trace fails; [`Error::Io`] naming `out` when libtorch cannot write
-/// `path`.
+/// [`Error::Torch`] when the trace fails; [`Error::Io`] naming `out` when the archive cannot be
+/// made or `path` cannot be written (a full disk).
 pub(crate) fn save(net: &Net, path: &Path, out: &Path) -> Result<()> {
+    use std::io::{Read, Seek};
     let module = trace(net)?;
-    module.save(path).map_err(|e| Error::Io {
-        path: out.to_path_buf(),
-        cause: std::io::Error::other(format!("libtorch cannot write the TorchScript archive: {e}")),
-    })
+    let io = |cause: std::io::Error| Error::Io { path: out.to_path_buf(), cause };
+    // SAFETY: memfd_create takes a NUL-terminated name and flags; it returns a new descriptor
+    // or -1, checked before it is owned.
+    let fd = unsafe { libc::memfd_create(c"tch-cifar10-torchscript".as_ptr(), libc::MFD_CLOEXEC) };
+    if fd < 0 {
+        return Err(io(std::io::Error::last_os_error()));
+    }
+    // SAFETY: `fd` is a fresh descriptor owned by nothing else.
+    let mut memory = unsafe { <std::fs::File as std::os::fd::FromRawFd>::from_raw_fd(fd) };
+    module
+        .save(format!("/proc/self/fd/{fd}"))
+        .map_err(|e| io(std::io::Error::other(format!("libtorch cannot write the TorchScript archive: {e}"))))?;
+    let mut archive = Vec::new();
+    memory.rewind().and_then(|()| memory.read_to_end(&mut archive)).map_err(io)?;
+    std::fs::write(path, &archive).map_err(io)
 }
 
 /// `net.forward` as a TorchScript module with one method, `forward`.
