@@ -95,8 +95,44 @@ fn early_stopping_triggers_on_a_plateau_and_keeps_the_best_weights() {
     let again = train::evaluate(&out.net, &val, cfg.batch_size);
     assert_eq!(again, rep.validations[best - 1].1);
     assert_ne!(again.loss, rep.validations[stopped - 1].1.loss);
-    // The final test evaluation is reported for the epoch the weights come from.
-    assert_eq!(rep.evals.last().unwrap().0, best);
+    // The final test evaluation is reported on the last epoch trained, saying whose weights.
+    assert_eq!(rep.evals.last().unwrap().0, stopped);
+}
+
+/// With early stopping the final test figures still reach `metrics.jsonl`'s last line (which
+/// names the epoch whose weights they measure) and TensorBoard at that line's step, after every
+/// step written before; `summary.json` holds the same figures.
+#[test]
+fn an_early_stopped_run_writes_its_final_test_figures_on_its_last_line() {
+    use tch_cifar10::report::{metrics::read_metrics, tensorboard::read_scalars};
+    let data = common::synthetic_cifar(300, 40, 4);
+    let out = tempfile::tempdir().unwrap();
+    let cfg = TrainConfig {
+        data_dir: data.path().to_path_buf(),
+        out_dir: Some(out.path().join("run")),
+        val_size: 60,
+        early_stop_patience: Some(3),
+        tensorboard: true,
+        ..config(40)
+    };
+    let run = tch_cifar10::run_train(&cfg, &Default::default(), &mut MemoryReporter::default(), None).unwrap();
+    let records = read_metrics(&run.run_dir.file("metrics.jsonl")).unwrap();
+    let last = records.last().unwrap();
+    assert!(last.epoch < 40, "stopped early");
+    assert_eq!((last.test_loss, last.test_acc), (Some(run.summary.test_loss), Some(run.summary.test_acc)));
+    let best = last.test_weights_epoch.expect("the line names the weights' epoch");
+    assert_eq!(best + 3, last.epoch);
+    assert!(records[..records.len() - 1].iter().all(|r| r.test_weights_epoch.is_none()));
+    let events = std::fs::read_dir(run.run_dir.path())
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .find(|p| p.file_name().unwrap().to_string_lossy().starts_with("events.out.tfevents."))
+        .unwrap();
+    let scalars = read_scalars(&events).unwrap();
+    let test: Vec<(i64, f32)> = scalars.iter().filter(|(t, _, _)| t == "Accuracy/test").map(|(_, s, v)| (*s, *v)).collect();
+    assert_eq!(test.last(), Some(&(last.epoch as i64, run.summary.test_acc as f32)));
+    let steps: Vec<i64> = scalars.iter().map(|(_, s, _)| *s).collect();
+    assert!(steps.windows(2).all(|w| w[0] <= w[1]), "steps never go back: {steps:?}");
 }
 
 fn checkpoint(dir: &RunDir) -> state::Checkpoint {

@@ -53,6 +53,10 @@ pub struct EpochRecord {
     /// Test accuracy after the epoch, when the test set was evaluated then.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub test_acc: Option<f64>,
+    /// The epoch whose weights `test_loss` and `test_acc` measure, when not this one: on the
+    /// last line of a run whose early stopping kept an earlier epoch's (best) weights.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub test_weights_epoch: Option<usize>,
     /// Wall-clock seconds of the epoch's training steps (evaluations not included).
     pub seconds: f64,
     /// Training images per second during the epoch.
@@ -90,6 +94,9 @@ impl EpochRecord {
         for (field, value) in [("val_acc", self.val_acc), ("test_acc", self.test_acc)] {
             value.map_or(Ok(()), |v| in_range(field, v, 0.0, 1.0))?;
         }
+        if let Some(w) = self.test_weights_epoch.filter(|w| !(1..=self.epoch).contains(w)) {
+            return Err(format!("test_weights_epoch = {w} is not an epoch from 1 to this line's {}", self.epoch));
+        }
         in_range("seconds", self.seconds, 0.0, f64::MAX)?;
         in_range("images_per_sec", self.images_per_sec, 0.0, f64::MAX)
     }
@@ -105,6 +112,7 @@ impl EpochRecord {
             val_acc: None,
             test_loss: None,
             test_acc: None,
+            test_weights_epoch: None,
             seconds: m.seconds,
             images_per_sec: m.images_per_sec,
             device: device.to_string(),
@@ -368,6 +376,12 @@ impl Reporter for MetricsLog {
     fn evaluated(&mut self, epoch: usize, m: &EvalMetrics) {
         if let Some(r) = self.pending_for(epoch) {
             (r.test_loss, r.test_acc) = (Some(m.loss), Some(m.accuracy));
+        }
+    }
+
+    fn weights_restored(&mut self, last: usize, weights_epoch: usize) {
+        if let Some(r) = self.pending_for(last) {
+            r.test_weights_epoch = Some(weights_epoch);
         }
     }
 

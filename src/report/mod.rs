@@ -94,6 +94,10 @@ pub trait Reporter {
     fn validated(&mut self, _epoch: usize, _m: &EvalMetrics) {}
     /// After each evaluation on the test set, with the epoch it followed.
     fn evaluated(&mut self, _epoch: usize, _m: &EvalMetrics) {}
+    /// Before the final test evaluation (reported as `evaluated(last, ..)`), when early
+    /// stopping restored the weights of an earlier epoch, `weights_epoch`: the model the run
+    /// ends with, and the final test figures measure.
+    fn weights_restored(&mut self, _last: usize, _weights_epoch: usize) {}
     /// Once, after the final evaluation.
     fn train_end(&mut self) {}
 }
@@ -165,6 +169,9 @@ impl Reporter for Fanout<'_> {
     }
     fn evaluated(&mut self, epoch: usize, m: &EvalMetrics) {
         self.0.iter_mut().for_each(|r| r.evaluated(epoch, m));
+    }
+    fn weights_restored(&mut self, last: usize, weights_epoch: usize) {
+        self.0.iter_mut().for_each(|r| r.weights_restored(last, weights_epoch));
     }
     fn train_end(&mut self) {
         self.0.iter_mut().for_each(|r| r.train_end());

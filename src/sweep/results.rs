@@ -401,6 +401,7 @@ fn mean_records(runs: &[Vec<EpochRecord>]) -> Vec<EpochRecord> {
                 val_acc: opt(|r| r.val_acc),
                 test_loss: opt(|r| r.test_loss),
                 test_acc: opt(|r| r.test_acc),
+                test_weights_epoch: None,
                 seconds: mean(|r| r.seconds),
                 images_per_sec: mean(|r| r.images_per_sec),
                 device: first.device.clone(),

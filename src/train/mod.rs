@@ -143,8 +143,10 @@ fn fit(
     tracing::debug!("{} steps", step.name());
 
     // A run that stopped early (and is resumed) has nothing left to train.
-    let first = if val.as_ref().is_some_and(validation::Validation::stopped) { cfg.epochs } else { state.epoch };
-    let mut last = cfg.epochs;
+    let stopped = val.as_ref().is_some_and(validation::Validation::stopped);
+    let first = if stopped { cfg.epochs } else { state.epoch };
+    // The last epoch trained: the one early stopping ended the run at, else the last.
+    let mut last = if stopped { state.epoch } else { cfg.epochs };
     // The learning-rate schedule at the start of the first epoch to run (a pure replay).
     let steps = train_d.len().div_ceil(cfg.batch_size);
     let mut schedule = cfg.schedule_spec(steps).schedule().advanced(first, steps, 0);
@@ -169,11 +171,6 @@ fn fit(
         let mut record = EpochRecord::new(&m, &crate::device::device_name(device));
         state = TrainState { epoch, seconds: state.seconds + m.seconds, ..TrainState::default() };
         reporter.epoch_end(&m);
-        if cfg.evaluates_after(epoch) && epoch < cfg.epochs {
-            let t = finite(epoch, "test", evaluate(&net, &test_d, cfg.batch_size))?;
-            (record.test_loss, record.test_acc) = (Some(t.loss), Some(t.accuracy));
-            reporter.evaluated(epoch, &t);
-        }
         // --val-size: validate; --early-stop-patience: keep the best weights, maybe stop.
         let early_stop = match val.as_mut() {
             Some(v) => {
@@ -184,6 +181,12 @@ fn fit(
             }
             None => false,
         };
+        // The last epoch's test figures come from the final evaluation below.
+        if cfg.evaluates_after(epoch) && epoch < cfg.epochs && !early_stop {
+            let t = finite(epoch, "test", evaluate(&net, &test_d, cfg.batch_size))?;
+            (record.test_loss, record.test_acc) = (Some(t.loss), Some(t.accuracy));
+            reporter.evaluated(epoch, &t);
+        }
         state.last_record = Some(record);
         schedule.after_epoch();
         if checkpointing::due(epoch, cfg.epochs, cfg.checkpoint_every, early_stop) {
@@ -194,9 +197,15 @@ fn fit(
             break;
         }
     }
+    // The final test figures belong to the last epoch's line (`metrics.jsonl`, TensorBoard's
+    // step), also where early stopping restored an earlier epoch's weights, which that line
+    // then names.
     let weights_epoch = val.as_ref().map_or(last, |v| v.finish(&vs, last));
     let test = finite(weights_epoch, "test", evaluate(&net, &test_d, cfg.batch_size))?;
-    reporter.evaluated(weights_epoch, &test);
+    if weights_epoch != last {
+        reporter.weights_restored(last, weights_epoch);
+    }
+    reporter.evaluated(last, &test);
     reporter.train_end();
     let resumed_seconds = session.resume.as_ref().map_or(0.0, |ck| ck.state.seconds + ck.state.partial_seconds);
     Ok(TrainOutcome { vs, net, device, test, seconds: resumed_seconds + t0.elapsed().as_secs_f64() })
