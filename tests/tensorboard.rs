@@ -123,3 +123,60 @@ fn event_files_hold_every_epoch_and_the_hyperparameters() -> TestResult {
     assert_eq!(metrics, ["Accuracy/val", "Loss/val", "Accuracy/test", "Loss/test", "Accuracy/train", "Loss/train"]);
     Ok(())
 }
+
+/// Panics in `epoch_end` of `epoch`, after the reporters before it (TensorBoard's among them)
+/// have written that epoch: a crash between two checkpoints.
+struct CrashAfter(usize);
+
+impl tch_cifar10::Reporter for CrashAfter {
+    fn epoch_end(&mut self, m: &tch_cifar10::report::EpochMetrics) {
+        assert!(m.epoch != self.0, "simulated crash after epoch {}", self.0);
+    }
+}
+
+/// A run that crashed after epoch 3 with its last checkpoint at epoch 2 (`--checkpoint-every
+/// 2`), then resumed, trains epoch 3 again: its new event file starts with a purge at step 3
+/// (`SessionLog.START`, as `SummaryWriter(purge_step=3)` writes), so TensorBoard's own reader
+/// shows one value per step and tag, the resumed run's.
+#[test]
+fn a_resumed_run_purges_the_steps_it_trains_again() -> TestResult {
+    let data = common::synthetic_cifar(40, 10, 3);
+    let run = data.path().join("run");
+    let cfg = tch_cifar10::TrainConfig {
+        data_dir: data.path().to_path_buf(),
+        out_dir: Some(run.clone()),
+        epochs: 4,
+        batch_size: 10,
+        checkpoint_every: 2,
+        tensorboard: true,
+        device: tch_cifar10::DeviceSpec::Cpu,
+        ..Default::default()
+    };
+    let crashed = std::panic::catch_unwind(|| tch_cifar10::run_train(&cfg, &Default::default(), &mut CrashAfter(3), None));
+    assert!(crashed.is_err(), "the run crashed");
+    let opts = tch_cifar10::ResumeOptions { device: Some(tch_cifar10::DeviceSpec::Cpu), ..Default::default() };
+    tch_cifar10::resume_train(&run, &opts, &mut tch_cifar10::MemoryReporter::default(), None)?;
+
+    let py = match python() {
+        Ok(py) => py,
+        Err(reason) if std::env::var("CI").as_deref() == Ok("true") => panic!("CI=true, so this must run: {reason}"),
+        Err(reason) => {
+            eprintln!("skipping TensorBoard's reader: {reason}");
+            return Ok(());
+        }
+    };
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("scripts/read_tensorboard.py");
+    let o = Command::new(py).arg(script).arg(&run).output()?;
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let tb: Value = serde_json::from_slice(&o.stdout)?;
+    let want: Vec<(String, i64, f32)> = expected(&run);
+    let mut got: Vec<(String, i64, f32)> = tb["scalars"]["."]
+        .as_object()
+        .unwrap_or_else(|| panic!("no scalars: {tb}"))
+        .iter()
+        .flat_map(|(tag, points)| points.as_array().unwrap().iter().map(move |p| (tag.clone(), p[0].as_i64().unwrap(), p[1].as_f64().unwrap() as f32)))
+        .collect();
+    got.sort_by(|a, b| a.partial_cmp(b).unwrap());
+    assert_eq!(got, want, "one value per step and tag, those of metrics.jsonl");
+    Ok(())
+}

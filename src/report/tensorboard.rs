@@ -75,6 +75,8 @@ const HPARAMS_PLUGIN: &str = "hparams";
 const EXPERIMENT_TAG: &str = "_hparams_/experiment";
 const SESSION_START_TAG: &str = "_hparams_/session_start_info";
 const SESSION_END_TAG: &str = "_hparams_/session_end_info";
+/// `event.proto`'s `SessionLog.SessionStatus.START`.
+const SESSION_LOG_START: i32 = 1;
 /// `api.proto`'s `Status.STATUS_SUCCESS`.
 const STATUS_SUCCESS: i32 = 1;
 
@@ -91,7 +93,7 @@ pub(crate) mod proto {
         pub wall_time: f64,
         #[prost(int64, tag = "2")]
         pub step: i64,
-        #[prost(oneof = "event::What", tags = "3, 5")]
+        #[prost(oneof = "event::What", tags = "3, 5, 7")]
         pub what: Option<event::What>,
     }
 
@@ -102,7 +104,17 @@ pub(crate) mod proto {
             FileVersion(String),
             #[prost(message, tag = "5")]
             Summary(super::Summary),
+            #[prost(message, tag = "7")]
+            SessionLog(super::SessionLog),
         }
+    }
+
+    /// `event.proto`'s `SessionLog` (only `status`).
+    #[derive(Clone, PartialEq, prost::Message)]
+    pub struct SessionLog {
+        /// `SessionStatus`: 1 is `START`.
+        #[prost(int32, tag = "1")]
+        pub status: i32,
     }
 
     #[derive(Clone, PartialEq, prost::Message)]
@@ -478,7 +490,7 @@ impl TensorBoard {
 }
 
 impl Reporter for TensorBoard {
-    fn train_start(&mut self, _s: &TrainStart) {
+    fn train_start(&mut self, s: &TrainStart) {
         let Some(dir) = &self.dir else { return };
         if self.failed {
             return;
@@ -491,6 +503,14 @@ impl Reporter for TensorBoard {
                 return;
             }
         }
+        // A `SessionLog.START` opens each session, as TensorFlow's writers do: at step 0 for a
+        // new run, and for a resumed one at its first epoch (what `SummaryWriter(purge_step=..)`
+        // writes). TensorBoard takes every START after a run's first as a restart and drops the
+        // earlier files' events from its step on: epochs written after the checkpoint the run
+        // resumed from, which it trains again.
+        let step = if s.first_epoch > 1 { s.first_epoch as i64 } else { 0 };
+        let start = What::SessionLog(proto::SessionLog { status: SESSION_LOG_START });
+        self.with_file(|f| f.write(event(step, start)));
         // Runs that differ only in their seed form one group, which TensorBoard averages.
         let group_name = self
             .hparams
