@@ -145,6 +145,7 @@ fn records(epochs: usize, offset: f64) -> Vec<EpochRecord> {
             val_acc: Some(0.2 + e as f64 * 0.008),
             test_loss: (e % 5 == 0).then_some(2.1 - e as f64 * 0.04),
             test_acc: (e % 5 == 0).then_some(0.2 + e as f64 * 0.008),
+            test_weights_epoch: None,
             seconds: 1.0,
             images_per_sec: 1000.0,
             device: "cpu".to_string(),

@@ -534,6 +534,7 @@ mod tests {
             val_acc: None,
             test_loss: None,
             test_acc: None,
+            test_weights_epoch: None,
             seconds: 1.0,
             images_per_sec: 1.0,
             device: "cpu".into(),
