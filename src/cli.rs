@@ -132,7 +132,8 @@ pub struct TrainArgs {
     #[arg(long)]
     pub device: Option<DeviceSpec>,
     /// libtorch intra-op threads, and the worker threads of --kernels fast on the CPU (at most
-    /// one per CPU) [default: libtorch's, the physical cores].
+    /// one per CPU) [default: libtorch's, the physical cores; a resumed run: the run's, which a
+    /// reference-mode run on the CPU must keep].
     #[arg(long)]
     pub threads: Option<usize>,
     /// Also evaluate on the test set every N epochs.
@@ -160,7 +161,10 @@ pub struct TrainArgs {
     pub deterministic: bool,
     /// Continue the run in DIR from its last saved state, with its saved settings (only
     /// --device, --threads, --data-dir (the same data), --cuda-graphs, --deterministic, and
-    /// --kernels equal to the run's may be given too). The result equals an uninterrupted run.
+    /// --kernels equal to the run's may be given too). The result equals the uninterrupted run's
+    /// bit for bit on the same kind of device with the same data and kernels; a reference-mode
+    /// run on the CPU also keeps its thread count (libtorch's sums depend on it: another
+    /// --threads is refused there).
     #[arg(long, value_name = "DIR", conflicts_with_all = [
         "epochs", "batch_size", "lr", "momentum", "step_size", "gamma", "seed",
         "eval_every", "checkpoint_every", "out", "dataset", "resize_filter", "download", "val_size",

@@ -166,6 +166,7 @@ pub fn resume_train(dir: &Path, opts: &ResumeOptions, reporter: &mut dyn Reporte
     let ck_path = run_dir.file(checkpoint::state::FILE);
     let ck = checkpoint::state::load(&ck_path, &expected)?;
     check_resumable(&cfg, &ck.state, train_set.len(), &ck_path)?;
+    check_threads(&cfg, ck.state.threads)?;
     let data = train_set.fingerprint();
     if let Some(saved) = ck.state.data.as_ref().filter(|&saved| *saved != data) {
         return Err(Error::BadCheckpoint {
@@ -185,6 +186,30 @@ pub fn resume_train(dir: &Path, opts: &ResumeOptions, reporter: &mut dyn Reporte
     }
     let session = train::Session { run_dir: Some(&run_dir), resume: Some(ck), stop, data: Some(data) };
     train_and_report(&cfg, (train_set, test_set), reporter, session, &run_dir)
+}
+
+/// Refuses a resume of a reference-mode run on the CPU with another libtorch thread count than
+/// it computed with (`then`): libtorch splits its sums by thread, so the result would be neither
+/// run's. The fast kernels give the same bits at any thread count, and on CUDA the count only
+/// affects the CPU side, so those may change it.
+///
+/// # Errors
+/// [`Error::InvalidConfig`] for `threads`, naming both counts and the flag that works.
+fn check_threads(cfg: &TrainConfig, then: Option<usize>) -> Result<()> {
+    let on_cpu = matches!(cfg.device.resolve(), Ok(tch::Device::Cpu));
+    let now = cfg.threads.unwrap_or_else(|| tch::get_num_threads().max(1) as usize);
+    match then {
+        Some(then) if cfg.kernels == Kernels::Reference && on_cpu && now != then => Err(Error::InvalidConfig {
+            field: "threads",
+            value: now.to_string(),
+            expected: format!(
+                "the run's own {then} on --resume: it computed with {then} libtorch threads, and the reference mode's sums \
+                 depend on the thread count, so a resume with {now} would match neither run; resume with --threads {then} \
+                 (a resume is bit for bit with the run's kernels, thread count, data and device)"
+            ),
+        }),
+        _ => Ok(()),
+    }
 }
 
 /// Refuses a folder that already holds a run (any run file).

@@ -278,3 +278,28 @@ fn resuming_a_finished_run_is_refused_and_changes_nothing() {
     assert!(err.contains("has not finished") && err.contains("summary.json") && err.contains("eval --checkpoint"), "{err}");
     assert_eq!(snapshot(), before);
 }
+
+/// A reference-mode run on the CPU resumes only with the thread count it computed with
+/// (libtorch's sums depend on it); the fast kernels, the same bits at any count, may change it.
+#[test]
+fn a_reference_run_resumes_only_with_its_own_thread_count() {
+    let data = common::synthetic_cifar(40, 10, 3);
+    for (kernels, other_threads_ok) in [("reference", false), ("fast", true)] {
+        let run = data.path().join(kernels);
+        let o = bin().args(train_args(data.path(), &run, "2")).args(["--kernels", kernels]).output().unwrap();
+        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+        assert_eq!(state::load(&run.join(state::FILE), &expected_params()).unwrap().state.threads, Some(1));
+        common::unfinish(&run);
+        let o = bin().args(["train", "--resume", run.to_str().unwrap(), "--threads", "2"]).output().unwrap();
+        let stderr = String::from_utf8_lossy(&o.stderr);
+        if other_threads_ok {
+            assert!(o.status.success(), "{kernels}: {stderr}");
+        } else {
+            assert_eq!(o.status.code(), Some(1), "{stderr}");
+            assert!(stderr.contains("invalid threads = 2: the run's own 1 on --resume") && stderr.contains("resume with --threads 1"), "{stderr}");
+            assert!(!run.join("summary.json").exists(), "nothing was run");
+            let o = bin().args(["train", "--resume", run.to_str().unwrap()]).output().unwrap();
+            assert!(o.status.success(), "its own count (recorded in config.json): {}", String::from_utf8_lossy(&o.stderr));
+        }
+    }
+}

@@ -57,6 +57,11 @@ pub struct TrainState {
     /// `--resume` on other data is refused.
     #[serde(default)]
     pub data: Option<DataFingerprint>,
+    /// libtorch's intra-op thread count the run computed with: the reference mode's sums on
+    /// the CPU depend on it, so `--resume` keeps it there (`None` in checkpoints of earlier
+    /// versions).
+    #[serde(default)]
+    pub threads: Option<usize>,
 }
 
 /// A checkpoint as read from disk.

@@ -26,7 +26,8 @@ pub(crate) fn due(epoch: usize, epochs: usize, every: usize, early_stopped: bool
 /// [`crate::Error::Io`] naming the file; the previous checkpoint stays in place then.
 pub(crate) fn save(dir: &RunDir, cfg: &TrainConfig, net: &Net, step: &dyn Step, state: &TrainState, best: Vec<(String, Tensor)>) -> Result<()> {
     let weights = net.parameters().iter().map(|(n, p)| (n.to_string(), p.shallow_clone())).collect();
-    let state = TrainState { config: Some(cfg.clone()), ..state.clone() };
+    let threads = Some(tch::get_num_threads().max(1) as usize);
+    let state = TrainState { config: Some(cfg.clone()), threads, ..state.clone() };
     let ck = Checkpoint { state, weights, optimizer: step.optimizer_state(), best };
     state::save(&dir.file(state::FILE), &ck)
 }
