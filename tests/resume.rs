@@ -253,6 +253,20 @@ fn bad_checkpoints_are_named_errors_and_overwrite_nothing() {
     assert!(err.contains("fc3.bias") && err.contains("[7]"), "{err}");
     assert_eq!(ck.state.epoch, 1);
 
+    // NaN in a weight or in a momentum buffer: the tensor is named, not the learning rate.
+    for target in ["conv2.weight", "momentum_buffer.fc1.bias"] {
+        let mut ck = state::load(&ck_path, &expected_params()).unwrap();
+        let t = ck.weights.iter_mut().chain(ck.optimizer.iter_mut()).find(|(n, _)| n == target).map(|(_, t)| t).unwrap();
+        *t = t.copy().fill_(f64::NAN);
+        state::save(&ck_path, &ck).unwrap();
+        let o = bin().args(["train", "--resume", run.to_str().unwrap()]).output().unwrap();
+        let stderr = String::from_utf8_lossy(&o.stderr);
+        assert_eq!(o.status.code(), Some(1), "{stderr}");
+        assert!(stderr.contains(&format!("tensor {target} holds")) && stderr.contains("NaN") && stderr.contains("damaged or edited"), "{stderr}");
+        assert!(!stderr.contains("lower --lr"), "{stderr}");
+        std::fs::write(&ck_path, &good).unwrap();
+    }
+
     let missing = data.path().join("nope");
     let o = bin().args(["train", "--resume", missing.to_str().unwrap()]).output().unwrap();
     assert_eq!(o.status.code(), Some(1));

@@ -381,18 +381,23 @@ fn prefix_hint(expected: &[(&str, Vec<i64>)], extra: &[&str]) -> String {
 
 /// An error message when `value` (float32) holds NaN or infinite values.
 fn check_finite(name: &str, value: &Tensor, cast: bool) -> std::result::Result<(), String> {
+    match non_finite(name, value, if cast { " after the cast to float32" } else { "" }) {
+        None => Ok(()),
+        Some(what) => Err(format!("{what}; a model with non-finite weights gives meaningless outputs (did its training diverge?)")),
+    }
+}
+
+/// `tensor NAME holds N NaN and M infinite value(s)NOTE (the first at flat index I)` when
+/// `value` (a floating-point tensor) is not all finite.
+pub(crate) fn non_finite(name: &str, value: &Tensor, note: &str) -> Option<String> {
     let finite = value.isfinite();
     if finite.all().int64_value(&[]) != 0 {
-        return Ok(());
+        return None;
     }
     let nan = value.isnan().sum(Kind::Int64).int64_value(&[]);
     let inf = value.isinf().sum(Kind::Int64).int64_value(&[]);
     let first = finite.flatten(0, -1).logical_not().nonzero().int64_value(&[0, 0]);
-    Err(format!(
-        "tensor {name} holds {nan} NaN and {inf} infinite value(s){} (the first at flat index {first}); \
-         a model with non-finite weights gives meaningless outputs (did its training diverge?)",
-        if cast { " after the cast to float32" } else { "" }
-    ))
+    Some(format!("tensor {name} holds {nan} NaN and {inf} infinite value(s){note} (the first at flat index {first})"))
 }
 
 /// The kind of a model file, from its first bytes.

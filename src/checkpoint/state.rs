@@ -132,7 +132,12 @@ pub fn load(path: &Path, expected: &[(&str, Vec<i64>)]) -> Result<Checkpoint> {
         if got != shape {
             return Err(bad(path, format!("tensor {name} has shape {got:?}, the model expects {shape:?}")));
         }
-        Ok(Some(tensor_from_view(&view, Kind::Float)?))
+        let t = tensor_from_view(&view, Kind::Float)?;
+        if let Some(what) = super::model_file::non_finite(name, &t, "") {
+            // A run saves only finite weights and optimizer state.
+            return Err(bad(path, format!("{what}; a run never saves such values, so the file was damaged or edited: restore it from a copy")));
+        }
+        Ok(Some(t))
     };
     let mut ck = Checkpoint { state, weights: vec![], optimizer: vec![], best: vec![] };
     for (name, shape) in expected {
