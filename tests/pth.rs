@@ -86,9 +86,10 @@ fn torch_save_files_load_as_their_safetensors_twins_and_refusals_say_what_a_file
     }
 
     // What each other file is, said in words, with what to do.
-    let cases: [(&str, &[&str]); 12] = [
+    let cases: [(&str, &[&str]); 13] = [
         ("module.pth", &["whole pickled module", "`__main__.Net`", "torch.save(net.state_dict(), path)"]),
         ("dataparallel.pth", &["missing tensor(s) conv1.weight", "unexpected tensor(s) module.conv1.bias", "prefix `module.`", "net.module.state_dict()"]),
+        ("compiled.pth", &["prefix `_orig_mod.`", "torch.compile", "net._orig_mod.state_dict()", "k.removeprefix('_orig_mod.')"]),
         ("checkpoint.pth", &["prefix `model_state_dict.`", "torch.save(checkpoint['model_state_dict'], path)"]),
         ("torchscript.pt", &["TorchScript archive", "torch.jit.load"]),
         ("tensor.pth", &["holding a tensor, not a state_dict"]),

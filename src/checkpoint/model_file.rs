@@ -366,12 +366,19 @@ fn prefix_hint(expected: &[(&str, Vec<i64>)], extra: &[&str]) -> String {
     let prefixes = extra.iter().filter_map(|e| e.strip_suffix(first)).filter(|p| p.ends_with('.'));
     for prefix in prefixes {
         if expected.iter().all(|(n, _)| extra.contains(&format!("{prefix}{n}").as_str())) {
-            let how = if prefix == "module." {
-                "saved from a DataParallel or DistributedDataParallel wrapper: save `net.module.state_dict()` instead"
-                    .to_string()
-            } else {
-                let key = prefix.trim_end_matches('.');
-                format!("a checkpoint holding more than the model: save that entry alone, e.g. `torch.save(checkpoint['{key}'], path)`")
+            let key = prefix.trim_end_matches('.');
+            let strip = format!(
+                "or strip the prefix: `torch.save({{k.removeprefix('{prefix}'): v for k, v in state_dict.items()}}, path)`"
+            );
+            let how = match key {
+                "module" => format!("saved from a DataParallel or DistributedDataParallel wrapper: save `net.module.state_dict()` instead, {strip}"),
+                "_orig_mod" => format!("saved from a `torch.compile`d module: save `net._orig_mod.state_dict()` instead, {strip}"),
+                // One entry of a checkpoint dict (`{'model_state_dict': ..., 'epoch': 3}`).
+                _ if !key.contains('.') => {
+                    format!("a checkpoint holding more than the model: save that entry alone, e.g. `torch.save(checkpoint['{key}'], path)`")
+                }
+                // Nested wrappers (`model._orig_mod.`): one prefix to remove.
+                _ => format!("names under a prefix: {}", strip.trim_start_matches("or ")),
             };
             return format!(". The file holds them under the prefix `{prefix}` ({how})");
         }

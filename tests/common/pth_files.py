@@ -13,6 +13,7 @@ Weights: `torch.manual_seed(3); Net()`. In OUT_DIR:
   F16_as_F32.safetensors ...             those values cast to float32 by PyTorch
   module.pth               torch.save(net): the whole module
   dataparallel.pth         the state_dict of nn.DataParallel(net) (`module.` prefixes)
+  compiled.pth             the state_dict of torch.compile(net) (`_orig_mod.` prefixes)
   checkpoint.pth           {"model_state_dict": ..., "epoch": 3}
   torchscript.pt           torch.jit.save(torch.jit.script(net))
   tensor.pth               torch.save(a tensor)
@@ -69,6 +70,8 @@ def main(out):
     Net.__module__ = "__main__"  # as in the tutorial, where Net is defined in the script run
     torch.save(net, p("module.pth"))
     torch.save(torch.nn.DataParallel(net).state_dict(), p("dataparallel.pth"))
+    # Wrapping compiles nothing until the first call; the state_dict already has the prefix.
+    torch.save(torch.compile(net).state_dict(), p("compiled.pth"))
     torch.save({"model_state_dict": sd, "epoch": 3}, p("checkpoint.pth"))
     torch.jit.save(torch.jit.script(net), p("torchscript.pt"))
     torch.save(torch.zeros(3), p("tensor.pth"))
