@@ -83,7 +83,7 @@ pub fn run_eval(opts: &EvalOptions) -> Result<EvalReport> {
     let path = model_path(&opts.checkpoint);
     let model = load_model_with_classes(&path, device, opts.classes.as_deref())?;
     if model.class_source == ClassSource::Cifar10Default {
-        tracing::info!("{} names no classes; using CIFAR-10's ({})", path.display(), model.classes.join(", "));
+        tracing::info!("{} names no classes; using CIFAR-10's ({})", path.display(), crate::report::escape::names(&model.classes));
     }
     let test = data::cifar::load_test(&opts.data_dir)?;
     if test.classes.len() != model.classes.len() {
@@ -101,8 +101,8 @@ pub fn run_eval(opts: &EvalOptions) -> Result<EvalReport> {
     if test.classes != model.classes {
         tracing::warn!(
             "class names differ: the data has {}, the model {}; reporting the model's",
-            test.classes.join(", "),
-            model.classes.join(", ")
+            crate::report::escape::names(&test.classes),
+            crate::report::escape::names(&model.classes)
         );
     }
     let (m, confusion) = evaluate_with_confusion(&model.net, &test.to_device(device), opts.batch_size);

@@ -110,3 +110,17 @@ fn train_prints_class_names_from_batches_meta_escaped() {
     let summary: serde_json::Value = serde_json::from_slice(&std::fs::read(out.join("summary.json")).unwrap()).unwrap();
     assert_eq!(summary["classes"], serde_json::json!([RETITLE, RED, "bird"]));
 }
+
+/// A line break in a class name cannot forge a log line: the "class names differ" warning of
+/// `eval` (and `export`'s note) shows it as `\n`, on the warning's own line.
+#[test]
+fn a_line_break_in_a_class_name_cannot_forge_a_log_line() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = common::synthetic_cifar(20, 8, 4);
+    let m = model(dir.path(), ["cat\nERROR forged: run rm -rf", "dog", "bird", "fish"]);
+    let o = bin(&["eval", "--device", "cpu", "--checkpoint", s(&m), "--data-dir", s(data.path())]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let stderr = String::from_utf8(o.stderr).unwrap();
+    assert!(stderr.contains("class names differ") && stderr.contains("cat\\nERROR forged"), "{stderr}");
+    assert!(stderr.lines().all(|l| !l.starts_with("ERROR forged")), "a forged line: {stderr}");
+}

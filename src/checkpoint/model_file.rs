@@ -298,10 +298,10 @@ fn check(path: &Path, stored: &Stored<'_>) -> Result<ModelFile> {
     if !missing.is_empty() || !extra.is_empty() {
         let mut parts = Vec::new();
         if !missing.is_empty() {
-            parts.push(format!("missing tensor(s) {}", missing.join(", ")));
+            parts.push(format!("missing tensor(s) {}", crate::report::escape::names(&missing)));
         }
         if !extra.is_empty() {
-            let shown = extra.iter().take(12).copied().collect::<Vec<_>>().join(", ");
+            let shown = crate::report::escape::names(extra.iter().take(12));
             let more = if extra.len() > 12 { format!(" and {} more", extra.len() - 12) } else { String::new() };
             parts.push(format!("unexpected tensor(s) {shown}{more}"));
         }

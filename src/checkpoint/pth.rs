@@ -53,7 +53,7 @@ pub(crate) fn read(path: &Path, bytes: &[u8]) -> Result<Stored<'static>> {
         return Err(bad(format!(
             "a zip archive, but not one torch.save wrote: it has no data.pkl (its {} entries: {}{})",
             names.len(),
-            shown.join(", "),
+            crate::report::escape::names(&shown),
             if names.len() > shown.len() { ", ..." } else { "" }
         )));
     };

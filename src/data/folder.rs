@@ -136,7 +136,7 @@ impl Skipped {
         let mut parts: Vec<String> = self
             .by_extension
             .iter()
-            .map(|(ext, n)| if ext.is_empty() { format!("{n} without extension") } else { format!("{n} {ext}") })
+            .map(|(ext, n)| if ext.is_empty() { format!("{n} without extension") } else { format!("{n} {}", crate::report::escape::escape_control(ext)) })
             .collect();
         let plural = |n: usize, one: &str| format!("{n} {one}{}", if n == 1 { "" } else { "s" });
         if self.hidden_files > 0 {

@@ -100,7 +100,7 @@ pub fn run_export(opts: &ExportOptions) -> Result<Exported> {
     let model_file = model_path(&opts.checkpoint);
     let mut model = load_model_with_classes(&model_file, Device::Cpu, opts.classes.as_deref())?;
     if model.class_source == ClassSource::Cifar10Default {
-        tracing::info!("{} names no classes; storing CIFAR-10's ({})", model_file.display(), model.classes.join(", "));
+        tracing::info!("{} names no classes; storing CIFAR-10's ({})", model_file.display(), crate::report::escape::names(&model.classes));
     }
     // Traced weights become constants of the graph, which must not require gradients.
     model.vs.freeze();

@@ -35,6 +35,13 @@ pub fn escape_control(text: &str) -> Cow<'_, str> {
     Cow::Owned(out)
 }
 
+/// Names read from a file (class names, tensor names, archive entries) for one line of a log or
+/// error message: each through [`escape_control`] (so a line break in a name cannot start a
+/// forged line), joined by `, `.
+pub fn names<S: AsRef<str>>(names: impl IntoIterator<Item = S>) -> String {
+    names.into_iter().map(|n| escape_control(n.as_ref()).into_owned()).collect::<Vec<_>>().join(", ")
+}
+
 /// [`escape_control`] for each line of `text`, keeping the line breaks: for a message of several
 /// lines (an error with its causes).
 pub fn escape_control_lines(text: &str) -> Cow<'_, str> {
@@ -51,6 +58,12 @@ fn needs_escape(c: char) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn names_are_escaped_one_by_one_and_joined() {
+        assert_eq!(names(["cat", "dog\nINFO forged line", "\x1b[31mred"]), "cat, dog\\nINFO forged line, \\x1b[31mred");
+        assert_eq!(names(Vec::<String>::new()), "");
+    }
 
     #[test]
     fn control_characters_are_written_out_and_letters_kept() {
