@@ -35,6 +35,7 @@ pub mod info;
 pub(crate) mod kernels;
 pub mod model;
 pub mod ops;
+pub mod pickle_guard;
 pub mod predict;
 pub mod recipe;
 pub mod report;

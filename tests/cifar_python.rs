@@ -135,6 +135,10 @@ fn each_malformed_python_file_is_an_error_naming_it() -> TestResult {
     std::fs::write(dir.join("test_batch"), b"\x00\x01 not a pickle")?;
     let err = cifar::load(&dir).unwrap_err().to_string();
     assert!(err.contains("test_batch") && err.contains("not a readable Python pickle"), "{err}");
+    // 1 MB of MARK opcodes (4 GB of decoder stacks, unguarded): refused before decoding.
+    std::fs::write(dir.join("test_batch"), [b"\x80\x02".to_vec(), vec![b'('; 1_000_000]].concat())?;
+    let err = cifar::load(&dir).unwrap_err().to_string();
+    assert!(err.contains("test_batch") && err.contains("more than 64 MARKs open at once"), "{err}");
     std::fs::remove_file(dir.join("test_batch"))?;
     let err = cifar::load(&dir).unwrap_err().to_string();
     assert!(err.contains("test_batch"), "{err}");

@@ -140,3 +140,22 @@ fn eval_predict_and_finetune_take_a_pth_and_log_the_cast() -> TestResult {
     }
     Ok(())
 }
+
+/// A `torch.save` archive whose `data.pkl` is 1 MB of MARK opcodes is refused before any
+/// unpickler sees it, naming the file (made here with the `zip` crate, no Python needed).
+#[test]
+fn a_data_pkl_of_nested_marks_is_refused_before_decoding() -> TestResult {
+    use std::io::Write;
+    let dir = tempfile::tempdir()?;
+    let path = dir.path().join("bomb.pth");
+    let mut zip = zip::ZipWriter::new(std::fs::File::create(&path)?);
+    let opts = zip::write::SimpleFileOptions::default().compression_method(zip::CompressionMethod::Stored);
+    zip.start_file("bomb/data.pkl", opts)?;
+    zip.write_all(&[b"\x80\x02".to_vec(), vec![b'('; 1_000_000]].concat())?;
+    zip.start_file("bomb/version", opts)?;
+    zip.write_all(b"3\n")?;
+    zip.finish()?;
+    let err = read_model_file(&path).err().expect("refused").to_string();
+    assert!(err.contains("bomb.pth") && err.contains("data.pkl") && err.contains("more than 64 MARKs open at once"), "{err}");
+    Ok(())
+}

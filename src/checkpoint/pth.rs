@@ -67,6 +67,7 @@ pub(crate) fn read(path: &Path, bytes: &[u8]) -> Result<Stored<'static>> {
     zip.by_name(&format!("{root}data.pkl"))
         .and_then(|f| Ok(f.take(bytes.len() as u64 * 2 + 1024).read_to_end(&mut pickle)?))
         .map_err(|e| bad(format!("a torch.save archive whose data.pkl cannot be read: {e}")))?;
+    crate::pickle_guard::check(&pickle).map_err(|reason| bad(format!("a torch.save archive whose data.pkl is not a state_dict's: {reason}")))?;
     match root_object(&pickle) {
         Root::Dict => {}
         Root::Class(class) if class == "collections.OrderedDict" => {}

@@ -69,6 +69,8 @@ fn bad(path: &Path, reason: impl Into<String>) -> Error {
 /// The pickled `dict` in `path`.
 fn read_dict(path: &Path) -> Result<std::collections::BTreeMap<HashableValue, Value>> {
     let bytes = safe_fs::read_regular(path, safe_fs::MAX_DATA_BATCH_BYTES)?;
+    crate::pickle_guard::check(&bytes)
+        .map_err(|reason| bad(path, format!("not a readable Python pickle ({reason}); expected a CIFAR-10 python batch")))?;
     // replace_unresolved_globals: numpy's classes become None; keep_restore_state: an array
     // keeps the arguments that rebuild it (shape, dtype state, raw bytes).
     let options = DeOptions::new().replace_unresolved_globals().keep_restore_state();
