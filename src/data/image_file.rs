@@ -77,6 +77,7 @@ fn read_rgb32_within(path: &Path, filter: ResizeFilter, budget: &MemoryBudget) -
         let bytes = safe_fs::read_regular(path, MAX_IMAGE_FILE_BYTES)?;
         let format = sniff(&bytes).map_err(bad)?;
         check_complete(format, &bytes).map_err(bad)?;
+        let bytes = if format == ImageFormat::Png { without_unused_png_chunks(&bytes) } else { std::borrow::Cow::Borrowed(&bytes[..]) };
         let mut reader = image::ImageReader::with_format(Cursor::new(&bytes[..]), format);
         let mut limits = image::Limits::default();
         limits.max_alloc = Some(budget.limit);
@@ -197,6 +198,38 @@ fn png_complete(b: &[u8]) -> Result<(), String> {
         }
         i = end;
     }
+}
+
+/// The PNG chunks whose content is compressed and never used here: the colour profile (`iCCP`;
+/// the `image` crate does not apply it, and neither does PIL's `convert("RGB")`) and compressed
+/// or international text (`zTXt`, `iTXt`). The PNG decoder would inflate them (a 2 MB chunk can
+/// inflate to gigabytes); they are dropped before it sees them.
+const UNUSED_PNG_CHUNKS: [&[u8; 4]; 3] = [b"iCCP", b"zTXt", b"iTXt"];
+
+/// `b` (a PNG that [`png_complete`] accepted) without its [`UNUSED_PNG_CHUNKS`]; borrowed when
+/// it has none.
+fn without_unused_png_chunks(b: &[u8]) -> std::borrow::Cow<'_, [u8]> {
+    let mut chunks = Vec::new(); // (start, end) of each chunk
+    let mut i = 8;
+    while let Some(head) = b.get(i..i + 8) {
+        let len = u32::from_be_bytes([head[0], head[1], head[2], head[3]]) as usize;
+        let end = i.saturating_add(12).saturating_add(len).min(b.len());
+        chunks.push((i, end, UNUSED_PNG_CHUNKS.iter().any(|k| &head[4..8] == k.as_slice())));
+        if &head[4..8] == b"IEND" {
+            break;
+        }
+        i = end;
+    }
+    if !chunks.iter().any(|c| c.2) {
+        return std::borrow::Cow::Borrowed(b);
+    }
+    let mut out = b[..8].to_vec();
+    for (start, end, unused) in chunks {
+        if !unused {
+            out.extend_from_slice(&b[start..end]);
+        }
+    }
+    std::borrow::Cow::Owned(out)
 }
 
 fn webp_complete(b: &[u8]) -> Result<(), String> {
