@@ -95,6 +95,11 @@ pub enum Error {
     #[error("{}: the model's outputs are not finite ({what}): its weights are finite but the logits overflow float32, so no probability, loss or accuracy can be computed from them; check how the model was trained or edited", path.display())]
     NonFiniteOutput { path: PathBuf, what: String },
 
+    /// An image in a layout this program does not read (a YCbCr or 4-bit TIFF): a dataset skips
+    /// it with a warning; `predict` refuses it.
+    #[error("{}: cannot use this image: {reason}", path.display())]
+    UnsupportedImage { path: PathBuf, reason: String },
+
     /// A model file (safetensors or `torch.save`) is unreadable, corrupt, of another kind, or
     /// does not hold the `Net` parameters (all finite, in a floating-point dtype).
     #[error("{}: not a usable model file: {reason}", path.display())]

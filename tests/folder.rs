@@ -246,3 +246,40 @@ fn links_back_to_a_class_folder_are_walked_once() {
     let b_images = Vec::<i64>::try_from(&tr.labels).unwrap().iter().filter(|&&l| l == 1).count();
     assert_eq!(tr.len(), before + b_images, "each image of a once, and b's through the link to train/ once");
 }
+
+/// Images in the layouts whose conversion to RGB differs between decoders are read as PIL (so
+/// torchvision) reads them, to the bit: PGM and PPM with a maxval other than 255 (8- and 16-bit,
+/// binary and text) and 8-bit CMYK TIFF. A YCbCr TIFF, which this program does not read, is
+/// left out of a dataset with a warning naming it, and refused by `predict`.
+#[test]
+fn uncommon_layouts_read_as_pil_reads_them() {
+    let Some(py) = common::venv::python_or_skip("the PIL layout test", "PIL, numpy") else { return };
+    let dir = tempfile::tempdir().unwrap();
+    let images = dir.path().join("images");
+    std::fs::create_dir(&images).unwrap();
+    let json = common::venv::run_script(&py, "pil_layouts.py", &[images.as_os_str()]);
+    let pil: std::collections::BTreeMap<String, Vec<u8>> = serde_json::from_str(&json).unwrap();
+    assert_eq!(pil.len(), 6);
+    for (name, want) in &pil {
+        let ours = tch_cifar10::predict::load_image(&images.join(name)).unwrap(); // [3, 32, 32]
+        let hwc = Vec::<u8>::try_from(ours.permute([1, 2, 0]).contiguous().flatten(0, -1)).unwrap();
+        let off = hwc.iter().zip(want).filter(|(a, b)| a != b).count();
+        assert_eq!(off, 0, "{name}: {off} of {} samples differ from PIL's", want.len());
+    }
+    let err = tch_cifar10::predict::load_image(&images.join("ycbcr.tif")).unwrap_err().to_string();
+    assert!(err.contains("ycbcr.tif") && err.contains("YCbCr(8)") && err.contains("convert it to 8-bit RGB"), "{err}");
+
+    // In a dataset: the YCbCr file is skipped with a warning, the rest are read.
+    let root = dir.path().join("data");
+    for split in ["train", "test"] {
+        for (class, files) in [("a", ["gray100.pgm", "cmyk.tif", "ycbcr.tif"]), ("b", ["rgb1000.ppm", "plain7.ppm", "gray1023.pgm"])] {
+            let d = root.join(split).join(class);
+            std::fs::create_dir_all(&d).unwrap();
+            for f in files {
+                std::fs::copy(images.join(f), d.join(f)).unwrap();
+            }
+        }
+    }
+    let (train, test) = load(&root).unwrap();
+    assert_eq!((train.len(), test.len()), (5, 5), "the YCbCr file of each split left out");
+}

@@ -265,13 +265,42 @@ fn extension(path: &Path) -> String {
     path.extension().map(|e| format!(".{}", e.to_string_lossy().to_lowercase())).unwrap_or_default()
 }
 
-/// Decodes every file in parallel into one split.
+/// Decodes every file in parallel into one split. A file in a layout this program does not read
+/// ([`Error::UnsupportedImage`]: a YCbCr or 4-bit TIFF) is left out with one warning for the
+/// split, naming the first; any other bad image is an error.
 fn decode_all(files: &[(PathBuf, i64)], filter: ResizeFilter, classes: &[String]) -> Result<Dataset> {
     let mut pixels = vec![0u8; files.len() * IMAGE_BYTES];
-    pixels.par_chunks_mut(IMAGE_BYTES).zip(files.par_iter()).try_for_each(|(out, (path, _))| decode(path, filter, out))?;
+    let unsupported = std::sync::Mutex::new(Vec::new());
+    pixels.par_chunks_mut(IMAGE_BYTES).zip(files.par_iter()).enumerate().try_for_each(|(i, (out, (path, _)))| {
+        match decode(path, filter, out) {
+            Err(Error::UnsupportedImage { reason, .. }) => {
+                unsupported.lock().expect("no panic while held").push((i, reason));
+                Ok(())
+            }
+            other => other,
+        }
+    })?;
+    let mut unsupported = unsupported.into_inner().expect("no panic while held");
+    unsupported.sort_by_key(|(i, _)| *i);
+    if let Some((first, reason)) = unsupported.first() {
+        tracing::warn!(
+            "skipped {} image(s) this program does not read, as if absent (the first: {}: {reason})",
+            unsupported.len(),
+            crate::report::escape::escape_control(&files[*first].0.display().to_string())
+        );
+        let keep: Vec<usize> = (0..files.len()).filter(|i| unsupported.binary_search_by_key(i, |(j, _)| *j).is_err()).collect();
+        let kept_pixels: Vec<u8> = keep.iter().flat_map(|&i| pixels[i * IMAGE_BYTES..(i + 1) * IMAGE_BYTES].iter().copied()).collect();
+        let kept_files: Vec<(PathBuf, i64)> = keep.iter().map(|&i| files[i].clone()).collect();
+        return Ok(assemble(kept_pixels, &kept_files, classes));
+    }
+    Ok(assemble(pixels, files, classes))
+}
+
+/// The split of `pixels` (one CHW image per file) labelled as `files`.
+fn assemble(pixels: Vec<u8>, files: &[(PathBuf, i64)], classes: &[String]) -> Dataset {
     let labels: Vec<i64> = files.iter().map(|&(_, label)| label).collect();
     let images = Tensor::from_slice(&pixels).view([files.len() as i64, CHANNELS, IMAGE_SIDE, IMAGE_SIDE]);
-    Ok(Dataset { images, labels: Tensor::from_slice(&labels), classes: classes.to_vec() })
+    Dataset { images, labels: Tensor::from_slice(&labels), classes: classes.to_vec() }
 }
 
 /// Decodes one image into `out` as 32x32 RGB, CHW (as `ToTensor()` lays it out).

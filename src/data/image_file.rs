@@ -82,7 +82,16 @@ fn read_rgb32_within(path: &Path, filter: ResizeFilter, budget: &MemoryBudget) -
         let mut limits = image::Limits::default();
         limits.max_alloc = Some(budget.limit);
         reader.limits(limits);
-        let decoder = reader.into_decoder().map_err(|e| bad(format!("cannot decode: {e}")))?;
+        let decoder = match reader.into_decoder() {
+            Ok(decoder) => decoder,
+            Err(e) => {
+                // A colour layout neither crate reads: said as such, so a dataset can skip it.
+                if let Some(super::tiff::Unsupported(reason)) = (format == ImageFormat::Tiff).then(|| super::tiff::unsupported(&bytes)).flatten() {
+                    return Err(Error::UnsupportedImage { path: path.to_path_buf(), reason });
+                }
+                return Err(bad(format!("cannot decode: {e}")));
+            }
+        };
         let (width, height) = decoder.dimensions();
         check_size(width, height).map_err(bad)?;
         let need = decode_estimate(format, bytes.len() as u64, (width, height), decoder.color_type());
@@ -98,7 +107,15 @@ fn read_rgb32_within(path: &Path, filter: ResizeFilter, budget: &MemoryBudget) -
             wanted = need;
             continue;
         }
-        let rgb = DynamicImage::from_decoder(decoder).map_err(|e| bad(format!("cannot decode: {e}")))?.into_rgb8();
+        let pil = match format {
+            ImageFormat::Pnm => super::pnm::decode_like_pil(&bytes),
+            ImageFormat::Tiff => super::tiff::decode_like_pil(&bytes),
+            _ => None,
+        };
+        let rgb = match pil {
+            Some(rgb) => rgb.map_err(bad)?,
+            None => DynamicImage::from_decoder(decoder).map_err(|e| bad(format!("cannot decode: {e}")))?.into_rgb8(),
+        };
         let side = IMAGE_SIDE as u32;
         return Ok(if rgb.dimensions() == (side, side) { rgb } else { image::imageops::resize(&rgb, side, side, filter.into()) });
     }

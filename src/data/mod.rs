@@ -9,6 +9,8 @@ pub mod cifar;
 pub mod download;
 pub mod folder;
 pub mod image_file;
+mod pnm;
+mod tiff;
 pub mod split;
 
 use std::path::Path;
