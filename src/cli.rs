@@ -18,7 +18,7 @@ use tch_cifar10::{
         optim::OptimizerKind,
         schedule::LrScheduleKind,
     },
-    data::download::{CIFAR10_URL, DEFAULT_MAX_DOWNLOAD_BYTES, MAX_BYTES_ENV, MD5_ENV, SHA256_ENV, URL_ENV},
+    data::download::{CIFAR10_URL, DEFAULT_MAX_DOWNLOAD_BYTES, DEFAULT_SPEED_LIMIT, DEFAULT_SPEED_TIME, MAX_BYTES_ENV, MD5_ENV, SHA256_ENV, URL_ENV},
     eval::EvalOptions,
     export::{self, ExportFormat, ExportOptions},
     predict::{self, PredictOptions},
@@ -608,7 +608,7 @@ impl TrainArgs {
 /// Where the archive comes from: the official URL and checksum unless told otherwise.
 #[derive(Debug, Args)]
 pub struct SourceArgs {
-    /// Archive to download (a mirror of cifar-10-binary.tar.gz).
+    /// Archive to download (a mirror of cifar-10-binary.tar.gz; file:///PATH for a local one).
     #[arg(long, env = URL_ENV, default_value = CIFAR10_URL)]
     pub url: String,
     /// Expected SHA-256 of the archive, hex [default: none; the official archive is checked by its MD5].
@@ -623,6 +623,18 @@ pub struct SourceArgs {
     #[arg(long, env = MAX_BYTES_ENV, value_name = "BYTES", default_value_t = DEFAULT_MAX_DOWNLOAD_BYTES,
           value_parser = clap::value_parser!(u64).range(1..))]
     pub max_download_bytes: u64,
+    /// Unpack this archive (cifar-10-binary.tar.gz or torchvision's cifar-10-python.tar.gz)
+    /// instead of downloading; verified as a download is. Without it, an archive of either name
+    /// in the data folder is used, and a file:// --url names one too.
+    #[arg(long, value_name = "FILE")]
+    pub archive: Option<PathBuf>,
+    /// Stop a download slower than this many bytes/s for --speed-time seconds (0: never), keeping
+    /// what arrived for the next run to resume (as curl's --speed-limit).
+    #[arg(long, value_name = "BYTES_PER_SEC", default_value_t = DEFAULT_SPEED_LIMIT)]
+    pub speed_limit: u64,
+    /// Seconds a download may stay below --speed-limit (as curl's --speed-time).
+    #[arg(long, value_name = "SECONDS", default_value_t = DEFAULT_SPEED_TIME.as_secs(), value_parser = clap::value_parser!(u64).range(1..))]
+    pub speed_time: u64,
 }
 
 impl SourceArgs {
@@ -633,6 +645,9 @@ impl SourceArgs {
             progress: !quiet,
             checksum: self.sha256.clone().or_else(|| self.md5.clone()).unwrap_or_else(Checksum::official),
             max_bytes: self.max_download_bytes,
+            archive: self.archive.clone(),
+            speed_limit: self.speed_limit,
+            speed_time: std::time::Duration::from_secs(self.speed_time),
             ..DownloadOptions::new(data_dir)
         }
     }

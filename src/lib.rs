@@ -36,6 +36,7 @@ pub(crate) mod kernels;
 pub mod model;
 pub mod ops;
 pub mod predict;
+pub mod program;
 pub mod recipe;
 pub mod report;
 pub mod rng;

@@ -21,6 +21,7 @@ use tch_cifar10::{
 use tracing_subscriber::EnvFilter;
 
 fn main() -> ExitCode {
+    tch_cifar10::program::set_invoked_as(std::env::args_os().next());
     // Before anything can ask libtorch about CUDA: it caches the first answer.
     if let Err(e) = tch_cifar10::cuda::load_cuda_library() {
         eprintln!("error: {e}");
@@ -94,7 +95,11 @@ fn finish_train(run: tch_cifar10::Result<tch_cifar10::TrainRun>, quiet: bool) ->
 fn run(command: Command, quiet: bool) -> anyhow::Result<()> {
     match command {
         Command::Finetune(args) => {
-            anyhow::ensure!(args.train.resume.is_none(), "finetune starts a run: continue one with `tch-cifar10 train --resume DIR`");
+            anyhow::ensure!(
+                args.train.resume.is_none(),
+                "finetune starts a run: continue one with `{}`",
+                tch_cifar10::program::command(&["train", "--resume", "DIR"])
+            );
             install_ctrl_c();
             let extras = args.train.extras(quiet)?;
             let run = tch_cifar10::run_train(&TrainConfig::from(args), &extras, reporter_for(quiet).as_mut(), Some(&STOP));
