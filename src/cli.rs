@@ -74,6 +74,11 @@ pub enum Command {
     /// Write a saved model as TorchScript or ONNX for deployment (input: float32 [batch, 3, 32,
     /// 32] normalised as in training; output: logits [batch, classes]; any batch size).
     Export(ExportArgs),
+    /// Print a shell completion script for SHELL on stdout (e.g. `tch-cifar10 completions bash >
+    /// ~/.local/share/bash-completion/completions/tch-cifar10`).
+    Completions(CompletionsArgs),
+    /// Print the man page (roff) on stdout (e.g. `tch-cifar10 man > ~/.local/share/man/man1/tch-cifar10.1`).
+    Man,
 }
 
 /// `train`'s flags; defaults are the reference program's.
@@ -106,9 +111,10 @@ pub struct TrainArgs {
     /// weights (needs --val-size).
     #[arg(long, value_name = "P")]
     pub early_stop_patience: Option<usize>,
-    /// Passes over the training set.
-    #[arg(long, default_value_t = TrainConfig::default().epochs)]
-    pub epochs: usize,
+    /// Passes over the training set [default: 50; with --resume: the run's, and a larger N
+    /// trains the run (finished or not) to N epochs].
+    #[arg(long, value_name = "EPOCHS")]
+    pub epochs: Option<usize>,
     /// Images per SGD step.
     #[arg(long, default_value_t = TrainConfig::default().batch_size)]
     pub batch_size: usize,
@@ -161,8 +167,9 @@ pub struct TrainArgs {
     /// Continue the run in DIR from its last saved state, with its saved settings (only
     /// --device, --threads, --data-dir (the same data), --cuda-graphs, --deterministic, and
     /// --kernels equal to the run's may be given too). The result equals an uninterrupted run.
+    /// With --epochs N above the run's length, trains it (finished or not) to N epochs.
     #[arg(long, value_name = "DIR", conflicts_with_all = [
-        "epochs", "batch_size", "lr", "momentum", "step_size", "gamma", "seed",
+        "batch_size", "lr", "momentum", "step_size", "gamma", "seed",
         "eval_every", "checkpoint_every", "out", "dataset", "resize_filter", "download", "val_size",
         "early_stop_patience", "steps_jsonl", "tensorboard", "augment", "random_crop", "hflip", "optimizer",
         "weight_decay", "dampening", "nesterov", "betas", "eps", "amsgrad", "label_smoothing", "lr_schedule",
@@ -561,7 +568,7 @@ impl From<TrainArgs> for TrainConfig {
     fn from(a: TrainArgs) -> TrainConfig {
         TrainConfig {
             data_dir: a.data_dir.unwrap_or_else(|| TrainConfig::default().data_dir),
-            epochs: a.epochs,
+            epochs: a.epochs.unwrap_or(TrainConfig::default().epochs),
             batch_size: a.batch_size,
             learning_rate: a.lr,
             momentum: a.momentum,
@@ -584,6 +591,7 @@ impl From<TrainArgs> for TrainConfig {
             cuda_graphs: a.cuda_graphs.unwrap_or_default(),
             deterministic: a.deterministic,
             recipe: a.recipe.into(),
+            extended_from: Vec::new(),
         }
     }
 }
@@ -732,7 +740,7 @@ pub struct PredictArgs {
     #[arg(long, value_name = "PATH")]
     pub checkpoint: PathBuf,
     /// Image files (PNG, JPEG, BMP, PPM, PGM, TIFF, WebP), of any size up to 65535 pixels a side
-    /// and 89,478,485 pixels.
+    /// and 89,478,485 pixels, or folders: every image under one (recursively, by extension).
     #[arg(required = true, value_name = "IMAGE")]
     pub images: Vec<PathBuf>,
     /// Classes shown per image, most probable first (at most the model's class count).
@@ -807,6 +815,14 @@ impl From<&ExportArgs> for ExportOptions {
     }
 }
 
+/// `completions`' argument.
+#[derive(Debug, Args)]
+pub struct CompletionsArgs {
+    /// The shell to complete for.
+    #[arg(value_enum)]
+    pub shell: clap_complete::Shell,
+}
+
 /// `info`'s flags.
 #[derive(Debug, Args)]
 pub struct InfoArgs {
@@ -818,6 +834,77 @@ pub struct InfoArgs {
 #[cfg(test)]
 mod tests {
     use clap::CommandFactory;
+
+    /// Every `tch-cifar10 ...` command shown in the README and the docs parses with today's
+    /// flags, so a renamed or removed flag breaks this test rather than a user's paste. Shown
+    /// synopses with `[optional]` parts or `...` are not commands and are skipped.
+    #[test]
+    fn every_command_in_the_docs_parses() {
+        let pages: &[(&str, &str)] = &[
+            ("README.md", include_str!("../README.md")),
+            ("docs/install.md", include_str!("../docs/install.md")),
+            ("docs/training.md", include_str!("../docs/training.md")),
+            ("docs/recipes.md", include_str!("../docs/recipes.md")),
+            ("docs/data.md", include_str!("../docs/data.md")),
+            ("docs/checkpoints.md", include_str!("../docs/checkpoints.md")),
+            ("docs/evaluation.md", include_str!("../docs/evaluation.md")),
+            ("docs/watching.md", include_str!("../docs/watching.md")),
+            ("docs/sweeps.md", include_str!("../docs/sweeps.md")),
+            ("docs/fidelity.md", include_str!("../docs/fidelity.md")),
+            ("docs/performance.md", include_str!("../docs/performance.md")),
+            ("docs/gpu.md", include_str!("../docs/gpu.md")),
+        ];
+        let mut checked = 0;
+        for (page, text) in pages {
+            for command in documented_commands(text) {
+                if command.contains('[') || command.contains("...") {
+                    continue;
+                }
+                let words = shlex::split(&command).unwrap_or_else(|| panic!("{page}: unbalanced quotes in `{command}`"));
+                if let Err(e) = Cli::try_parse_from(&words) {
+                    panic!("{page}: `{command}` does not parse:\n{e}");
+                }
+                checked += 1;
+            }
+        }
+        assert!(checked >= 40, "only {checked} documented commands found: is the extraction broken?");
+    }
+
+    /// The `tch-cifar10 ...` commands in the shell code blocks of a Markdown page: continuation
+    /// lines joined, a `$ ` prompt, `# comments`, pipes and redirections cut off, and the
+    /// command found after `&&` or `eval "$(`.
+    fn documented_commands(text: &str) -> Vec<String> {
+        let mut out = Vec::new();
+        let mut in_block = false;
+        let mut pending = String::new();
+        for line in text.lines() {
+            if let Some(fence) = line.trim_start().strip_prefix("```") {
+                // Shell blocks only: `text` blocks hold output.
+                in_block = !in_block && ["sh", "bash", "console", "shell"].contains(&fence.trim());
+                continue;
+            }
+            if !in_block {
+                continue;
+            }
+            let line = line.trim();
+            if let Some(head) = line.strip_suffix('\\') {
+                pending.push_str(head);
+                pending.push(' ');
+                continue;
+            }
+            let full = std::mem::take(&mut pending) + line;
+            let full = full.strip_prefix("$ ").unwrap_or(&full);
+            let Some(at) = full.find("tch-cifar10 ").filter(|&i| i == 0 || full[..i].ends_with("&& ")) else { continue };
+            let mut cmd = &full[at..];
+            for cut in [" # ", " | ", " > ", " 2>"] {
+                if let Some(i) = cmd.find(cut) {
+                    cmd = &cmd[..i];
+                }
+            }
+            out.push(cmd.trim().to_string());
+        }
+        out
+    }
 
     use super::*;
 
@@ -884,8 +971,12 @@ mod tests {
     fn resume_takes_only_device_and_threads() {
         let ok = ["tch-cifar10", "train", "--resume", "r", "--device", "cpu", "--threads", "2"];
         assert!(Cli::try_parse_from(ok).is_ok());
-        let err = Cli::try_parse_from(["tch-cifar10", "train", "--resume", "r", "--epochs", "3"]).unwrap_err();
-        assert!(err.to_string().contains("--epochs"), "{err}");
+        let err = Cli::try_parse_from(["tch-cifar10", "train", "--resume", "r", "--lr", "3"]).unwrap_err();
+        assert!(err.to_string().contains("--lr"), "{err}");
+        // --epochs extends the run.
+        let cli = Cli::try_parse_from(["tch-cifar10", "train", "--resume", "r", "--epochs", "3"]).unwrap();
+        let Command::Train(args) = cli.command else { panic!("expected train") };
+        assert_eq!(args.epochs, Some(3));
     }
 
     #[test]
@@ -944,6 +1035,7 @@ mod tests {
                 warmup_start_factor: 0.25,
                 ..RecipeConfig::default()
             },
+            extended_from: Vec::new(), // a record of the run's history, not a flag (to_args leaves it out)
         };
         let train = TrainConfig { init_from: None, freeze: Freeze::None, ..every_field.clone() };
         let adamw = TrainConfig {

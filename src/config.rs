@@ -142,6 +142,10 @@ pub struct TrainConfig {
     /// reference's).
     #[serde(default)]
     pub recipe: RecipeConfig,
+    /// The lengths this run had before `train --resume DIR --epochs N` extended it, oldest
+    /// first (empty for a run trained at its length from the start).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub extended_from: Vec<usize>,
 }
 
 impl Default for TrainConfig {
@@ -171,6 +175,7 @@ impl Default for TrainConfig {
             out_dir: None,
             tensorboard: false,
             recipe: RecipeConfig::default(),
+            extended_from: Vec::new(),
         }
     }
 }

@@ -42,6 +42,7 @@ pub mod report;
 pub mod rng;
 pub mod run;
 pub mod run_dir;
+pub mod run_state;
 pub mod safe_fs;
 pub mod softmax;
 pub mod sweep;

@@ -117,6 +117,7 @@ fn run(command: Command, quiet: bool) -> anyhow::Result<()> {
                         kernels: args.kernels,
                         cuda_graphs: args.cuda_graphs,
                         deterministic: args.deterministic,
+                        epochs: args.epochs,
                     };
                     tch_cifar10::resume_train(&dir, &opts, reporter.as_mut(), Some(&STOP))
                 }
@@ -164,6 +165,21 @@ fn run(command: Command, quiet: bool) -> anyhow::Result<()> {
             let outcome = tch_cifar10::sweep::run(&args.request(quiet)?, Some(&STOP)).context("sweep failed")?;
             print!("{}", outcome.report);
             outcome.status()?;
+        }
+        Command::Completions(args) => {
+            let mut cmd = <Cli as clap::CommandFactory>::command();
+            clap_complete::generate(args.shell, &mut cmd, "tch-cifar10", &mut std::io::stdout());
+        }
+        Command::Man => {
+            // The program's page, then one page per subcommand with its flags (`man -l -` reads them all).
+            let cmd = <Cli as clap::CommandFactory>::command();
+            let mut out = std::io::stdout().lock();
+            clap_mangen::Man::new(cmd.clone()).render(&mut out)?;
+            for sub in cmd.get_subcommands().filter(|s| s.get_name() != "help") {
+                // clap names are `&'static str` without its `string` feature; this runs once and exits.
+                let name: &'static str = Box::leak(format!("tch-cifar10-{}", sub.get_name()).into_boxed_str());
+                clap_mangen::Man::new(sub.clone().name(name)).render(&mut out)?;
+            }
         }
         Command::Info(args) => {
             let info = info::info();

@@ -251,6 +251,26 @@ fn walk(dir: &Path, label: i64, files: &mut Files, skipped: &mut Skipped) -> Res
     Ok(())
 }
 
+/// The image files under `dir` (recursively, as a class folder is walked: [`EXTENSIONS`], hidden
+/// entries skipped, each folder once), in `sorted(os.walk(dir))` order, for `predict DIR`. What
+/// was skipped is logged as one warning.
+///
+/// # Errors
+/// [`Error::Io`] naming a folder that cannot be read; [`Error::BadDataset`] naming `dir` when it
+/// holds no image.
+pub fn images_under(dir: &Path) -> Result<Vec<PathBuf>> {
+    let mut files = Vec::new();
+    let mut skipped = Skipped::default();
+    walk(dir, 0, &mut files, &mut skipped)?;
+    for line in skipped.warnings(dir) {
+        tracing::warn!("{line}");
+    }
+    if files.is_empty() {
+        return Err(Error::BadDataset { path: dir.to_path_buf(), reason: format!("holds no image ({})", EXTENSIONS.join(", ")) });
+    }
+    Ok(files.into_iter().map(|(p, _)| p).collect())
+}
+
 fn is_hidden(name: &OsStr) -> bool {
     name.as_encoded_bytes().first() == Some(&b'.')
 }

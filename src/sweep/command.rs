@@ -42,6 +42,7 @@ pub fn to_args(cfg: &TrainConfig) -> Vec<OsString> {
         cuda_graphs,
         deterministic,
         recipe,
+        extended_from: _, // a record of the run's history, not a setting of a new run
     } = cfg;
     let mut args: Vec<OsString> = Vec::new();
     let mut flag = |name: &str, value: &dyn AsRef<OsStr>| {
