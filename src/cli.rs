@@ -182,7 +182,7 @@ pub struct TrainArgs {
     #[arg(long)]
     pub tensorboard: bool,
     /// Also write every step's loss as JSON lines, `{"epoch", "step", "loss"}` (for
-    /// scripts/compare-pytorch and scripts/compare_kernels.py).
+    /// scripts/compare-pytorch and scripts/dev/compare_kernels.py).
     #[arg(long, value_name = "PATH")]
     pub steps_jsonl: Option<PathBuf>,
     #[command(flatten)]
