@@ -107,6 +107,10 @@ pub struct TrainArgs {
     /// validation loss and accuracy after each epoch. 0: none.
     #[arg(long, value_name = "N", default_value_t = TrainConfig::default().val_size)]
     pub val_size: usize,
+    /// With --dataset folder and one class-folder tree (DIR/<class>/..., no train/ and test/):
+    /// test on this fraction of its images, split by --seed as torch's random_split.
+    #[arg(long, value_name = "FRACTION")]
+    pub split_test: Option<f64>,
     /// Stop when validation accuracy has not improved for P epochs, keeping the best epoch's
     /// weights (needs --val-size).
     #[arg(long, value_name = "P")]
@@ -582,6 +586,7 @@ impl From<TrainArgs> for TrainConfig {
             dataset: a.dataset,
             resize_filter: a.resize_filter,
             val_size: a.val_size,
+            split_test: a.split_test,
             early_stop_patience: a.early_stop_patience,
             out_dir: a.out,
             tensorboard: a.tensorboard,
@@ -1014,6 +1019,7 @@ mod tests {
             dataset: DatasetKind::Folder,
             resize_filter: ResizeFilter::Lanczos3,
             val_size: 100,
+            split_test: Some(0.25),
             early_stop_patience: Some(4),
             checkpoint_every: 2,
             init_from: Some(PathBuf::from("runs/a/model.safetensors")),

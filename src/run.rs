@@ -363,7 +363,10 @@ pub use crate::run_dir::CONFIG_FILE;
 
 fn load_data(cfg: &TrainConfig) -> Result<(data::Dataset, data::Dataset)> {
     let t0 = std::time::Instant::now();
-    let (train_set, test_set) = data::load(cfg.dataset, &cfg.data_dir, cfg.resize_filter, cfg.threads)?;
+    let (train_set, test_set) = match cfg.split_test {
+        Some(fraction) => data::folder::load_tree(&cfg.data_dir, cfg.resize_filter, cfg.threads, fraction, cfg.seed)?,
+        None => data::load(cfg.dataset, &cfg.data_dir, cfg.resize_filter, cfg.threads)?,
+    };
     tracing::info!(
         "loaded {} training and {} test images from {} in {:.2} s",
         train_set.len(), test_set.len(), cfg.data_dir.display(), t0.elapsed().as_secs_f64()

@@ -32,6 +32,7 @@ pub fn to_args(cfg: &TrainConfig) -> Vec<OsString> {
         dataset,
         resize_filter,
         val_size,
+        split_test,
         early_stop_patience,
         checkpoint_every,
         init_from,
@@ -59,6 +60,9 @@ pub fn to_args(cfg: &TrainConfig) -> Vec<OsString> {
     flag("dataset", &value_name(dataset));
     flag("resize-filter", &value_name(resize_filter));
     flag("val-size", &val_size.to_string());
+    if let Some(f) = split_test {
+        flag("split-test", &format!("{f:?}"));
+    }
     if let Some(p) = early_stop_patience {
         flag("early-stop-patience", &p.to_string());
     }

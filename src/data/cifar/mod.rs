@@ -111,6 +111,20 @@ fn not_found_hint(dir: &Path) -> String {
             crate::program::command(&["train", "--dataset", "folder", "--data-dir", &shown])
         );
     }
+    // One tree of class folders holding images: an image folder without its train/test split.
+    let image_classes = std::fs::read_dir(dir).map_or(0, |entries| {
+        entries
+            .filter_map(|e| e.ok().map(|e| e.path()))
+            .filter(|p| p.is_dir() && std::fs::read_dir(p).is_ok_and(|mut files| files.any(|f| f.is_ok_and(|f| crate::data::folder::has_image_extension(&f.path())))))
+            .count()
+    });
+    if image_classes >= 2 {
+        return format!(
+            "{shown} holds {image_classes} folders of images, as one class-folder tree does: for that, add \
+             `--dataset folder --split-test 0.2` (e.g. `{}`)",
+            crate::program::command(&["train", "--dataset", "folder", "--split-test", "0.2", "--data-dir", &shown])
+        );
+    }
     format!(
         "run `{}` (or `train --download`; without a network it unpacks a cifar-10-binary.tar.gz or \
          cifar-10-python.tar.gz that you put in {shown}, or one given with `--archive FILE`), or unpack the official \
