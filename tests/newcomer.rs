@@ -81,3 +81,41 @@ fn an_image_folder_without_dataset_folder_gets_that_hint() {
     assert!(err.contains(&format!("run `{BIN} download --data-dir {}`", empty.path().display())), "{err}");
     assert!(err.contains("--archive FILE"), "{err}");
 }
+
+/// The README's commands for a first run, as written there (read from the README, so a changed
+/// flag there is run here), on a small synthetic CIFAR-10 in `data/` of a fresh folder: the
+/// one-epoch smoke run, then the cheat sheet's resume-for-more-epochs, eval and predict lines
+/// with `runs/NAME` as that run.
+#[test]
+fn the_readmes_first_commands_run_as_written() {
+    let readme = include_str!("../README.md");
+    let line = |needle: &str| -> Vec<String> {
+        let l = readme.lines().find(|l| l.starts_with("tch-cifar10 ") && l.contains(needle)).unwrap_or_else(|| panic!("README has no `{needle}` line"));
+        let cmd = l.split(" # ").next().unwrap().trim().replace("runs/NAME", "runs/smoke");
+        shlex::split(&cmd).unwrap()[1..].to_vec()
+    };
+    let data = common::synthetic_cifar(30, 10, 3);
+    let cwd = data.path();
+    // `data/` in the working folder, as the README has it.
+    std::fs::create_dir(cwd.join("data")).unwrap();
+    std::fs::rename(cwd.join("cifar-10-batches-bin"), cwd.join("data/cifar-10-batches-bin")).unwrap();
+    let run = |args: &[String]| {
+        let o = Command::new(BIN).args(args).args(["--device", "cpu"]).current_dir(cwd).env("OMP_WAIT_POLICY", "PASSIVE").output().unwrap();
+        assert!(o.status.success(), "{args:?}: {}", stderr(&o));
+        String::from_utf8_lossy(&o.stdout).into_owned()
+    };
+    let smoke = line("--out runs/smoke");
+    assert!(run(&smoke).contains("Accuracy of the network on the 10 test images"));
+    assert!(cwd.join("runs/smoke/summary.json").is_file());
+    // `train --resume runs/NAME --epochs 80`, shortened to 2 epochs here.
+    let mut more = line("--epochs 80");
+    let at = more.iter().position(|a| a == "80").unwrap();
+    more[at] = "2".into();
+    run(&more);
+    let summary: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(cwd.join("runs/smoke/summary.json")).unwrap()).unwrap();
+    assert_eq!(summary["epochs"], 2);
+    assert!(run(&line("eval --checkpoint")).contains("class"));
+    // `predict ... cat.jpg`: a 32x32 image of that name.
+    image::RgbImage::from_pixel(32, 32, image::Rgb([200, 30, 30])).save(cwd.join("cat.jpg")).unwrap();
+    assert!(run(&line("predict --checkpoint")).contains("cat.jpg"));
+}
