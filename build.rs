@@ -19,9 +19,6 @@
 //!   gradient set to None; see `src/ops.rs`), compiled against libtorch's headers into a
 //!   static library linked into the crate. It is required: without `LIBTORCH` the build stops
 //!   with a message.
-//! * `$OUT_DIR/onnx_proto/`: Rust types for ONNX's protobuf messages, generated from the
-//!   vendored `src/export/onnx.proto` by rust-protobuf's pure-Rust codegen (no `protoc`), for
-//!   `export --format onnx` (see `src/export/onnx.rs`).
 
 use std::path::{Path, PathBuf};
 
@@ -35,22 +32,12 @@ const OPS_SOURCE: &str = "csrc/ops.cpp";
 /// `include`, which holds `cuda_runtime_api.h`, `crt/host_config.h` and `nv/target`).
 const INCLUDE_ENV: &str = "TCH_CIFAR10_CUDA_INCLUDE";
 
-/// ONNX's schema, as released with onnx 1.23.2 (`onnx/onnx.proto` of its wheel).
-const ONNX_PROTO: &str = "src/export/onnx.proto";
-
 fn main() {
     println!("cargo:rerun-if-env-changed=LIBTORCH");
     println!("cargo:rerun-if-env-changed={INCLUDE_ENV}");
     println!("cargo:rerun-if-changed=build.rs");
     println!("cargo:rerun-if-changed={SHIM_SOURCE}");
     println!("cargo:rerun-if-changed={OPS_SOURCE}");
-    println!("cargo:rerun-if-changed={ONNX_PROTO}");
-    protobuf_codegen::Codegen::new()
-        .pure()
-        .include("src/export")
-        .input(ONNX_PROTO)
-        .cargo_out_dir("onnx_proto")
-        .run_from_script();
     let Some(libtorch) = std::env::var_os("LIBTORCH").map(PathBuf::from) else {
         panic!("LIBTORCH is not set: the ops shim ({OPS_SOURCE}) needs libtorch's headers (run scripts/setup-libtorch, or set LIBTORCH)");
     };

@@ -18,7 +18,7 @@ use tch_cifar10::{
         optim::OptimizerKind,
         schedule::LrScheduleKind,
     },
-    data::download::{CIFAR10_URL, DEFAULT_MAX_DOWNLOAD_BYTES, MAX_BYTES_ENV, MD5_ENV, SHA256_ENV, URL_ENV},
+    data::download::{CIFAR10_URL, DEFAULT_MAX_DOWNLOAD_BYTES, DEFAULT_SPEED_LIMIT, DEFAULT_SPEED_TIME, MAX_BYTES_ENV, MD5_ENV, SHA256_ENV, URL_ENV},
     eval::EvalOptions,
     export::{self, ExportFormat, ExportOptions},
     predict::{self, PredictOptions},
@@ -74,6 +74,11 @@ pub enum Command {
     /// Write a saved model as TorchScript or ONNX for deployment (input: float32 [batch, 3, 32,
     /// 32] normalised as in training; output: logits [batch, classes]; any batch size).
     Export(ExportArgs),
+    /// Print a shell completion script for SHELL on stdout (e.g. `tch-cifar10 completions bash >
+    /// ~/.local/share/bash-completion/completions/tch-cifar10`).
+    Completions(CompletionsArgs),
+    /// Print the man page (roff) on stdout (e.g. `tch-cifar10 man > ~/.local/share/man/man1/tch-cifar10.1`).
+    Man,
 }
 
 /// `train`'s flags; defaults are the reference program's.
@@ -102,13 +107,18 @@ pub struct TrainArgs {
     /// validation loss and accuracy after each epoch. 0: none.
     #[arg(long, value_name = "N", default_value_t = TrainConfig::default().val_size)]
     pub val_size: usize,
+    /// With --dataset folder and one class-folder tree (DIR/<class>/..., no train/ and test/):
+    /// test on this fraction of its images, split by --seed as torch's random_split.
+    #[arg(long, value_name = "FRACTION")]
+    pub split_test: Option<f64>,
     /// Stop when validation accuracy has not improved for P epochs, keeping the best epoch's
     /// weights (needs --val-size).
     #[arg(long, value_name = "P")]
     pub early_stop_patience: Option<usize>,
-    /// Passes over the training set.
-    #[arg(long, default_value_t = TrainConfig::default().epochs)]
-    pub epochs: usize,
+    /// Passes over the training set [default: 50; with --resume: the run's, and a larger N
+    /// trains the run (finished or not) to N epochs].
+    #[arg(long, value_name = "EPOCHS")]
+    pub epochs: Option<usize>,
     /// Images per SGD step.
     #[arg(long, default_value_t = TrainConfig::default().batch_size)]
     pub batch_size: usize,
@@ -164,9 +174,10 @@ pub struct TrainArgs {
     /// --kernels equal to the run's may be given too). The result equals the uninterrupted run's
     /// bit for bit on the same kind of device with the same data and kernels; a reference-mode
     /// run on the CPU also keeps its thread count (libtorch's sums depend on it: another
-    /// --threads is refused there).
+    /// --threads is refused there). With --epochs N above the run's length, trains it
+    /// (finished or not) to N epochs.
     #[arg(long, value_name = "DIR", conflicts_with_all = [
-        "epochs", "batch_size", "lr", "momentum", "step_size", "gamma", "seed",
+        "batch_size", "lr", "momentum", "step_size", "gamma", "seed",
         "eval_every", "checkpoint_every", "out", "dataset", "resize_filter", "download", "val_size",
         "early_stop_patience", "steps_jsonl", "tensorboard", "augment", "random_crop", "hflip", "optimizer",
         "weight_decay", "dampening", "nesterov", "betas", "eps", "amsgrad", "label_smoothing", "lr_schedule",
@@ -179,7 +190,7 @@ pub struct TrainArgs {
     #[arg(long)]
     pub tensorboard: bool,
     /// Also write every step's loss as JSON lines, `{"epoch", "step", "loss"}` (for
-    /// scripts/compare-pytorch and scripts/compare_kernels.py).
+    /// scripts/compare-pytorch and scripts/dev/compare_kernels.py).
     #[arg(long, value_name = "PATH")]
     pub steps_jsonl: Option<PathBuf>,
     #[command(flatten)]
@@ -565,7 +576,7 @@ impl From<TrainArgs> for TrainConfig {
     fn from(a: TrainArgs) -> TrainConfig {
         TrainConfig {
             data_dir: a.data_dir.unwrap_or_else(|| TrainConfig::default().data_dir),
-            epochs: a.epochs,
+            epochs: a.epochs.unwrap_or(TrainConfig::default().epochs),
             batch_size: a.batch_size,
             learning_rate: a.lr,
             momentum: a.momentum,
@@ -579,6 +590,7 @@ impl From<TrainArgs> for TrainConfig {
             dataset: a.dataset,
             resize_filter: a.resize_filter,
             val_size: a.val_size,
+            split_test: a.split_test,
             early_stop_patience: a.early_stop_patience,
             out_dir: a.out,
             tensorboard: a.tensorboard,
@@ -588,6 +600,7 @@ impl From<TrainArgs> for TrainConfig {
             cuda_graphs: a.cuda_graphs.unwrap_or_default(),
             deterministic: a.deterministic,
             recipe: a.recipe.into(),
+            extended_from: Vec::new(),
         }
     }
 }
@@ -612,7 +625,7 @@ impl TrainArgs {
 /// Where the archive comes from: the official URL and checksum unless told otherwise.
 #[derive(Debug, Args)]
 pub struct SourceArgs {
-    /// Archive to download (a mirror of cifar-10-binary.tar.gz).
+    /// Archive to download (a mirror of cifar-10-binary.tar.gz; file:///PATH for a local one).
     #[arg(long, env = URL_ENV, default_value = CIFAR10_URL)]
     pub url: String,
     /// Expected SHA-256 of the archive, hex [default: none; the official archive is checked by its MD5].
@@ -627,6 +640,18 @@ pub struct SourceArgs {
     #[arg(long, env = MAX_BYTES_ENV, value_name = "BYTES", default_value_t = DEFAULT_MAX_DOWNLOAD_BYTES,
           value_parser = clap::value_parser!(u64).range(1..))]
     pub max_download_bytes: u64,
+    /// Unpack this archive (cifar-10-binary.tar.gz or torchvision's cifar-10-python.tar.gz)
+    /// instead of downloading; verified as a download is. Without it, an archive of either name
+    /// in the data folder is used, and a file:// --url names one too.
+    #[arg(long, value_name = "FILE")]
+    pub archive: Option<PathBuf>,
+    /// Stop a download slower than this many bytes/s for --speed-time seconds (0: never), keeping
+    /// what arrived for the next run to resume (as curl's --speed-limit).
+    #[arg(long, value_name = "BYTES_PER_SEC", default_value_t = DEFAULT_SPEED_LIMIT)]
+    pub speed_limit: u64,
+    /// Seconds a download may stay below --speed-limit (as curl's --speed-time).
+    #[arg(long, value_name = "SECONDS", default_value_t = DEFAULT_SPEED_TIME.as_secs(), value_parser = clap::value_parser!(u64).range(1..))]
+    pub speed_time: u64,
 }
 
 impl SourceArgs {
@@ -637,6 +662,9 @@ impl SourceArgs {
             progress: !quiet,
             checksum: self.sha256.clone().or_else(|| self.md5.clone()).unwrap_or_else(Checksum::official),
             max_bytes: self.max_download_bytes,
+            archive: self.archive.clone(),
+            speed_limit: self.speed_limit,
+            speed_time: std::time::Duration::from_secs(self.speed_time),
             ..DownloadOptions::new(data_dir)
         }
     }
@@ -721,7 +749,7 @@ pub struct PredictArgs {
     #[arg(long, value_name = "PATH")]
     pub checkpoint: PathBuf,
     /// Image files (PNG, JPEG, BMP, PPM, PGM, TIFF, WebP), of any size up to 65535 pixels a side
-    /// and 89,478,485 pixels.
+    /// and 89,478,485 pixels, or folders: every image under one (recursively, by extension).
     #[arg(required = true, value_name = "IMAGE")]
     pub images: Vec<PathBuf>,
     /// Classes shown per image, most probable first (at most the model's class count).
@@ -796,6 +824,14 @@ impl From<&ExportArgs> for ExportOptions {
     }
 }
 
+/// `completions`' argument.
+#[derive(Debug, Args)]
+pub struct CompletionsArgs {
+    /// The shell to complete for.
+    #[arg(value_enum)]
+    pub shell: clap_complete::Shell,
+}
+
 /// `info`'s flags.
 #[derive(Debug, Args)]
 pub struct InfoArgs {
@@ -807,6 +843,77 @@ pub struct InfoArgs {
 #[cfg(test)]
 mod tests {
     use clap::CommandFactory;
+
+    /// Every `tch-cifar10 ...` command shown in the README and the docs parses with today's
+    /// flags, so a renamed or removed flag breaks this test rather than a user's paste. Shown
+    /// synopses with `[optional]` parts or `...` are not commands and are skipped.
+    #[test]
+    fn every_command_in_the_docs_parses() {
+        let pages: &[(&str, &str)] = &[
+            ("README.md", include_str!("../README.md")),
+            ("docs/install.md", include_str!("../docs/install.md")),
+            ("docs/training.md", include_str!("../docs/training.md")),
+            ("docs/recipes.md", include_str!("../docs/recipes.md")),
+            ("docs/data.md", include_str!("../docs/data.md")),
+            ("docs/checkpoints.md", include_str!("../docs/checkpoints.md")),
+            ("docs/evaluation.md", include_str!("../docs/evaluation.md")),
+            ("docs/watching.md", include_str!("../docs/watching.md")),
+            ("docs/sweeps.md", include_str!("../docs/sweeps.md")),
+            ("docs/fidelity.md", include_str!("../docs/fidelity.md")),
+            ("docs/performance.md", include_str!("../docs/performance.md")),
+            ("docs/gpu.md", include_str!("../docs/gpu.md")),
+        ];
+        let mut checked = 0;
+        for (page, text) in pages {
+            for command in documented_commands(text) {
+                if command.contains('[') || command.contains("...") {
+                    continue;
+                }
+                let words = shlex::split(&command).unwrap_or_else(|| panic!("{page}: unbalanced quotes in `{command}`"));
+                if let Err(e) = Cli::try_parse_from(&words) {
+                    panic!("{page}: `{command}` does not parse:\n{e}");
+                }
+                checked += 1;
+            }
+        }
+        assert!(checked >= 40, "only {checked} documented commands found: is the extraction broken?");
+    }
+
+    /// The `tch-cifar10 ...` commands in the shell code blocks of a Markdown page: continuation
+    /// lines joined, a `$ ` prompt, `# comments`, pipes and redirections cut off, and the
+    /// command found after `&&` or `eval "$(`.
+    fn documented_commands(text: &str) -> Vec<String> {
+        let mut out = Vec::new();
+        let mut in_block = false;
+        let mut pending = String::new();
+        for line in text.lines() {
+            if let Some(fence) = line.trim_start().strip_prefix("```") {
+                // Shell blocks only: `text` blocks hold output.
+                in_block = !in_block && ["sh", "bash", "console", "shell"].contains(&fence.trim());
+                continue;
+            }
+            if !in_block {
+                continue;
+            }
+            let line = line.trim();
+            if let Some(head) = line.strip_suffix('\\') {
+                pending.push_str(head);
+                pending.push(' ');
+                continue;
+            }
+            let full = std::mem::take(&mut pending) + line;
+            let full = full.strip_prefix("$ ").unwrap_or(&full);
+            let Some(at) = full.find("tch-cifar10 ").filter(|&i| i == 0 || full[..i].ends_with("&& ")) else { continue };
+            let mut cmd = &full[at..];
+            for cut in [" # ", " | ", " > ", " 2>"] {
+                if let Some(i) = cmd.find(cut) {
+                    cmd = &cmd[..i];
+                }
+            }
+            out.push(cmd.trim().to_string());
+        }
+        out
+    }
 
     use super::*;
 
@@ -873,8 +980,12 @@ mod tests {
     fn resume_takes_only_device_and_threads() {
         let ok = ["tch-cifar10", "train", "--resume", "r", "--device", "cpu", "--threads", "2"];
         assert!(Cli::try_parse_from(ok).is_ok());
-        let err = Cli::try_parse_from(["tch-cifar10", "train", "--resume", "r", "--epochs", "3"]).unwrap_err();
-        assert!(err.to_string().contains("--epochs"), "{err}");
+        let err = Cli::try_parse_from(["tch-cifar10", "train", "--resume", "r", "--lr", "3"]).unwrap_err();
+        assert!(err.to_string().contains("--lr"), "{err}");
+        // --epochs extends the run.
+        let cli = Cli::try_parse_from(["tch-cifar10", "train", "--resume", "r", "--epochs", "3"]).unwrap();
+        let Command::Train(args) = cli.command else { panic!("expected train") };
+        assert_eq!(args.epochs, Some(3));
     }
 
     #[test]
@@ -912,6 +1023,7 @@ mod tests {
             dataset: DatasetKind::Folder,
             resize_filter: ResizeFilter::Lanczos3,
             val_size: 100,
+            split_test: Some(0.25),
             early_stop_patience: Some(4),
             checkpoint_every: 2,
             init_from: Some(PathBuf::from("runs/a/model.safetensors")),
@@ -933,6 +1045,7 @@ mod tests {
                 warmup_start_factor: 0.25,
                 ..RecipeConfig::default()
             },
+            extended_from: Vec::new(), // a record of the run's history, not a flag (to_args leaves it out)
         };
         let train = TrainConfig { init_from: None, freeze: Freeze::None, ..every_field.clone() };
         let adamw = TrainConfig {

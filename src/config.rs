@@ -110,6 +110,13 @@ pub struct TrainConfig {
     /// 0: none, the reference.
     #[serde(default)]
     pub val_size: usize,
+    /// `--dataset folder` with one class-folder tree (`data_dir/<class>/...`, no `train/` and
+    /// `test/`): this fraction of its images is the test set, split as
+    /// `random_split(ImageFolder(data_dir), [n - k, k], generator=torch.Generator().manual_seed(seed))`
+    /// with `k = round(fraction * n)` ([`crate::data::folder::load_tree`]). `None`: the tree has
+    /// `train/` and `test/`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub split_test: Option<f64>,
     /// Stop when validation accuracy has not improved for this many epochs, keeping the best
     /// epoch's weights; `None`: never (the reference). Needs `val_size`.
     #[serde(default)]
@@ -142,6 +149,10 @@ pub struct TrainConfig {
     /// reference's).
     #[serde(default)]
     pub recipe: RecipeConfig,
+    /// The lengths this run had before `train --resume DIR --epochs N` extended it, oldest
+    /// first (empty for a run trained at its length from the start).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub extended_from: Vec<usize>,
 }
 
 impl Default for TrainConfig {
@@ -161,6 +172,7 @@ impl Default for TrainConfig {
             dataset: DatasetKind::Cifar10,
             resize_filter: ResizeFilter::Bilinear,
             val_size: 0,
+            split_test: None,
             early_stop_patience: None,
             checkpoint_every: 1,
             init_from: None,
@@ -171,6 +183,7 @@ impl Default for TrainConfig {
             out_dir: None,
             tensorboard: false,
             recipe: RecipeConfig::default(),
+            extended_from: Vec::new(),
         }
     }
 }
@@ -212,6 +225,14 @@ impl TrainConfig {
         }
         if self.val_size > MAX_IMAGES {
             return bad("val-size", self.val_size, &format!("at most {MAX_IMAGES}"));
+        }
+        if let Some(f) = self.split_test {
+            if !(f > 0.0 && f < 1.0) {
+                return bad("split-test", format!("{f:?}"), "a fraction strictly between 0 and 1 (e.g. 0.2)");
+            }
+            if self.dataset != DatasetKind::Folder {
+                return bad("split-test", format!("{f:?}"), "--dataset folder: it splits one class-folder tree into train and test");
+            }
         }
         if self.freeze != Freeze::None && self.init_from.is_none() {
             return bad("freeze", "features", "fine-tuning: --freeze needs trained weights (--from)");

@@ -37,7 +37,7 @@ impl DeviceSpec {
                     Ok(Device::Cuda(i))
                 } else {
                     let reason = if count == 0 {
-                        "no CUDA device is visible (see `tch-cifar10 info`)".to_string()
+                        format!("no CUDA device is visible (see `{}`)", crate::program::command(&["info"]))
                     } else {
                         format!("only {count} CUDA device(s) are visible (cuda:0..cuda:{})", count - 1)
                     };

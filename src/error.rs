@@ -30,8 +30,14 @@ pub enum Error {
     Download { url: String, reason: String },
 
     /// A downloaded file does not have the expected checksum.
-    #[error("{}: {algorithm} checksum mismatch: expected {expected}, got {actual} (the file was removed; check --url and --sha256/--md5)", path.display())]
-    Checksum { path: PathBuf, algorithm: &'static str, expected: String, actual: String },
+    /// `kept`: the file is the user's own archive (`--archive`, `file://`, or one found in the
+    /// data folder), which is left in place; a downloaded one is removed.
+    #[error("{}: {algorithm} checksum mismatch: expected {expected}, got {actual} ({})", path.display(), if *kept {
+        "the archive was left as it is; give its own checksum with --sha256/--md5 if it is a copy of your own"
+    } else {
+        "the file was removed; check --url and --sha256/--md5"
+    })]
+    Checksum { path: PathBuf, algorithm: &'static str, expected: String, actual: String, kept: bool },
 
     /// A downloaded archive (its checksum verified) does not hold the expected files.
     #[error("{}: {reason}", path.display())]
@@ -85,7 +91,7 @@ pub enum Error {
     /// Training was interrupted (Ctrl-C or a stop flag); with a run directory, its state was
     /// saved there.
     #[error("interrupted at epoch {epoch}, step {step}; {}", match run_dir {
-        Some(dir) => format!("the state is saved: resume with `tch-cifar10 train --resume {}`", dir.display()),
+        Some(dir) => format!("the state is saved: resume with `{}`", crate::program::command(&["train", "--resume", &dir.to_string_lossy()])),
         None => "nothing was saved (no run directory)".to_string(),
     })]
     Interrupted { epoch: usize, step: usize, run_dir: Option<PathBuf> },

@@ -8,7 +8,7 @@ use std::{fmt, path::PathBuf};
 use serde::Serialize;
 
 use crate::{
-    checkpoint::{load_model_with_classes, model_path, ClassSource},
+    checkpoint::{load_model_with_classes, ClassSource},
     config::MAX_BATCH_SIZE,
     data,
     device::{device_name, DeviceSpec},
@@ -80,7 +80,7 @@ pub fn run_eval(opts: &EvalOptions) -> Result<EvalReport> {
         });
     }
     let device = opts.device.resolve()?;
-    let path = model_path(&opts.checkpoint);
+    let path = crate::run_state::model_file(&opts.checkpoint)?;
     let model = load_model_with_classes(&path, device, opts.classes.as_deref())?;
     if model.class_source == ClassSource::Cifar10Default {
         tracing::info!("{} names no classes; using CIFAR-10's ({})", path.display(), crate::report::escape::names(&model.classes));

@@ -21,6 +21,7 @@ use tch_cifar10::{
 use tracing_subscriber::EnvFilter;
 
 fn main() -> ExitCode {
+    tch_cifar10::program::set_invoked_as(std::env::args_os().next());
     // Before anything can ask libtorch about CUDA: it caches the first answer.
     if let Err(e) = tch_cifar10::cuda::load_cuda_library() {
         eprintln!("error: {e}");
@@ -123,7 +124,11 @@ fn finish_train(run: tch_cifar10::Result<tch_cifar10::TrainRun>, quiet: bool) ->
 fn run(command: Command, quiet: bool) -> anyhow::Result<()> {
     match command {
         Command::Finetune(args) => {
-            anyhow::ensure!(args.train.resume.is_none(), "finetune starts a run: continue one with `tch-cifar10 train --resume DIR`");
+            anyhow::ensure!(
+                args.train.resume.is_none(),
+                "finetune starts a run: continue one with `{}`",
+                tch_cifar10::program::command(&["train", "--resume", "DIR"])
+            );
             install_ctrl_c();
             let extras = args.train.extras(quiet)?;
             let run = tch_cifar10::run_train(&TrainConfig::from(args), &extras, reporter_for(quiet).as_mut(), Some(&STOP));
@@ -141,6 +146,7 @@ fn run(command: Command, quiet: bool) -> anyhow::Result<()> {
                         kernels: args.kernels,
                         cuda_graphs: args.cuda_graphs,
                         deterministic: args.deterministic,
+                        epochs: args.epochs,
                     };
                     tch_cifar10::resume_train(&dir, &opts, reporter.as_mut(), Some(&STOP))
                 }
@@ -190,6 +196,24 @@ fn run(command: Command, quiet: bool) -> anyhow::Result<()> {
             let outcome = tch_cifar10::sweep::run(&args.request(quiet)?, Some(&STOP)).context("sweep failed")?;
             emit(&outcome.report)?;
             outcome.status()?;
+        }
+        Command::Completions(args) => {
+            let mut cmd = <Cli as clap::CommandFactory>::command();
+            let mut script = Vec::new();
+            clap_complete::generate(args.shell, &mut cmd, "tch-cifar10", &mut script);
+            emit(String::from_utf8_lossy(&script))?;
+        }
+        Command::Man => {
+            // The program's page, then one page per subcommand with its flags (`man -l -` reads them all).
+            let cmd = <Cli as clap::CommandFactory>::command();
+            let mut out = Vec::new();
+            clap_mangen::Man::new(cmd.clone()).render(&mut out)?;
+            for sub in cmd.get_subcommands().filter(|s| s.get_name() != "help") {
+                // clap names are `&'static str` without its `string` feature; this runs once and exits.
+                let name: &'static str = Box::leak(format!("tch-cifar10-{}", sub.get_name()).into_boxed_str());
+                clap_mangen::Man::new(sub.clone().name(name)).render(&mut out)?;
+            }
+            emit(String::from_utf8_lossy(&out))?;
         }
         Command::Info(args) => {
             let info = info::info();

@@ -17,7 +17,7 @@ use serde::Serialize;
 use tch::{nn::Module, Device, Kind, Tensor};
 
 use crate::{
-    checkpoint::{load_model_with_classes, model_path},
+    checkpoint::load_model_with_classes,
     data::{
         folder::ResizeFilter,
         image_file, normalize, CHANNELS, IMAGE_SIDE,
@@ -40,7 +40,8 @@ const CHUNK: usize = 256;
 pub struct PredictOptions {
     /// A model file, or a run directory holding `model.safetensors`.
     pub checkpoint: PathBuf,
-    /// Image files (PNG, JPEG, BMP, PPM, PGM, TIFF, WebP).
+    /// Image files (PNG, JPEG, BMP, PPM, PGM, TIFF, WebP), or folders: every image under one,
+    /// recursively (by extension, as image folders are read), in sorted order.
     pub images: Vec<PathBuf>,
     /// Classes reported per image (at most the model's class count).
     pub top_k: usize,
@@ -93,13 +94,23 @@ pub fn run_predict(opts: &PredictOptions) -> Result<Vec<Prediction>> {
         return Err(Error::InvalidConfig { field: "top-k", value: "0".into(), expected: "at least 1".into() });
     }
     let device = opts.device.resolve()?;
-    let model = load_model_with_classes(&model_path(&opts.checkpoint), device, opts.classes.as_deref())?;
+    let model_file = crate::run_state::model_file(&opts.checkpoint)?;
+    let model = load_model_with_classes(&model_file, device, opts.classes.as_deref())?;
     let k = opts.top_k.min(model.classes.len());
     if k < opts.top_k {
         tracing::warn!("--top-k {}: the model has {} classes; showing all {k}", opts.top_k, model.classes.len());
     }
-    let mut out = Vec::with_capacity(opts.images.len());
-    for paths in opts.images.chunks(CHUNK) {
+    // A folder stands for the images under it (recursively), in their sorted order.
+    let mut images = Vec::with_capacity(opts.images.len());
+    for path in &opts.images {
+        if path.is_dir() {
+            images.extend(crate::data::folder::images_under(path)?);
+        } else {
+            images.push(path.clone());
+        }
+    }
+    let mut out = Vec::with_capacity(images.len());
+    for paths in images.chunks(CHUNK) {
         let images = paths.iter().map(|p| load_image(p)).collect::<Result<Vec<_>>>()?;
         let (probs, idx, finite) = tch::no_grad(|| {
             let xs = normalize(&Tensor::stack(&images, 0).to_device(device));
@@ -110,7 +121,7 @@ pub fn run_predict(opts: &PredictOptions) -> Result<Vec<Prediction>> {
         });
         if let Some(bad) = finite.iter().position(|ok| !ok) {
             let what = format!("NaN or infinite logits for {}", paths[bad].display());
-            return Err(Error::NonFiniteOutput { path: model_path(&opts.checkpoint), what });
+            return Err(Error::NonFiniteOutput { path: model_file, what });
         }
         let probs = Vec::<f64>::try_from(probs.to_device(Device::Cpu).flatten(0, -1))?;
         let idx = Vec::<i64>::try_from(idx.to_device(Device::Cpu).flatten(0, -1))?;

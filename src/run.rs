@@ -23,6 +23,7 @@ use crate::{
         Fanout, Reporter, Summary,
     },
     run_dir::RunDir,
+    run_state::{self, RunState},
     safe_fs,
     train::{self, TrainOutcome},
 };
@@ -109,6 +110,10 @@ pub struct ResumeOptions {
     pub cuda_graphs: Option<CudaGraphs>,
     /// `--deterministic`: cuDNN's deterministic algorithms for this session.
     pub deterministic: bool,
+    /// `--epochs N`: train the run to N epochs, more than it asked for (finished or not). The
+    /// schedule is recomputed for the new length and the new length recorded in `config.json`
+    /// (`epochs`, and the old one in `extended_from`).
+    pub epochs: Option<usize>,
 }
 
 /// `tch-cifar10 train --resume DIR`: continues the run in `dir` from its last saved state, with
@@ -122,26 +127,35 @@ pub fn resume_train(dir: &Path, opts: &ResumeOptions, reporter: &mut dyn Reporte
     let run_dir = RunDir::open(dir)?;
     let _lock = run_dir.lock()?;
     run_dir.remove_stale_temporaries();
-    // The summary is written last: a run that has one is finished, and a resume would only
-    // evaluate it again and rewrite its files.
-    let summary = run_dir.file(crate::report::metrics::SUMMARY_FILE);
-    if summary.is_file() {
-        return Err(Error::InvalidConfig {
-            field: "resume",
-            value: dir.display().to_string(),
-            expected: format!(
-                "a run that has not finished; {} says this one has (nothing was changed; `tch-cifar10 eval --checkpoint {}` evaluates it again)",
-                summary.display(),
-                dir.display()
-            ),
-        });
-    }
+    // The summary is written last: a run that has one for its length is finished, and a
+    // resume would only evaluate it again and rewrite its files.
+    let state = RunState::of(&run_dir)?;
+    let cannot = |why: String| Err(Error::InvalidConfig { field: "resume", value: dir.display().to_string(), expected: why });
     let config_path = run_dir.file(CONFIG_FILE);
+    if state == RunState::Empty {
+        return cannot(run_state::nothing_to_resume(dir, &state));
+    }
     let text = safe_fs::read_text(&config_path, safe_fs::MAX_TEXT_FILE_BYTES)?;
     let mut cfg: TrainConfig = serde_json::from_str(&text).map_err(|e| Error::BadCheckpoint {
         path: config_path.clone(),
         reason: format!("not a tch-cifar10 run configuration ({e})"),
     })?;
+    if matches!(state, RunState::NoCheckpoint { .. }) {
+        return cannot(run_state::nothing_to_resume(dir, &state));
+    }
+    let extension = extension(dir, &state, &cfg, opts.epochs)?;
+    if extension.is_none() && matches!(state, RunState::Finished { .. }) {
+        return cannot(run_state::nothing_to_resume(dir, &state));
+    }
+    let recorded = extension.map(|n| {
+        let mut c = cfg.clone();
+        c.extended_from.push(c.epochs);
+        c.epochs = n;
+        c
+    });
+    if let Some(r) = &recorded {
+        (cfg.epochs, cfg.extended_from) = (r.epochs, r.extended_from.clone());
+    }
     if let Some(k) = opts.kernels.filter(|&k| k != cfg.kernels) {
         return Err(Error::InvalidConfig {
             field: "kernels",
@@ -164,7 +178,14 @@ pub fn resume_train(dir: &Path, opts: &ResumeOptions, reporter: &mut dyn Reporte
         net.parameters().iter().map(|(n, p)| (*n, p.size())).collect()
     };
     let ck_path = run_dir.file(checkpoint::state::FILE);
-    let ck = checkpoint::state::load(&ck_path, &expected)?;
+    let mut ck = checkpoint::state::load(&ck_path, &expected)?;
+    if let Some(saved) = ck.state.config.as_mut() {
+        // The new length is the one change an extension makes to the run's settings (also when
+        // an extension was stopped before its first checkpoint).
+        if recorded.is_some() || (saved.epochs < cfg.epochs && cfg.extended_from.contains(&saved.epochs)) {
+            (saved.epochs, saved.extended_from) = (cfg.epochs, cfg.extended_from.clone());
+        }
+    }
     check_resumable(&cfg, &ck.state, train_set.len(), &ck_path)?;
     check_threads(&cfg, ck.state.threads)?;
     let data = train_set.fingerprint();
@@ -178,6 +199,28 @@ pub fn resume_train(dir: &Path, opts: &ResumeOptions, reporter: &mut dyn Reporte
                 data.images, data.classes.len(), &data.digest[..16.min(data.digest.len())], cfg.data_dir.display()
             ),
         });
+    }
+    if let Some(r) = &recorded {
+        run_dir.write_json(CONFIG_FILE, r)?;
+        // The finished run's summary (its final test) is kept beside the new one.
+        let summary = run_dir.file(SUMMARY_FILE);
+        if summary.is_file() {
+            let kept = run_dir.file(&format!("summary-{}-epochs.json", r.extended_from.last().expect("recorded")));
+            std::fs::rename(&summary, &kept).map_err(Error::io(&summary))?;
+            tracing::info!("the summary of the finished run is kept as {}", kept.display());
+        }
+        let from = r.extended_from.last().expect("an extension records the old length");
+        let same = if cfg.recipe.lr_schedule.depends_on_length() {
+            format!(
+                "the {:?} schedule depends on the run's length: it is recomputed for {} epochs from epoch {}, so this run \
+                 differs from one started with --epochs {}",
+                cfg.recipe.lr_schedule, r.epochs, ck.state.epoch + 1, r.epochs
+            )
+            .to_lowercase()
+        } else {
+            format!("its schedule depends on the epoch alone, so it ends as a run started with --epochs {} would", r.epochs)
+        };
+        tracing::info!("extending {} from {from} to {} epochs (recorded in {CONFIG_FILE}); {same}", dir.display(), r.epochs);
     }
     // In the numbering of "interrupted at epoch E, step S": the epoch it stopped in, 1-based.
     match ck.state.step {
@@ -215,17 +258,47 @@ fn check_threads(cfg: &TrainConfig, then: Option<usize>) -> Result<()> {
 /// Refuses a folder that already holds a run (any run file).
 ///
 /// # Errors
-/// [`Error::InvalidConfig`] for `--out`, naming the files found.
+/// [`Error::InvalidConfig`] for `--out`, saying what state the run there is in and the command
+/// that works (continue it, extend it, or another folder).
 fn refuse_a_run(run_dir: &RunDir) -> Result<()> {
-    let held = run_dir.run_files();
-    if held.is_empty() {
+    if run_dir.run_files().is_empty() {
         return Ok(());
     }
+    let state = RunState::of(run_dir).unwrap_or(RunState::NoCheckpoint { files: run_dir.run_files() });
     Err(Error::InvalidConfig {
         field: "out",
         value: run_dir.path().display().to_string(),
-        expected: format!("a new run directory: this one holds a run ({}; continue it with --resume, or pick another --out)", held.join(", ")),
+        expected: run_state::out_taken(run_dir.path(), &state),
     })
+}
+
+/// The length `--epochs N` extends the run in `dir` to, `None` when it does not extend it (no
+/// `--epochs`, or the run's own length).
+///
+/// # Errors
+/// [`Error::InvalidConfig`] for `epochs` when N is below the run's length, or the run was ended
+/// by early stopping; each says the folder's state and the command that works.
+fn extension(dir: &Path, state: &RunState, cfg: &TrainConfig, epochs: Option<usize>) -> Result<Option<usize>> {
+    let Some(n) = epochs.filter(|&n| n != cfg.epochs) else { return Ok(None) };
+    let bad = |expected: String| Err(Error::InvalidConfig { field: "epochs", value: n.to_string(), expected });
+    if n < cfg.epochs {
+        let d = dir.to_string_lossy();
+        let next = match state {
+            RunState::Finished { .. } => crate::program::command(&["eval", "--checkpoint", &d]),
+            _ => crate::program::command(&["train", "--resume", &d]),
+        };
+        return bad(format!(
+            "more than the run's {} epochs: a run can be trained longer, not shorter ({d} holds {}; `{next}` is what works)",
+            cfg.epochs,
+            state.describe()
+        ));
+    }
+    if let RunState::Finished { trained, epochs } = state {
+        if trained < epochs {
+            return bad(format!("none for this run: {}", run_state::nothing_to_resume(dir, state)));
+        }
+    }
+    Ok(Some(n))
 }
 
 /// Checks that the training state at `path` continues the run that `cfg` (from `config.json`,
@@ -311,12 +384,14 @@ fn train_and_report(
     Ok(TrainRun { outcome, classes: train_set.classes, run_dir: run_dir.clone(), summary, artifacts })
 }
 
-/// The configuration file inside a run directory.
-pub const CONFIG_FILE: &str = "config.json";
+pub use crate::run_dir::CONFIG_FILE;
 
 fn load_data(cfg: &TrainConfig) -> Result<(data::Dataset, data::Dataset)> {
     let t0 = std::time::Instant::now();
-    let (train_set, test_set) = data::load(cfg.dataset, &cfg.data_dir, cfg.resize_filter, cfg.threads)?;
+    let (train_set, test_set) = match cfg.split_test {
+        Some(fraction) => data::folder::load_tree(&cfg.data_dir, cfg.resize_filter, cfg.threads, fraction, cfg.seed)?,
+        None => data::load(cfg.dataset, &cfg.data_dir, cfg.resize_filter, cfg.threads)?,
+    };
     tracing::info!(
         "loaded {} training and {} test images from {} in {:.2} s",
         train_set.len(), test_set.len(), cfg.data_dir.display(), t0.elapsed().as_secs_f64()

@@ -15,6 +15,8 @@ use crate::error::{Error, Result};
 /// The lock file inside a run folder (see [`RunDir::lock`]).
 pub const LOCK_FILE: &str = ".lock";
 
+/// The configuration file inside a run directory.
+pub const CONFIG_FILE: &str = "config.json";
 /// The files a run writes; a folder holding any of them is a run.
 pub const RUN_FILES: [&str; 6] =
     ["config.json", "checkpoint.safetensors", "model.safetensors", "metrics.jsonl", "summary.json", "curves.png"];

@@ -506,3 +506,114 @@ fn a_data_dir_that_is_a_file_is_named_once() {
     assert!(err.ends_with(&want), "{err}");
     assert_eq!(fs::read_to_string(&file).unwrap(), "a file");
 }
+
+/// A server that must not be asked: every request it gets is a failure of the test.
+fn unused_server(archive: &[u8]) -> Server {
+    Server::start(archive.to_vec(), vec![], Plan::Status(500))
+}
+
+#[test]
+fn an_archive_in_the_data_folder_is_used_without_a_request_and_kept() {
+    let (src, archive) = dataset_and_archive(&[]);
+    let server = unused_server(&archive);
+    let data = tempfile::tempdir().unwrap();
+    let local = data.path().join(download::ARCHIVE_NAME);
+    fs::write(&local, &archive).unwrap();
+    let got = download::ensure(&options(data.path(), &server.url, &archive)).unwrap();
+    assert_same_files(&got, &src.path().join(cifar::SUBDIR));
+    assert_eq!(server.requests(), 0);
+    assert_eq!(fs::read(&local).unwrap(), archive, "the user's archive stays as it was");
+    assert_eq!(listing(data.path()), [cifar::SUBDIR, download::ARCHIVE_NAME]);
+}
+
+#[test]
+fn archive_option_and_file_urls_are_verified_like_a_download() {
+    let (src, archive) = dataset_and_archive(&[]);
+    let server = unused_server(&archive);
+    let elsewhere = tempfile::tempdir().unwrap();
+    let file = elsewhere.path().join("my copy.tar.gz");
+    fs::write(&file, &archive).unwrap();
+
+    // --archive FILE.
+    let data = tempfile::tempdir().unwrap();
+    let opts = DownloadOptions { archive: Some(file.clone()), ..options(data.path(), &server.url, &archive) };
+    let got = download::ensure(&opts).unwrap();
+    assert_same_files(&got, &src.path().join(cifar::SUBDIR));
+
+    // A file:// URL (with an escaped space).
+    let data = tempfile::tempdir().unwrap();
+    let url = format!("file://{}", file.display()).replace(' ', "%20");
+    let got = download::ensure(&options(data.path(), &url, &archive)).unwrap();
+    assert_same_files(&got, &src.path().join(cifar::SUBDIR));
+    assert_eq!(server.requests(), 0);
+
+    // A wrong checksum: an error naming the file and both digests; the archive is kept.
+    let data = tempfile::tempdir().unwrap();
+    let mut opts = DownloadOptions { archive: Some(file.clone()), ..options(data.path(), &server.url, &archive) };
+    opts.checksum = Checksum::sha256(&"ab".repeat(32)).unwrap();
+    let err = download::ensure(&opts).unwrap_err();
+    let msg = err.to_string();
+    assert!(matches!(err, Error::Checksum { kept: true, .. }), "{msg}");
+    assert!(msg.contains("my copy.tar.gz") && msg.contains(&"ab".repeat(32)) && msg.contains(&sha256_hex(&archive)), "{msg}");
+    assert!(msg.contains("left as it is"), "{msg}");
+    assert_eq!(fs::read(&file).unwrap(), archive);
+    assert!(listing(data.path()).is_empty(), "nothing unpacked");
+
+    // With the official checksum (no --sha256/--md5), a local archive must be one of the two
+    // official releases: the error lists both MD5s.
+    let data = tempfile::tempdir().unwrap();
+    let opts = DownloadOptions { archive: Some(file.clone()), ..DownloadOptions::new(data.path()) };
+    let msg = download::ensure(&opts).unwrap_err().to_string();
+    assert!(msg.contains(download::CIFAR10_MD5) && msg.contains(download::CIFAR10_PYTHON_MD5) && msg.contains(&md5_hex(&archive)), "{msg}");
+
+    // A missing archive is an error naming it.
+    let data = tempfile::tempdir().unwrap();
+    let opts = DownloadOptions { archive: Some(elsewhere.path().join("nope.tar.gz")), ..options(data.path(), &server.url, &archive) };
+    let msg = download::ensure(&opts).unwrap_err().to_string();
+    assert!(msg.contains("nope.tar.gz"), "{msg}");
+}
+
+#[test]
+fn a_python_release_archive_unpacks_to_its_own_folder() {
+    // The python layout's files, with placeholder contents (the download checks presence; the
+    // reader checks the pickles, see tests/cifar_python.rs).
+    let mut tar = tar::Builder::new(flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast()));
+    let names = ["batches.meta", "data_batch_1", "data_batch_2", "data_batch_3", "data_batch_4", "data_batch_5", "test_batch"];
+    for name in names {
+        let data = format!("pickle of {name}");
+        let mut header = tar::Header::new_gnu();
+        header.set_size(data.len() as u64);
+        header.set_mode(0o644);
+        header.set_cksum();
+        tar.append_data(&mut header, format!("cifar-10-batches-py/{name}"), data.as_bytes()).unwrap();
+    }
+    let archive = tar.into_inner().unwrap().finish().unwrap();
+    let data = tempfile::tempdir().unwrap();
+    fs::write(data.path().join(download::PYTHON_ARCHIVE_NAME), &archive).unwrap();
+    let server = unused_server(&archive);
+    let got = download::ensure(&options(data.path(), &server.url, &archive)).unwrap();
+    assert_eq!(got, data.path().join("cifar-10-batches-py"));
+    assert_eq!(fs::read_to_string(got.join("test_batch")).unwrap(), "pickle of test_batch");
+    // A second run finds it complete.
+    assert_eq!(download::ensure(&options(data.path(), &server.url, &archive)).unwrap(), got);
+    assert_eq!(server.requests(), 0);
+}
+
+#[test]
+fn a_trickling_download_stops_with_the_speed_rule_and_keeps_its_bytes() {
+    let (_src, archive) = dataset_and_archive(&[]);
+    let server = Server::start(archive.clone(), vec![], Plan::Trickle(Duration::from_millis(100)));
+    let data = tempfile::tempdir().unwrap();
+    let opts = DownloadOptions { speed_limit: 1000, speed_time: Duration::from_secs(1), ..options(data.path(), &server.url, &archive) };
+    let t0 = std::time::Instant::now();
+    let err = download::ensure(&opts).unwrap_err();
+    let msg = err.to_string();
+    assert!(t0.elapsed() < Duration::from_secs(4), "stopped after the speed window, not the whole body");
+    assert!(matches!(err, Error::Download { .. }), "{msg}");
+    assert!(msg.contains("too slow") && msg.contains("--speed-limit of 1000 bytes/s") && msg.contains("--speed-time 1 s"), "{msg}");
+    assert!(msg.contains("next run resumes") && msg.contains("--archive FILE"), "{msg}");
+    assert_eq!(server.requests(), 1, "a slow server is not retried");
+    let part = data.path().join(format!("{}.part", download::ARCHIVE_NAME));
+    let kept = fs::read(&part).unwrap();
+    assert!(!kept.is_empty() && kept.len() < 100 && archive.starts_with(&kept), "{} bytes kept", kept.len());
+}

@@ -3,7 +3,7 @@
 //! onnxruntime, both on batch sizes other than the traced one and with our logits (to 1e-6 and
 //! 1e-5); and every bad input is an error naming the file or flag, leaving nothing behind.
 //!
-//! The Python half (scripts/export_check.py, run with the `.torch-venv` Python that
+//! The Python half (scripts/dev/export_check.py, run with the `.torch-venv` Python that
 //! scripts/setup-libtorch makes) is skipped with the reason printed when that Python lacks
 //! torch, safetensors, onnx or onnxruntime, except when `CI=true`: then it fails.
 
@@ -110,7 +110,7 @@ fn torchscript_runs_in_libtorch_on_any_batch_with_our_logits() -> TestResult {
     Ok(())
 }
 
-/// The venv's Python, if it has what scripts/export_check.py imports; else why not.
+/// The venv's Python, if it has what scripts/dev/export_check.py imports; else why not.
 fn python() -> Result<PathBuf, String> {
     let py = Path::new(env!("CARGO_MANIFEST_DIR")).join(".torch-venv/bin/python");
     if !py.exists() {
@@ -182,7 +182,7 @@ fn exports_run_in_pytorch_and_onnxruntime_with_our_logits() -> TestResult {
     let (input, logits) = (dir.path().join("input.safetensors"), dir.path().join("logits.safetensors"));
     write_inputs(&input, &[("x3", &x3), ("x7", &x7)])?;
     let out = Command::new(&py)
-        .arg(Path::new(env!("CARGO_MANIFEST_DIR")).join("scripts/export_check.py"))
+        .arg(Path::new(env!("CARGO_MANIFEST_DIR")).join("scripts/dev/export_check.py"))
         .arg("--input").arg(&input)
         .arg("--logits-out").arg(&logits)
         .arg("--torchscript").arg(&pt)

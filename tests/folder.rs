@@ -283,3 +283,59 @@ fn uncommon_layouts_read_as_pil_reads_them() {
     let (train, test) = load(&root).unwrap();
     assert_eq!((train.len(), test.len()), (5, 5), "the YCbCr file of each split left out");
 }
+
+/// `--split-test FRACTION` trains and tests on one class-folder tree, split by the seed as
+/// `random_split` would (the same split as `--val-size`'s); bad fractions and a tree that is
+/// already split are refused, naming the flag or the folder.
+#[test]
+fn split_test_splits_one_class_folder_tree() {
+    let classes = common::class_names(3);
+    let root = tempfile::tempdir().unwrap();
+    common::images::write_split(root.path(), "tree", &common::learnable_records(30, 3, 5), &classes, "png");
+    let tree = root.path().join("tree");
+    let run = |extra: &[&str], out: &str| {
+        std::process::Command::new(env!("CARGO_BIN_EXE_tch-cifar10"))
+            .args(["train", "-q", "--dataset", "folder", "--data-dir", tree.to_str().unwrap(), "--epochs", "1", "--batch-size", "6"])
+            .args(["--device", "cpu", "--threads", "1", "--out", root.path().join(out).to_str().unwrap()])
+            .args(extra)
+            .output()
+            .unwrap()
+    };
+    let o = run(&["--split-test", "0.2"], "a");
+    let stdout = String::from_utf8_lossy(&o.stdout);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    // round(0.2 * 30) = 6 test images; 24 to train on.
+    assert!(stdout.contains("on the 6 test images"), "{stdout}");
+    let summary: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(root.path().join("a/summary.json")).unwrap()).unwrap();
+    assert_eq!((summary["test_images"].as_u64(), summary["config"]["split_test"].as_f64()), (Some(6), Some(0.2)));
+    // The same seed, the same split and run: the same figures.
+    let again = run(&["--split-test", "0.2"], "b");
+    assert_eq!(String::from_utf8_lossy(&again.stdout), stdout);
+
+    for (extra, want) in [
+        (&["--split-test", "1.5"][..], "invalid split-test = 1.5: a fraction strictly between 0 and 1"),
+        (&["--split-test", "0.001"], "invalid split-test = 0.001: a fraction that leaves test and training images: 0 of the 30 images"),
+    ] {
+        let o = run(extra, "bad");
+        let err = String::from_utf8_lossy(&o.stderr);
+        assert_eq!(o.status.code(), Some(1), "{err}");
+        assert!(err.contains(want), "{err}");
+    }
+    // Without --dataset folder: the flag is refused, and the CIFAR hint points at the tree.
+    let o = std::process::Command::new(env!("CARGO_BIN_EXE_tch-cifar10"))
+        .args(["train", "--data-dir", tree.to_str().unwrap(), "--out", root.path().join("c").to_str().unwrap()])
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(err.contains("holds 3 folders of images, as one class-folder tree does: for that, add `--dataset folder --split-test 0.2`"), "{err}");
+    // A folder that has train/ and test/ is split already.
+    let split = common::images::synthetic_folder(6, 3, &classes, "png");
+    let o = std::process::Command::new(env!("CARGO_BIN_EXE_tch-cifar10"))
+        .args(["train", "--dataset", "folder", "--split-test", "0.2", "--data-dir", split.path().to_str().unwrap()])
+        .args(["--out", root.path().join("d").to_str().unwrap()])
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(err.contains("holds train/ and test/, a split already: drop --split-test"), "{err}");
+    assert!(!root.path().join("bad").exists() && !root.path().join("d").exists(), "no run folder for a refused run");
+}

@@ -57,6 +57,8 @@ fn every_printing_command_survives_a_closed_pipe_and_a_full_disk() {
     let d = s(data.path());
     let commands: Vec<(&str, Vec<String>)> = vec![
         ("info", vec!["info".into()]),
+        ("completions", vec!["completions".into(), "bash".into()]),
+        ("man", vec!["man".into()]),
         ("predict", vec!["predict".into(), "--checkpoint".into(), s(&model).into(), s(&image).into()]),
         ("eval", vec!["eval".into(), "--checkpoint".into(), s(&model).into(), "--data-dir".into(), d.into()]),
         (

@@ -317,10 +317,42 @@ fn only_regular_files_are_read() -> TestResult {
     std::os::unix::fs::symlink("/dev/zero", &zero)?;
     let fifo = dir.path().join("fifo.jpg");
     assert!(std::process::Command::new("mkfifo").arg(&fifo).status()?.success());
-    for (p, kind) in [(&zero, "a device"), (&fifo, "a FIFO"), (&dir.path().to_path_buf(), "a directory")] {
+    // (A folder is not refused: it stands for its images, see below.)
+    for (p, kind) in [(&zero, "a device"), (&fifo, "a FIFO")] {
         let err = run_predict(&opts(&ckpt, vec![p.clone()], 1)).unwrap_err();
         assert!(matches!(&err, Error::Io { path, .. } if path == p), "{err}");
         assert!(err.to_string().contains(kind), "{err}");
     }
+    Ok(())
+}
+
+/// A folder given to `predict` stands for the images under it, recursively, in sorted order;
+/// other files are skipped, and a folder without images is an error naming it.
+#[test]
+fn a_folder_is_its_images_recursively_in_sorted_order() -> TestResult {
+    let dir = tempfile::tempdir()?;
+    let (ckpt, _vs, _net) = model(dir.path());
+    let photos = dir.path().join("photos");
+    std::fs::create_dir_all(photos.join("b/deeper"))?;
+    std::fs::create_dir_all(photos.join(".hidden"))?;
+    let img = |p: &Path, v: u8| RgbImage::from_pixel(32, 32, Rgb([v, 2 * v, 3 * v])).save(p);
+    img(&photos.join("z.png"), 1)?;
+    img(&photos.join("a.PNG"), 2)?;
+    img(&photos.join("b/deeper/c.bmp"), 3)?;
+    img(&photos.join(".hidden/x.png"), 4)?;
+    std::fs::write(photos.join("notes.txt"), "not an image")?;
+    let got = run_predict(&opts(&ckpt, vec![photos.clone()], 2))?;
+    let paths: Vec<_> = got.iter().map(|p| p.path.strip_prefix(&photos).unwrap().to_path_buf()).collect();
+    // sorted(os.walk(photos)): the top folder's files, then b/deeper's.
+    assert_eq!(paths, [PathBuf::from("a.PNG"), PathBuf::from("z.png"), PathBuf::from("b/deeper/c.bmp")]);
+    // The same predictions as the files given one by one.
+    let one_by_one = run_predict(&opts(&ckpt, vec![photos.join("a.PNG"), photos.join("z.png"), photos.join("b/deeper/c.bmp")], 2))?;
+    assert_eq!(got, one_by_one);
+
+    let empty = dir.path().join("empty");
+    std::fs::create_dir(&empty)?;
+    std::fs::write(empty.join("readme.txt"), "x")?;
+    let err = run_predict(&opts(&ckpt, vec![empty.clone()], 2)).unwrap_err().to_string();
+    assert!(err.contains(&empty.display().to_string()) && err.contains("holds no image"), "{err}");
     Ok(())
 }

@@ -91,7 +91,7 @@ fn torch_save_files_load_as_their_safetensors_twins_and_refusals_say_what_a_file
         ("dataparallel.pth", &["missing tensor(s) conv1.weight", "unexpected tensor(s) module.conv1.bias", "prefix `module.`", "net.module.state_dict()"]),
         ("compiled.pth", &["prefix `_orig_mod.`", "torch.compile", "net._orig_mod.state_dict()", "k.removeprefix('_orig_mod.')"]),
         ("checkpoint.pth", &["prefix `model_state_dict.`", "torch.save(checkpoint['model_state_dict'], path)"]),
-        ("torchscript.pt", &["TorchScript archive", "torch.jit.load"]),
+        ("torchscript.pt", &["TorchScript archive", "constants of the traced graph", "the model file it was exported from", "torch.jit.load(path).state_dict()"]),
         ("tensor.pth", &["holding a tensor, not a state_dict"]),
         ("legacy.pth", &["before 1.6", "save it again"]),
         ("pickle.pkl", &["a Python pickle", "not the zip archive torch.save writes"]),

@@ -45,7 +45,7 @@ fn pytorch_flags(cfg: &TrainConfig) -> Vec<String> {
 
 /// PyTorch's (lr, momentum) bits for every step of `cfg` at `steps` steps per epoch.
 fn pytorch_rates(py: &Path, cfg: &TrainConfig, steps: usize) -> (Vec<u64>, Vec<u64>) {
-    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("scripts/schedule_rates.py");
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("scripts/dev/schedule_rates.py");
     let o = Command::new(py).arg(script).args(pytorch_flags(cfg)).args(["--steps-per-epoch", &steps.to_string()]).output().unwrap();
     assert!(o.status.success(), "{:?}: {}", pytorch_flags(cfg), String::from_utf8_lossy(&o.stderr));
     let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();

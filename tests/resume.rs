@@ -289,7 +289,10 @@ fn resuming_a_finished_run_is_refused_and_changes_nothing() {
     let before = snapshot();
     assert!(before.iter().any(|(f, _)| f.ends_with("summary.json")));
     let err = tch_cifar10::resume_train(&out, &Default::default(), &mut MemoryReporter::default(), None).unwrap_err().to_string();
-    assert!(err.contains("has not finished") && err.contains("summary.json") && err.contains("eval --checkpoint"), "{err}");
+    // The folder's state, and the commands that work: train it further, or evaluate it.
+    assert!(err.contains("holds a finished run (1 epoch), so there is nothing to resume (nothing was changed)"), "{err}");
+    assert!(err.contains(&format!("`tch-cifar10 train --resume {} --epochs N` (N above 1)", out.display())), "{err}");
+    assert!(err.contains(&format!("`tch-cifar10 eval --checkpoint {}`", out.display())), "{err}");
     assert_eq!(snapshot(), before);
 }
 

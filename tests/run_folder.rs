@@ -105,7 +105,7 @@ fn a_folder_holding_any_run_file_is_a_run() {
     let model = std::fs::read(run.join("model.safetensors")).unwrap();
     let o = train(data.path(), &run, &["--epochs", "1"]);
     assert_eq!(o.status.code(), Some(1));
-    assert!(stderr(&o).contains("this one holds a run (config.json, model.safetensors"), "{}", stderr(&o));
+    assert!(stderr(&o).contains("holds a finished run (1 epoch); pick another --out"), "{}", stderr(&o));
     assert_eq!(std::fs::read(run.join("model.safetensors")).unwrap(), model, "the finished run's model was overwritten");
 }
 
@@ -164,4 +164,128 @@ fn a_run_with_a_relative_data_dir_resumes_elsewhere_with_data_dir() {
         .output()
         .unwrap();
     assert!(o.status.success(), "{}", stderr(&o));
+}
+
+fn read(path: &Path) -> Vec<u8> {
+    std::fs::read(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+}
+
+/// `metrics.jsonl` without the timings (which differ from run to run).
+fn metrics_without_timings(run: &Path) -> Vec<serde_json::Value> {
+    String::from_utf8(read(&run.join("metrics.jsonl")))
+        .unwrap()
+        .lines()
+        .map(|l| {
+            let mut v: serde_json::Value = serde_json::from_str(l).unwrap();
+            let o = v.as_object_mut().unwrap();
+            o.remove("seconds");
+            o.remove("images_per_sec");
+            v
+        })
+        .collect()
+}
+
+/// `train --resume RUN --epochs N` trains a finished run further; with StepLR (a function of the
+/// epoch) it ends with the weights of a run started with N epochs, bit for bit, and records the
+/// new length; the finished run's summary is kept.
+#[test]
+fn a_finished_run_extended_with_more_epochs_equals_a_run_started_with_them() {
+    let data = common::synthetic_cifar(30, 10, 3);
+    let (short, long) = (data.path().join("short"), data.path().join("long"));
+    // --step-size 1: the rate changes every epoch, also across the extension.
+    assert!(train(data.path(), &short, &["--epochs", "2", "--step-size", "1", "--lr", "0.01"]).status.success());
+    assert!(train(data.path(), &long, &["--epochs", "4", "--step-size", "1", "--lr", "0.01"]).status.success());
+    let o = bin().args(["train", "--resume", short.to_str().unwrap(), "--epochs", "4", "--threads", "1"]).output().unwrap();
+    let err = stderr(&o);
+    assert!(o.status.success(), "{err}");
+    assert!(err.contains("extending") && err.contains("from 2 to 4 epochs") && err.contains("as a run started with --epochs 4 would"), "{err}");
+    assert_eq!(read(&short.join("model.safetensors")), read(&long.join("model.safetensors")), "weights differ");
+    assert_eq!(metrics_without_timings(&short), metrics_without_timings(&long));
+    let config: serde_json::Value = serde_json::from_slice(&read(&short.join("config.json"))).unwrap();
+    assert_eq!((config["epochs"].as_u64(), config["extended_from"].clone()), (Some(4), serde_json::json!([2])));
+    let kept: serde_json::Value = serde_json::from_slice(&read(&short.join("summary-2-epochs.json"))).unwrap();
+    assert_eq!(kept["epochs"], 2);
+    let summary: serde_json::Value = serde_json::from_slice(&read(&short.join("summary.json"))).unwrap();
+    assert_eq!(summary["epochs"], 4);
+
+    // Now finished at 4: a plain resume says so, and names both commands that work.
+    let o = bin().args(["train", "--resume", short.to_str().unwrap()]).output().unwrap();
+    let err = stderr(&o);
+    assert_eq!(o.status.code(), Some(1), "{err}");
+    let me = env!("CARGO_BIN_EXE_tch-cifar10");
+    assert!(err.contains(&format!("holds a finished run (4 epochs), so there is nothing to resume")), "{err}");
+    assert!(err.contains(&format!("`{me} train --resume {} --epochs N` (N above 4)", short.display())), "{err}");
+    // Fewer epochs than the run's: refused, with its state.
+    let o = bin().args(["train", "--resume", short.to_str().unwrap(), "--epochs", "3"]).output().unwrap();
+    let err = stderr(&o);
+    assert_eq!(o.status.code(), Some(1), "{err}");
+    assert!(err.contains("invalid epochs = 3: more than the run's 4 epochs: a run can be trained longer, not shorter"), "{err}");
+    assert_eq!(read(&short.join("model.safetensors")), read(&long.join("model.safetensors")), "a refusal changed the run");
+}
+
+/// Cosine depends on the run's length: an extension says that it is not a run started with
+/// the new length, and trains on.
+#[test]
+fn extending_a_cosine_run_says_it_differs_from_a_longer_run() {
+    let data = common::synthetic_cifar(20, 10, 3);
+    let run = data.path().join("cos");
+    assert!(train(data.path(), &run, &["--epochs", "2", "--lr-schedule", "cosine", "--lr", "0.01"]).status.success());
+    let o = bin().args(["train", "--resume", run.to_str().unwrap(), "--epochs", "3", "--threads", "1"]).output().unwrap();
+    let err = stderr(&o);
+    assert!(o.status.success(), "{err}");
+    assert!(err.contains("the cosine schedule depends on the run's length: it is recomputed for 3 epochs from epoch 3"), "{err}");
+    assert!(err.contains("differs from one started with --epochs 3"), "{err}");
+}
+
+/// Reusing the folder of an unfinished run as --out: the state, and the resume command as the
+/// program was invoked (here by its full path).
+#[test]
+fn out_on_an_unfinished_run_names_its_state_and_the_resume_command() {
+    let data = common::synthetic_cifar(20, 10, 3);
+    let run = data.path().join("half");
+    assert!(train(data.path(), &run, &["--epochs", "1"]).status.success());
+    common::unfinish(&run);
+    let o = train(data.path(), &run, &["--epochs", "1"]);
+    let err = stderr(&o);
+    assert_eq!(o.status.code(), Some(1), "{err}");
+    let me = env!("CARGO_BIN_EXE_tch-cifar10");
+    let want = format!(
+        "holds an unfinished run (its checkpoint is after epoch 1 of 1); continue it with `{me} train --resume {}`",
+        run.display()
+    );
+    assert!(err.contains(&want), "{err}");
+}
+
+/// `eval`, `predict` and `export` on a run that has no model file yet use its checkpoint's
+/// weights and say so; the checkpoint given as a file is a model file too.
+#[test]
+fn an_unfinished_run_and_its_checkpoint_serve_as_model_files() {
+    let data = common::synthetic_cifar(20, 10, 3);
+    let run = data.path().join("r");
+    assert!(train(data.path(), &run, &["--epochs", "1"]).status.success());
+    let eval = |model: &Path| {
+        let o = bin()
+            .args(["eval", "--device", "cpu", "--json", "--data-dir", data.path().to_str().unwrap(), "--checkpoint", model.to_str().unwrap()])
+            .output()
+            .unwrap();
+        assert!(o.status.success(), "{}", stderr(&o));
+        // The figures, less the model file's path (which names the file used).
+        let mut v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+        let used = v.as_object_mut().unwrap().remove("checkpoint").unwrap();
+        (v, format!("{}\nused {used}", stderr(&o)))
+    };
+    let (finished, _) = eval(&run);
+    // The checkpoint file itself: its current weights (equal to the model's after the last epoch).
+    let (from_file, log) = eval(&run.join("checkpoint.safetensors"));
+    assert_eq!(from_file, finished);
+    assert!(log.contains("is a training checkpoint: using its weights after epoch 1 of 1"), "{log}");
+    // A run folder without model.safetensors (killed before the end).
+    std::fs::remove_file(run.join("model.safetensors")).unwrap();
+    common::unfinish(&run);
+    let (unfinished, log) = eval(&run);
+    assert_eq!(unfinished, finished);
+    assert!(log.contains("holds an unfinished run (its checkpoint is after epoch 1 of 1) and no model.safetensors yet: using the weights of its checkpoint.safetensors"), "{log}");
+    let onnx = data.path().join("m.onnx");
+    let o = bin().args(["export", "--checkpoint", run.to_str().unwrap(), "--format", "onnx", "--out", onnx.to_str().unwrap()]).output().unwrap();
+    assert!(o.status.success() && onnx.is_file(), "{}", stderr(&o));
 }

@@ -1,7 +1,7 @@
 //! `--tensorboard`: the event files of a sweep's trials (each a `train --tensorboard` run) hold
 //! every epoch's figures of `metrics.jsonl` under the documented tags, and the HParams data;
 //! read back both by our reader (CRCs checked) and by TensorBoard's own
-//! (`scripts/read_tensorboard.py` in `.torch-venv`). Without `.torch-venv` (or `tensorboard` in
+//! (`scripts/dev/read_tensorboard.py` in `.torch-venv`). Without `.torch-venv` (or `tensorboard` in
 //! it) the Python half is skipped with the reason printed, except when `CI=true`: then it fails.
 
 mod common;
@@ -89,7 +89,7 @@ fn event_files_hold_every_epoch_and_the_hyperparameters() -> TestResult {
             return Ok(());
         }
     };
-    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("scripts/read_tensorboard.py");
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("scripts/dev/read_tensorboard.py");
     let o = Command::new(py).arg(script).arg(&out).output()?;
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
     let tb: Value = serde_json::from_slice(&o.stdout)?;

@@ -47,8 +47,8 @@ pub const MODEL_FILE: &str = "model.safetensors";
 pub const CIFAR10_CLASS_NAMES: [&str; 10] =
     ["airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck"];
 
-/// The model file that `path` names: itself, or [`MODEL_FILE`] inside a run directory (what
-/// `eval --checkpoint`, `predict --checkpoint` and `finetune --from` take).
+/// The model file that `path` names: itself, or [`MODEL_FILE`] inside a run directory. (The
+/// commands use `run_state::model_file`, which also takes an unfinished run's checkpoint.)
 pub fn model_path(path: &Path) -> std::path::PathBuf {
     if path.is_dir() { path.join(MODEL_FILE) } else { path.to_path_buf() }
 }
@@ -185,7 +185,7 @@ pub fn load_model_with_classes(path: &Path, device: Device, classes: Option<&[St
 }
 
 /// What [`read_model_file`] accepts, for error messages.
-const ACCEPTED: &str = "expected a model file: a run's model.safetensors, a state_dict saved with safetensors \
+const ACCEPTED: &str = "expected a model file: a run's model.safetensors or checkpoint.safetensors, a state_dict saved with safetensors \
      (`safetensors.torch.save_file(net.state_dict(), path)`), or one saved by PyTorch \
      (`torch.save(net.state_dict(), path)`)";
 
@@ -212,13 +212,43 @@ pub fn read_model_file(path: &Path) -> Result<ModelFile> {
     let bytes = safe_fs::read_regular(path, safe_fs::MAX_MODEL_FILE_BYTES)?;
     let bad = |reason: String| Error::BadModelFile { path: path.to_path_buf(), reason };
     let stored = match sniff(&bytes) {
-        Format::Safetensors => read_safetensors(&bytes).map_err(bad)?,
+        Format::Safetensors => training_checkpoint_weights(path, read_safetensors(&bytes).map_err(bad)?)?,
         Format::TorchSave => pth::read(path, &bytes)?,
         Format::Other(looks_like) => {
             return Err(bad(format!("not a safetensors file nor a PyTorch torch.save archive: it is {looks_like}; {ACCEPTED}")))
         }
     };
     check(path, &stored)
+}
+
+/// A run's training checkpoint (`checkpoint.safetensors`, see [`super::state`]) given where a
+/// model file is expected: its current weights (the optimizer's state and any early-stopping
+/// best weights are left out) and the class names it trained on. Any other file passes as it is.
+///
+/// # Errors
+/// [`Error::BadCheckpoint`] when its training state cannot be read.
+fn training_checkpoint_weights<'a>(path: &Path, mut stored: Stored<'a>) -> Result<Stored<'a>> {
+    if !super::state::is_checkpoint(&stored.metadata) {
+        return Ok(stored);
+    }
+    let st = super::state::state_of(path, Some(&stored.metadata))?;
+    let names: Vec<&str> = {
+        let vs = nn::VarStore::new(Device::Cpu);
+        Net::new(&vs.root(), 10).parameters().iter().map(|&(n, _)| n).collect()
+    };
+    stored.tensors.retain(|t| names.contains(&t.name.as_str()));
+    let at = match st.step {
+        0 => format!("after epoch {}", st.epoch),
+        step => format!("at epoch {}, step {step}", st.epoch + 1),
+    };
+    let of = st.config.as_ref().map_or(String::new(), |c| format!(" of {}", c.epochs));
+    tracing::info!("{} is a training checkpoint: using its weights {at}{of}", path.display());
+    let mut metadata = std::collections::HashMap::new();
+    if let Some(classes) = st.data.map(|d| d.classes) {
+        metadata.insert(KEY_CLASSES.to_string(), serde_json::to_string(&classes).expect("names serialise"));
+    }
+    metadata.insert(KEY_VERSION.to_string(), env!("CARGO_PKG_VERSION").to_string());
+    Ok(Stored { tensors: stored.tensors, metadata })
 }
 
 /// A model file's tensors as stored, before any check: what every format reader gives.

@@ -59,8 +59,11 @@ pub(crate) fn read(path: &Path, bytes: &[u8]) -> Result<Stored<'static>> {
     };
     if names.iter().any(|n| n == &format!("{root}constants.pkl") || n.starts_with(&format!("{root}code/"))) {
         return Err(bad(format!(
-            "a TorchScript archive (torch.jit.save), not a state_dict; {SAVE_STATE_DICT} \
-             (`net = torch.jit.load(path)` first)"
+            "a TorchScript archive (torch.jit.save), not a state_dict. If `tch-cifar10 export` wrote it, its weights \
+             are constants of the traced graph (its state_dict is empty): use the model file it was exported from \
+             (the run's model.safetensors). Otherwise, in Python, \
+             `torch.save(torch.jit.load(path).state_dict(), 'net.pth')` gives a state_dict when the module keeps its \
+             weights as parameters"
         )));
     }
     let mut pickle = Vec::new();

@@ -98,6 +98,40 @@ fn bad(path: &Path, reason: String) -> Error {
     Error::BadCheckpoint { path: path.to_path_buf(), reason }
 }
 
+/// The training state alone (the metadata) of the checkpoint at `path`: where a run stands,
+/// without building its tensors.
+///
+/// # Errors
+/// [`Error::Io`] when it cannot be read; [`Error::BadCheckpoint`] when it is not a tch-cifar10
+/// training checkpoint.
+pub fn read_state(path: &Path) -> Result<TrainState> {
+    let bytes = crate::safe_fs::read_regular(path, crate::safe_fs::MAX_CHECKPOINT_BYTES)?;
+    let (_, meta) = safetensors::SafeTensors::read_metadata(&bytes)
+        .map_err(|e| bad(path, format!("not a readable safetensors file ({e})")))?;
+    state_of(path, meta.metadata().as_ref())
+}
+
+/// The [`TrainState`] in a safetensors header's metadata, if it is a training checkpoint's.
+///
+/// # Errors
+/// [`Error::BadCheckpoint`] when the metadata has no state, or an unreadable one.
+pub(crate) fn state_of(path: &Path, meta: Option<&HashMap<String, String>>) -> Result<TrainState> {
+    let json = meta
+        .and_then(|m| m.get(META_KEY))
+        .ok_or_else(|| bad(path, format!("no `{META_KEY}` metadata: not a tch-cifar10 training checkpoint")))?;
+    let state: TrainState =
+        serde_json::from_str(json).map_err(|e| bad(path, format!("unreadable training state ({e})")))?;
+    if state.format != FORMAT {
+        return Err(bad(path, format!("format {} (this build reads format {FORMAT})", state.format)));
+    }
+    Ok(state)
+}
+
+/// Whether safetensors metadata is a training checkpoint's (it holds the training state).
+pub(crate) fn is_checkpoint(meta: &HashMap<String, String>) -> bool {
+    meta.contains_key(META_KEY)
+}
+
 /// Reads a checkpoint and checks it against the parameters the model expects
 /// (`(name, shape)` in order).
 ///
@@ -110,16 +144,7 @@ pub fn load(path: &Path, expected: &[(&str, Vec<i64>)]) -> Result<Checkpoint> {
         .map_err(|e| bad(path, format!("not a readable safetensors file ({e})")))?;
     let (_, meta) = safetensors::SafeTensors::read_metadata(&bytes)
         .map_err(|e| bad(path, format!("not a readable safetensors file ({e})")))?;
-    let json = meta
-        .metadata()
-        .as_ref()
-        .and_then(|m| m.get(META_KEY))
-        .ok_or_else(|| bad(path, format!("no `{META_KEY}` metadata: not a tch-cifar10 training checkpoint")))?;
-    let state: TrainState =
-        serde_json::from_str(json).map_err(|e| bad(path, format!("unreadable training state ({e})")))?;
-    if state.format != FORMAT {
-        return Err(bad(path, format!("format {} (this build reads format {FORMAT})", state.format)));
-    }
+    let state = state_of(path, meta.metadata().as_ref())?;
     let read = |name: &str, shape: &[i64]| -> Result<Option<Tensor>> {
         let view = match st.tensor(name) {
             Ok(v) => v,

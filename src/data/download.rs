@@ -15,6 +15,14 @@
 //! refused, naming the member; each file is refused as soon as it unpacks past its expected size
 //! ([`UnpackLimits`]), and so is an archive that unpacks past its bound in all. A file the download
 //! writes (the `.part`, the unpacked files) is never written through a link.
+//!
+//! Without a network: an archive given with `--archive FILE` (or a `file://` URL), or a
+//! `cifar-10-binary.tar.gz` or `cifar-10-python.tar.gz` lying in the data folder, is verified by
+//! the same checksum rules (the official MD5 of either release unless `--sha256`/`--md5` name
+//! another) and unpacked the same way, without a request; the archive itself is left in place.
+//! A download slower than [`DownloadOptions::speed_limit`] bytes/s for
+//! [`DownloadOptions::speed_time`] stops with an error and keeps its bytes for the next run to
+//! resume (curl's `--speed-limit`/`--speed-time` rule).
 
 use std::{
     fs::{self, File},
@@ -27,7 +35,7 @@ use indicatif::ProgressBar;
 use md5::Md5;
 use sha2::{Digest, Sha256};
 
-use super::cifar::{META_FILE, RECORD_BYTES, SUBDIR, TEST_FILE, TRAIN_FILES};
+use super::cifar::{python, META_FILE, RECORD_BYTES, SUBDIR, TEST_FILE, TRAIN_FILES};
 use crate::{
     error::{Error, Result},
     safe_fs::{self, file_type_name},
@@ -45,6 +53,17 @@ pub const SHA256_ENV: &str = "TCH_CIFAR10_SHA256";
 pub const MD5_ENV: &str = "TCH_CIFAR10_MD5";
 /// File name of the archive in the data folder while it downloads (with `.part` appended).
 pub const ARCHIVE_NAME: &str = "cifar-10-binary.tar.gz";
+/// The python release's file name, as torchvision downloads it (`CIFAR10(download=True)`).
+pub const PYTHON_ARCHIVE_NAME: &str = "cifar-10-python.tar.gz";
+/// MD5 of the official python release, as published on the CIFAR-10 page (torchvision's
+/// `CIFAR10.tgz_md5`).
+pub const CIFAR10_PYTHON_MD5: &str = "c58f30108f718f92721af3b95e74349a";
+/// Size of the official python release in bytes.
+pub const OFFICIAL_PYTHON_ARCHIVE_BYTES: u64 = 170_498_071;
+/// Default of [`DownloadOptions::speed_limit`]: 1 KiB/s (`--speed-limit`).
+pub const DEFAULT_SPEED_LIMIT: u64 = 1024;
+/// Default of [`DownloadOptions::speed_time`]: 60 s (`--speed-time`).
+pub const DEFAULT_SPEED_TIME: Duration = Duration::from_secs(60);
 /// Environment variable giving [`DownloadOptions::max_bytes`] (`--max-download-bytes` wins).
 pub const MAX_BYTES_ENV: &str = "TCH_CIFAR10_MAX_DOWNLOAD_BYTES";
 /// Records in each file of the official release.
@@ -118,6 +137,21 @@ impl Checksum {
     /// # Errors
     /// [`Error::Io`] when the file cannot be read or is not a regular file.
     pub fn digest_file(&self, path: &Path) -> Result<String> {
+        let (file, _) = safe_fs::open_regular_no_follow(path, u64::MAX)?;
+        self.digest(file, path)
+    }
+
+    /// As [`Checksum::digest_file`], for a file of the user's (`--archive`): a link to a regular
+    /// file is followed.
+    ///
+    /// # Errors
+    /// [`Error::Io`] when the file cannot be read or is not a regular file.
+    pub fn digest_file_following(&self, path: &Path) -> Result<String> {
+        let (file, _) = safe_fs::open_regular(path, u64::MAX)?;
+        self.digest(file, path)
+    }
+
+    fn digest(&self, file: File, path: &Path) -> Result<String> {
         fn hash<D: Digest>(mut file: File, path: &Path) -> Result<String> {
             let mut hasher = D::new();
             let mut buf = vec![0u8; 1 << 16];
@@ -130,7 +164,6 @@ impl Checksum {
             }
             Ok(hasher.finalize().iter().map(|b| format!("{b:02x}")).collect())
         }
-        let (file, _) = safe_fs::open_regular_no_follow(path, u64::MAX)?;
         match self {
             Checksum::Md5(_) => hash::<Md5>(file, path),
             Checksum::Sha256(_) => hash::<Sha256>(file, path),
@@ -161,6 +194,15 @@ pub struct DownloadOptions {
     /// more arrive. With the official checksum the bound is the official size,
     /// [`OFFICIAL_ARCHIVE_BYTES`], instead.
     pub max_bytes: u64,
+    /// A local archive to unpack instead of downloading (`--archive FILE`; a `file://` URL gives
+    /// one too). `None`: an archive named [`ARCHIVE_NAME`] or [`PYTHON_ARCHIVE_NAME`] in the data
+    /// folder, else the download.
+    pub archive: Option<PathBuf>,
+    /// Bytes per second below which a download is too slow (0: no rule), measured over
+    /// [`DownloadOptions::speed_time`].
+    pub speed_limit: u64,
+    /// How long a download may stay below [`DownloadOptions::speed_limit`] before it stops.
+    pub speed_time: Duration,
 }
 
 impl DownloadOptions {
@@ -177,7 +219,25 @@ impl DownloadOptions {
             timeout: Duration::from_secs(30),
             progress: crate::report::progress::stderr_terminal().cursor,
             max_bytes: DEFAULT_MAX_DOWNLOAD_BYTES,
+            archive: None,
+            speed_limit: DEFAULT_SPEED_LIMIT,
+            speed_time: DEFAULT_SPEED_TIME,
         }
+    }
+
+    /// The local archive to use instead of a download, if any: `archive`, a `file://` URL, or
+    /// an archive of either release's name in the data folder.
+    fn local_archive(&self) -> Option<PathBuf> {
+        if let Some(a) = &self.archive {
+            return Some(a.clone());
+        }
+        if let Some(path) = file_url_path(&self.url) {
+            return Some(path);
+        }
+        [ARCHIVE_NAME, PYTHON_ARCHIVE_NAME]
+            .iter()
+            .map(|name| self.data_dir.join(name))
+            .find(|p| fs::symlink_metadata(p).is_ok_and(|m| m.is_file()))
     }
 
     /// Whether the checksum is the official archive's, so the exact official sizes are expected.
@@ -240,6 +300,14 @@ pub fn ensure(opts: &DownloadOptions) -> Result<PathBuf> {
             return Ok(dir.clone());
         }
     }
+    let python_target = opts.data_dir.join(python::SUBDIR);
+    if check_python_members(&python_target).is_ok() {
+        tracing::info!("CIFAR-10 (python layout) is already complete in {}; nothing to download", python_target.display());
+        return Ok(python_target);
+    }
+    if let Some(archive) = opts.local_archive() {
+        return install_local(opts, &archive);
+    }
     // What is in the way is looked at, not followed: a link of that name is not ours to fill.
     match fs::symlink_metadata(&target) {
         Ok(m) if m.is_dir() => {
@@ -269,12 +337,87 @@ pub fn ensure(opts: &DownloadOptions) -> Result<PathBuf> {
         fetch(opts, &part)?;
         verify(opts, &part)?;
     }
-    let installed = install(&part, &opts.data_dir, &target, &UnpackLimits::new(official));
+    let installed = install(&part, &opts.data_dir, &UnpackLimits::new(official));
     // A verified archive that does not unpack is not fixed by downloading it again.
     fs::remove_file(&part).map_err(Error::io(&part))?;
-    installed?;
+    let target = installed?;
     tracing::info!("CIFAR-10 is ready in {}", target.display());
     Ok(target)
+}
+
+/// The path of a `file://` URL (`file:///abs/path` or `file://localhost/abs/path`, with `%XX`
+/// escapes decoded); `None` for any other URL.
+fn file_url_path(url: &str) -> Option<PathBuf> {
+    let rest = url.strip_prefix("file://")?;
+    let rest = rest.strip_prefix("localhost").unwrap_or(rest);
+    let bytes = rest.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        let hex = |b: u8| (b as char).to_digit(16);
+        match (bytes[i], bytes.get(i + 1).and_then(|&b| hex(b)), bytes.get(i + 2).and_then(|&b| hex(b))) {
+            (b'%', Some(h), Some(l)) => {
+                out.push((h * 16 + l) as u8);
+                i += 3;
+            }
+            (b, _, _) => {
+                out.push(b);
+                i += 1;
+            }
+        }
+    }
+    use std::os::unix::ffi::OsStringExt;
+    Some(PathBuf::from(std::ffi::OsString::from_vec(out)))
+}
+
+/// Verifies and unpacks a local archive (see [`DownloadOptions::local_archive`]); the archive
+/// stays where it is. With the official checksum (no `--sha256`/`--md5`), either official
+/// release's MD5 is accepted.
+fn install_local(opts: &DownloadOptions, archive: &Path) -> Result<PathBuf> {
+    let official = opts.is_official();
+    let limit = if official { OFFICIAL_ARCHIVE_BYTES.max(OFFICIAL_PYTHON_ARCHIVE_BYTES) } else { opts.max_bytes };
+    let (file, len) = safe_fs::open_regular(archive, u64::MAX)?;
+    drop(file);
+    if len > limit {
+        let words = if official { "either official CIFAR-10 archive".to_string() } else { opts.limit_words() };
+        return Err(Error::BadArchive {
+            path: archive.to_path_buf(),
+            reason: format!("it is {len} bytes, more than {words} (give its checksum with --sha256/--md5, and --max-download-bytes)"),
+        });
+    }
+    tracing::info!("using the archive {} (no download)", archive.display());
+    let actual = opts.checksum.digest_file_following(archive)?;
+    let accepted: Vec<&str> = if official { vec![CIFAR10_MD5, CIFAR10_PYTHON_MD5] } else { vec![opts.checksum.hex()] };
+    if !accepted.contains(&actual.as_str()) {
+        return Err(Error::Checksum {
+            path: archive.to_path_buf(),
+            algorithm: opts.checksum.algorithm(),
+            expected: if official {
+                format!("{CIFAR10_MD5} ({ARCHIVE_NAME}) or {CIFAR10_PYTHON_MD5} ({PYTHON_ARCHIVE_NAME})")
+            } else {
+                opts.checksum.hex().to_string()
+            },
+            actual,
+            kept: true,
+        });
+    }
+    tracing::info!("{} {} verified", opts.checksum.algorithm(), actual);
+    let target = install(archive, &opts.data_dir, &UnpackLimits::new(official && actual == CIFAR10_MD5))?;
+    tracing::info!("CIFAR-10 is ready in {}", target.display());
+    Ok(target)
+}
+
+/// Checks the python layout's files in `dir`: the five training batches, the test batch and
+/// `batches.meta`, each a non-empty regular file (their contents are checked when read).
+pub(crate) fn check_python_members(dir: &Path) -> Result<(), String> {
+    for name in python::TRAIN_FILES.iter().chain([&python::TEST_FILE, &python::META_FILE]) {
+        match fs::symlink_metadata(dir.join(name)) {
+            Ok(m) if m.is_file() && m.len() > 0 => {}
+            Ok(_) => return Err(format!("{name} is empty or not a regular file")),
+            Err(_) => return Err(format!("{name} is missing")),
+        }
+    }
+    Ok(())
 }
 
 /// Checks the dataset files in `dir`: the five training batches and the test batch with their
@@ -314,6 +457,7 @@ fn verify(opts: &DownloadOptions, part: &Path) -> Result<()> {
         algorithm: opts.checksum.algorithm(),
         expected: opts.checksum.hex().to_string(),
         actual,
+        kept: false,
     })
 }
 
@@ -339,8 +483,18 @@ impl UnpackLimits {
         UnpackLimits { batch, other: safe_fs::MAX_TEXT_FILE_BYTES, stream: 6 * batch + (64 << 20) }
     }
 
-    fn for_member(&self, name: &str) -> u64 {
-        if TRAIN_FILES.contains(&name) || name == TEST_FILE {
+    /// The bound of the member at `rel` (a path under one of the two folders). A python
+    /// release's pickled batch (about 31 MB in the official one) is bounded by
+    /// [`safe_fs::MAX_CIFAR_BATCH_BYTES`], whatever the checksum.
+    fn for_member(&self, rel: &Path) -> u64 {
+        let name = rel.file_name().and_then(|n| n.to_str()).unwrap_or("");
+        if rel.starts_with(python::SUBDIR) {
+            if python::TRAIN_FILES.contains(&name) || name == python::TEST_FILE {
+                safe_fs::MAX_CIFAR_BATCH_BYTES
+            } else {
+                self.other
+            }
+        } else if TRAIN_FILES.contains(&name) || name == TEST_FILE {
             self.batch
         } else {
             self.other
@@ -348,21 +502,42 @@ impl UnpackLimits {
     }
 }
 
-/// Unpacks `cifar-10-batches-bin/` from the archive into a temporary folder in `data_dir`,
-/// checks it, and renames it to `target`. The temporary folder goes away on any error.
-fn install(archive: &Path, data_dir: &Path, target: &Path, limits: &UnpackLimits) -> Result<()> {
+/// Unpacks `cifar-10-batches-bin/` (or the python release's `cifar-10-batches-py/`) from the
+/// archive into a temporary folder in `data_dir`, checks it, and renames it into `data_dir`.
+/// Returns the folder made. The temporary folder goes away on any error.
+fn install(archive: &Path, data_dir: &Path, limits: &UnpackLimits) -> Result<PathBuf> {
     let official = limits.batch == OFFICIAL_RECORDS_PER_FILE * RECORD_BYTES as u64;
     let bad = |reason: String| Error::BadArchive { path: archive.to_path_buf(), reason };
-    let tmp = tempfile::Builder::new().prefix(".cifar-10-batches-bin.tmp").tempdir_in(data_dir).map_err(Error::io(data_dir))?;
+    let tmp = tempfile::Builder::new().prefix(".cifar-10-batches.tmp").tempdir_in(data_dir).map_err(Error::io(data_dir))?;
     unpack(archive, tmp.path(), limits)?;
-    let unpacked = tmp.path().join(SUBDIR);
-    check_tree(&unpacked).map_err(|reason| bad(format!("unpacked {reason}")))?;
-    check_members(&unpacked, official).map_err(|reason| bad(format!("archive member {SUBDIR}/{reason}")))?;
-    if fs::symlink_metadata(target).is_ok_and(|m| m.is_dir()) {
-        fs::remove_dir(target).map_err(Error::io(target))?; // empty: checked by `ensure`
+    let (subdir, unpacked) = if tmp.path().join(SUBDIR).exists() || !tmp.path().join(python::SUBDIR).exists() {
+        let unpacked = tmp.path().join(SUBDIR);
+        check_tree(&unpacked).map_err(|reason| bad(format!("unpacked {reason}")))?;
+        check_members(&unpacked, official).map_err(|reason| bad(format!("archive member {SUBDIR}/{reason}")))?;
+        (SUBDIR, unpacked)
+    } else {
+        let unpacked = tmp.path().join(python::SUBDIR);
+        check_tree(&unpacked).map_err(|reason| bad(format!("unpacked {reason}")))?;
+        check_python_members(&unpacked).map_err(|reason| bad(format!("archive member {}/{reason}", python::SUBDIR)))?;
+        (python::SUBDIR, unpacked)
+    };
+    let target = data_dir.join(subdir);
+    // What is in the way is looked at, not followed: a link of that name is not ours to fill.
+    match fs::symlink_metadata(&target) {
+        Ok(m) if m.is_dir() => {
+            if fs::read_dir(&target).map_err(Error::io(&target))?.next().is_some() {
+                return Err(Error::IncompleteData { path: target, reason: "a folder that is not empty".to_string() });
+            }
+            fs::remove_dir(&target).map_err(Error::io(&target))?;
+        }
+        Ok(m) => {
+            let reason = format!("it is {}, not a folder", file_type_name(&m.file_type()));
+            return Err(Error::IncompleteData { path: target, reason });
+        }
+        Err(_) => {}
     }
-    fs::rename(&unpacked, target).map_err(Error::io(target))?;
-    Ok(())
+    fs::rename(&unpacked, &target).map_err(Error::io(&target))?;
+    Ok(target)
 }
 
 /// Unpacks the members under `cifar-10-batches-bin/` of the gzip-compressed tar `archive` into
@@ -401,11 +576,13 @@ pub(crate) fn unpack(archive: &Path, dir: &Path, limits: &UnpackLimits) -> Resul
         let dest = dir.join(&rel);
         match kind {
             tar::EntryType::Directory => fs::create_dir_all(&dest).map_err(Error::io(&dest))?,
-            tar::EntryType::Regular | tar::EntryType::Continuous | tar::EntryType::GNUSparse if rel == Path::new(SUBDIR) => {
+            tar::EntryType::Regular | tar::EntryType::Continuous | tar::EntryType::GNUSparse
+                if rel == Path::new(SUBDIR) || rel == Path::new(python::SUBDIR) =>
+            {
                 return Err(bad(format!("member {name:?} is a regular file, expected a folder")));
             }
             tar::EntryType::Regular | tar::EntryType::Continuous | tar::EntryType::GNUSparse => {
-                let limit = limits.for_member(rel.file_name().and_then(|n| n.to_str()).unwrap_or(""));
+                let limit = limits.for_member(&rel);
                 if entry.size() > limit {
                     return Err(bad(format!(
                         "member {name:?} declares {} bytes, more than the {limit} bytes such a file may have",
@@ -439,6 +616,7 @@ pub(crate) fn unpack(archive: &Path, dir: &Path, limits: &UnpackLimits) -> Resul
 }
 
 /// The member `name` relative to the archive's root when it is under `cifar-10-batches-bin/`
+/// or `cifar-10-batches-py/`
 /// (`./` prefixes dropped), `None` when it is elsewhere (read past), and an error for a name
 /// that is absolute or climbs out with `..`.
 fn member_path(name: &Path) -> Result<Option<PathBuf>, &'static str> {
@@ -453,7 +631,7 @@ fn member_path(name: &Path) -> Result<Option<PathBuf>, &'static str> {
             }
         }
     }
-    Ok(rel.starts_with(SUBDIR).then_some(rel))
+    Ok((rel.starts_with(SUBDIR) || rel.starts_with(python::SUBDIR)).then_some(rel))
 }
 
 /// The kind of a tar member, in words.
@@ -571,6 +749,11 @@ fn fetch(opts: &DownloadOptions, part: &Path) -> Result<bool> {
                 if kept > 0 {
                     reason += &format!("; the {kept} bytes received are kept in {} and the next run resumes them", part.display());
                 }
+                reason += &format!(
+                    ". Without a network: fetch {ARCHIVE_NAME} (or {PYTHON_ARCHIVE_NAME}) elsewhere and put it in {}, \
+                     or pass --archive FILE; it is verified and unpacked the same way",
+                    opts.data_dir.display()
+                );
                 return Err(Error::Download { url: opts.url.clone(), reason });
             }
         }
@@ -650,6 +833,7 @@ fn fetch_once(agent: &ureq::Agent, opts: &DownloadOptions, part: &Path, bar: &Pr
     }
     bar.set_position(start);
     let mut got = start;
+    let mut speed = SpeedRule::new(opts.speed_limit, opts.speed_time, got);
     let mut body = response.into_body().into_reader();
     let mut buf = vec![0u8; 1 << 16];
     let of_total = |got: u64| total.map_or(format!("{got} bytes"), |t| format!("{got} of {t} bytes"));
@@ -675,11 +859,56 @@ fn fetch_once(agent: &ureq::Agent, opts: &DownloadOptions, part: &Path, bar: &Pr
         file.write_all(&buf[..n]).map_err(|e| Failure::permanent(format!("cannot write {}: {e}", part.display())))?;
         got += n as u64;
         bar.set_position(got);
+        if let Some(slow) = speed.check(got, std::time::Instant::now()) {
+            let _ = file.sync_all();
+            // Not retried: a server this slow stays slow; the next run resumes the bytes kept.
+            return Err(Failure::permanent(format!(
+                "too slow: {slow} after {}, below the --speed-limit of {} bytes/s for --speed-time {} s",
+                of_total(got),
+                opts.speed_limit,
+                opts.speed_time.as_secs_f64()
+            )));
+        }
     }
     file.sync_all().map_err(|e| Failure::permanent(format!("cannot write {}: {e}", part.display())))?;
     match total {
         Some(t) if got < t => Err(Failure::transient(format!("connection closed after {}", of_total(got)))),
         _ => Ok(()),
+    }
+}
+
+/// curl's low-speed rule (`--speed-limit`, `--speed-time`): a transfer whose rate stays below
+/// `limit` bytes/s over a whole window of `time` fails. Windows follow each other; each starts
+/// where the last ended.
+struct SpeedRule {
+    limit: u64,
+    time: Duration,
+    window_start: std::time::Instant,
+    window_bytes_at_start: u64,
+}
+
+impl SpeedRule {
+    fn new(limit: u64, time: Duration, got: u64) -> SpeedRule {
+        SpeedRule { limit, time, window_start: std::time::Instant::now(), window_bytes_at_start: got }
+    }
+
+    /// `Some(what was measured)` when the window ending `now` (with `got` bytes in all) was too
+    /// slow; `None` otherwise (and a new window starts once one is complete).
+    fn check(&mut self, got: u64, now: std::time::Instant) -> Option<String> {
+        if self.limit == 0 || self.time.is_zero() {
+            return None;
+        }
+        let elapsed = now.duration_since(self.window_start);
+        if elapsed < self.time {
+            return None;
+        }
+        let bytes = got - self.window_bytes_at_start;
+        let rate = bytes as f64 / elapsed.as_secs_f64();
+        if rate < self.limit as f64 {
+            return Some(format!("{bytes} bytes in the last {:.1} s ({rate:.1} bytes/s)", elapsed.as_secs_f64()));
+        }
+        (self.window_start, self.window_bytes_at_start) = (now, got);
+        None
     }
 }
 
@@ -807,6 +1036,28 @@ mod tests {
         assert_eq!(opts.byte_limit(), 170_052_171);
         let opts = DownloadOptions { checksum: Checksum::sha256(&"0".repeat(64)).unwrap(), max_bytes: 1234, ..opts };
         assert_eq!(opts.byte_limit(), 1234);
+    }
+
+    #[test]
+    fn the_speed_rule_fails_a_window_below_the_limit_only() {
+        let t0 = std::time::Instant::now();
+        let mut rule = SpeedRule { limit: 100, time: Duration::from_secs(10), window_start: t0, window_bytes_at_start: 0 };
+        // Inside the first window nothing is judged, however slow.
+        assert_eq!(rule.check(1, t0 + Duration::from_secs(9)), None);
+        // 1,000 bytes in 10 s is exactly the limit: fine, and a new window starts there.
+        assert_eq!(rule.check(1000, t0 + Duration::from_secs(10)), None);
+        // 5 more bytes (one every 2 s) in the next 10 s: too slow.
+        let slow = rule.check(1005, t0 + Duration::from_secs(20)).unwrap();
+        assert!(slow.starts_with("5 bytes in the last 10.0 s (0.5 bytes/s)"), "{slow}");
+        let mut off = SpeedRule { limit: 0, ..rule };
+        assert_eq!(off.check(1005, t0 + Duration::from_secs(100)), None);
+    }
+
+    #[test]
+    fn file_urls_name_local_paths() {
+        assert_eq!(file_url_path("file:///srv/a%20b/cifar-10-binary.tar.gz"), Some(PathBuf::from("/srv/a b/cifar-10-binary.tar.gz")));
+        assert_eq!(file_url_path("file://localhost/x.tar.gz"), Some(PathBuf::from("/x.tar.gz")));
+        assert_eq!(file_url_path("https://example.org/x.tar.gz"), None);
     }
 
     #[test]

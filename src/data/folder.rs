@@ -102,6 +102,48 @@ pub fn load(dir: &Path, filter: ResizeFilter, threads: Option<usize>) -> Result<
     Ok((decode_split(&train.files)?, decode_split(&test.files)?))
 }
 
+/// `--split-test FRACTION`: loads one class-folder tree, `dir/<class>/...` (walked as a split
+/// folder is), and splits it into (train, test) as PyTorch's
+/// `random_split(ImageFolder(dir), [n - k, k], generator=torch.Generator().manual_seed(seed))`,
+/// `k = round(fraction * n)` ([`super::split::holdout`], the split `--val-size` makes).
+///
+/// # Errors
+/// As [`load`]; [`Error::BadDataset`] when `dir` holds `train/` and `test/` (then it is not one
+/// tree: drop `--split-test`); [`Error::InvalidConfig`] for `split-test` when the fraction leaves
+/// no test or no training image.
+pub fn load_tree(dir: &Path, filter: ResizeFilter, threads: Option<usize>, fraction: f64, seed: i64) -> Result<(Dataset, Dataset)> {
+    if dir.join(TRAIN_DIR).is_dir() && dir.join(TEST_DIR).is_dir() {
+        return Err(Error::BadDataset {
+            path: dir.to_path_buf(),
+            reason: format!(
+                "holds {TRAIN_DIR}/ and {TEST_DIR}/, a split already: drop --split-test (it splits one tree of class folders, {}/<class>/...)",
+                dir.display()
+            ),
+        });
+    }
+    let tree = scan(dir)?;
+    for line in tree.skipped.warnings(dir) {
+        tracing::warn!("{line}");
+    }
+    let n = tree.files.len();
+    let k = (fraction * n as f64).round() as usize;
+    if k == 0 || k >= n {
+        return Err(Error::InvalidConfig {
+            field: "split-test",
+            value: format!("{fraction:?}"),
+            expected: format!("a fraction that leaves test and training images: {k} of the {n} images in {} would be the test set", dir.display()),
+        });
+    }
+    let pool = rayon::ThreadPoolBuilder::new().num_threads(threads.unwrap_or(0)).build().map_err(|e| Error::BadDataset {
+        path: dir.to_path_buf(),
+        reason: format!("cannot start decoding threads: {e}"),
+    })?;
+    let all = pool.install(|| decode_all(&tree.files, filter, &tree.classes))?;
+    let (train, test) = super::split::holdout(&all, k, seed)?;
+    tracing::info!("split {} into {} training and {k} test images (--split-test {fraction}, seed {seed})", dir.display(), n - k);
+    Ok((train, test))
+}
+
 /// Image files with their labels.
 type Files = Vec<(PathBuf, i64)>;
 
@@ -251,8 +293,34 @@ fn walk(dir: &Path, label: i64, files: &mut Files, skipped: &mut Skipped) -> Res
     Ok(())
 }
 
+/// The image files under `dir` (recursively, as a class folder is walked: [`EXTENSIONS`], hidden
+/// entries skipped, each folder once), in `sorted(os.walk(dir))` order, for `predict DIR`. What
+/// was skipped is logged as one warning.
+///
+/// # Errors
+/// [`Error::Io`] naming a folder that cannot be read; [`Error::BadDataset`] naming `dir` when it
+/// holds no image.
+pub fn images_under(dir: &Path) -> Result<Vec<PathBuf>> {
+    let mut files = Vec::new();
+    let mut skipped = Skipped::default();
+    walk(dir, 0, &mut files, &mut skipped)?;
+    for line in skipped.warnings(dir) {
+        tracing::warn!("{line}");
+    }
+    if files.is_empty() {
+        return Err(Error::BadDataset { path: dir.to_path_buf(), reason: format!("holds no image ({})", EXTENSIONS.join(", ")) });
+    }
+    Ok(files.into_iter().map(|(p, _)| p).collect())
+}
+
 fn is_hidden(name: &OsStr) -> bool {
     name.as_encoded_bytes().first() == Some(&b'.')
+}
+
+/// Whether `path` has one of [`EXTENSIONS`] (any case): an image by its name, as image folders
+/// are read.
+pub fn has_image_extension(path: &Path) -> bool {
+    is_image_name(path)
 }
 
 /// Whether `path` has one of [`EXTENSIONS`] (any case).

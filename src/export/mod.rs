@@ -37,7 +37,7 @@ use std::{
 use tch::Device;
 
 use crate::{
-    checkpoint::{load_model_with_classes, model_path, ClassSource},
+    checkpoint::{load_model_with_classes, ClassSource},
     error::{Error, Result},
 };
 
@@ -97,7 +97,7 @@ pub struct Exported {
 /// [`Error::Torch`] when libtorch cannot trace the model.
 pub fn run_export(opts: &ExportOptions) -> Result<Exported> {
     check_out(&opts.out, opts.force)?;
-    let model_file = model_path(&opts.checkpoint);
+    let model_file = crate::run_state::model_file(&opts.checkpoint)?;
     let mut model = load_model_with_classes(&model_file, Device::Cpu, opts.classes.as_deref())?;
     if model.class_source == ClassSource::Cifar10Default {
         tracing::info!("{} names no classes; storing CIFAR-10's ({})", model_file.display(), crate::report::escape::names(&model.classes));

@@ -14,24 +14,171 @@
 //! * `metadata_props`: `classes`, the class names as a JSON array in label order (as in the
 //!   model file), and `tch_cifar10_version`.
 //!
-//! The protobuf messages are generated at build time (see `build.rs`) from `onnx.proto` of the
-//! onnx 1.23.2 release, vendored beside this file, by rust-protobuf.
+//! The protobuf messages are declared in [`proto`] with `prost`, the protobuf library the
+//! TensorBoard writer uses too (`crate::report::tensorboard`): the fields this export writes,
+//! with the names, types and field numbers of `onnx.proto` of the onnx 1.23.2 release (vendored
+//! beside this file for reference). Repeated integers are written unpacked, as proto2 declares
+//! them there.
 
-use protobuf::Message;
+use prost::Message;
 use tch::{Device, Kind, Tensor};
 
 use crate::{error::Result, model::Net};
 
+/// ONNX's messages, as far as this export uses them (`onnx.proto`, package `onnx`).
 mod proto {
-    include!(concat!(env!("OUT_DIR"), "/onnx_proto/mod.rs"));
+    /// `ModelProto`.
+    #[derive(Clone, PartialEq, prost::Message)]
+    pub struct ModelProto {
+        #[prost(int64, optional, tag = "1")]
+        pub ir_version: Option<i64>,
+        #[prost(message, repeated, tag = "8")]
+        pub opset_import: Vec<OperatorSetIdProto>,
+        #[prost(string, optional, tag = "2")]
+        pub producer_name: Option<String>,
+        #[prost(string, optional, tag = "3")]
+        pub producer_version: Option<String>,
+        #[prost(string, optional, tag = "6")]
+        pub doc_string: Option<String>,
+        #[prost(message, optional, tag = "7")]
+        pub graph: Option<GraphProto>,
+        #[prost(message, repeated, tag = "14")]
+        pub metadata_props: Vec<StringStringEntryProto>,
+    }
+
+    /// `OperatorSetIdProto`.
+    #[derive(Clone, PartialEq, prost::Message)]
+    pub struct OperatorSetIdProto {
+        #[prost(string, optional, tag = "1")]
+        pub domain: Option<String>,
+        #[prost(int64, optional, tag = "2")]
+        pub version: Option<i64>,
+    }
+
+    /// `StringStringEntryProto`.
+    #[derive(Clone, PartialEq, prost::Message)]
+    pub struct StringStringEntryProto {
+        #[prost(string, optional, tag = "1")]
+        pub key: Option<String>,
+        #[prost(string, optional, tag = "2")]
+        pub value: Option<String>,
+    }
+
+    /// `GraphProto`.
+    #[derive(Clone, PartialEq, prost::Message)]
+    pub struct GraphProto {
+        #[prost(message, repeated, tag = "1")]
+        pub node: Vec<NodeProto>,
+        #[prost(string, optional, tag = "2")]
+        pub name: Option<String>,
+        #[prost(message, repeated, tag = "5")]
+        pub initializer: Vec<TensorProto>,
+        #[prost(message, repeated, tag = "11")]
+        pub input: Vec<ValueInfoProto>,
+        #[prost(message, repeated, tag = "12")]
+        pub output: Vec<ValueInfoProto>,
+    }
+
+    /// `NodeProto`.
+    #[derive(Clone, PartialEq, prost::Message)]
+    pub struct NodeProto {
+        #[prost(string, repeated, tag = "1")]
+        pub input: Vec<String>,
+        #[prost(string, repeated, tag = "2")]
+        pub output: Vec<String>,
+        #[prost(string, optional, tag = "3")]
+        pub name: Option<String>,
+        #[prost(string, optional, tag = "4")]
+        pub op_type: Option<String>,
+        #[prost(message, repeated, tag = "5")]
+        pub attribute: Vec<AttributeProto>,
+    }
+
+    /// `AttributeProto` (its `type` is an `AttributeType`: [`ATTRIBUTE_INT`], [`ATTRIBUTE_INTS`]).
+    #[derive(Clone, PartialEq, prost::Message)]
+    pub struct AttributeProto {
+        #[prost(string, optional, tag = "1")]
+        pub name: Option<String>,
+        #[prost(int32, optional, tag = "20")]
+        pub r#type: Option<i32>,
+        #[prost(int64, optional, tag = "3")]
+        pub i: Option<i64>,
+        #[prost(int64, repeated, packed = "false", tag = "8")]
+        pub ints: Vec<i64>,
+    }
+
+    /// `AttributeProto.AttributeType.INT`.
+    pub const ATTRIBUTE_INT: i32 = 2;
+    /// `AttributeProto.AttributeType.INTS`.
+    pub const ATTRIBUTE_INTS: i32 = 7;
+    /// `TensorProto.DataType.FLOAT`.
+    pub const DATA_TYPE_FLOAT: i32 = 1;
+
+    /// `TensorProto`.
+    #[derive(Clone, PartialEq, prost::Message)]
+    pub struct TensorProto {
+        #[prost(int64, repeated, packed = "false", tag = "1")]
+        pub dims: Vec<i64>,
+        #[prost(int32, optional, tag = "2")]
+        pub data_type: Option<i32>,
+        #[prost(string, optional, tag = "8")]
+        pub name: Option<String>,
+        #[prost(bytes = "vec", optional, tag = "9")]
+        pub raw_data: Option<Vec<u8>>,
+    }
+
+    /// `ValueInfoProto`.
+    #[derive(Clone, PartialEq, prost::Message)]
+    pub struct ValueInfoProto {
+        #[prost(string, optional, tag = "1")]
+        pub name: Option<String>,
+        #[prost(message, optional, tag = "2")]
+        pub r#type: Option<TypeProto>,
+    }
+
+    /// `TypeProto` (only its `tensor_type`, field 1 of the `value` oneof).
+    #[derive(Clone, PartialEq, prost::Message)]
+    pub struct TypeProto {
+        #[prost(message, optional, tag = "1")]
+        pub tensor_type: Option<TypeTensor>,
+    }
+
+    /// `TypeProto.Tensor`.
+    #[derive(Clone, PartialEq, prost::Message)]
+    pub struct TypeTensor {
+        #[prost(int32, optional, tag = "1")]
+        pub elem_type: Option<i32>,
+        #[prost(message, optional, tag = "2")]
+        pub shape: Option<TensorShapeProto>,
+    }
+
+    /// `TensorShapeProto`.
+    #[derive(Clone, PartialEq, prost::Message)]
+    pub struct TensorShapeProto {
+        #[prost(message, repeated, tag = "1")]
+        pub dim: Vec<Dimension>,
+    }
+
+    /// `TensorShapeProto.Dimension`.
+    #[derive(Clone, PartialEq, prost::Message)]
+    pub struct Dimension {
+        #[prost(oneof = "DimensionValue", tags = "1, 2")]
+        pub value: Option<DimensionValue>,
+    }
+
+    /// `TensorShapeProto.Dimension.value`.
+    #[derive(Clone, PartialEq, prost::Oneof)]
+    pub enum DimensionValue {
+        #[prost(int64, tag = "1")]
+        DimValue(i64),
+        #[prost(string, tag = "2")]
+        DimParam(String),
+    }
 }
 
-use proto::onnx::{
-    attribute_proto::AttributeType,
-    tensor_proto::DataType,
-    tensor_shape_proto::{dimension, Dimension},
-    type_proto, AttributeProto, GraphProto, ModelProto, NodeProto, OperatorSetIdProto, StringStringEntryProto,
-    TensorProto, TensorShapeProto, TypeProto, ValueInfoProto,
+use proto::{
+    AttributeProto, Dimension, DimensionValue, GraphProto, ModelProto, NodeProto, OperatorSetIdProto, StringStringEntryProto,
+    TensorProto, TensorShapeProto, TypeProto, TypeTensor, ValueInfoProto, ATTRIBUTE_INT, ATTRIBUTE_INTS, DATA_TYPE_FLOAT,
 };
 
 /// Operator set of the default ONNX domain (ONNX 1.12, 2022).
@@ -106,18 +253,17 @@ pub(crate) fn encode(net: &Net, classes: &[String]) -> Result<Vec<u8>> {
     };
     let model = ModelProto {
         ir_version: Some(IR_VERSION),
-        opset_import: vec![OperatorSetIdProto { domain: Some(String::new()), version: Some(OPSET), ..Default::default() }],
+        opset_import: vec![OperatorSetIdProto { domain: Some(String::new()), version: Some(OPSET) }],
         producer_name: Some("tch-cifar10".into()),
         producer_version: Some(env!("CARGO_PKG_VERSION").into()),
         doc_string: Some(DOC.into()),
-        graph: Some(graph).into(),
+        graph: Some(graph),
         metadata_props: vec![
             entry("classes", &serde_json::to_string(classes).expect("strings serialise to JSON")),
             entry("tch_cifar10_version", env!("CARGO_PKG_VERSION")),
         ],
-        ..Default::default()
     };
-    Ok(model.write_to_bytes().expect("a model of a few hundred KB serialises"))
+    Ok(model.encode_to_vec())
 }
 
 /// A float32 initializer holding `t`, little-endian.
@@ -127,9 +273,8 @@ fn initializer(name: &str, t: &Tensor) -> Result<TensorProto> {
     Ok(TensorProto {
         name: Some(name.into()),
         dims: t.size(),
-        data_type: Some(DataType::FLOAT as i32),
+        data_type: Some(DATA_TYPE_FLOAT),
         raw_data: Some(values.iter().flat_map(|v| v.to_le_bytes()).collect()),
-        ..Default::default()
     })
 }
 
@@ -140,21 +285,20 @@ fn node(op: &str, name: &str, inputs: &[&str], output: &str, attribute: Vec<Attr
         input: inputs.iter().map(|s| s.to_string()).collect(),
         output: vec![output.into()],
         attribute,
-        ..Default::default()
     }
 }
 
 fn ints(name: &str, values: &[i64]) -> AttributeProto {
     AttributeProto {
         name: Some(name.into()),
-        type_: Some(AttributeType::INTS.into()),
+        r#type: Some(ATTRIBUTE_INTS),
         ints: values.to_vec(),
-        ..Default::default()
+        i: None,
     }
 }
 
 fn int(name: &str, value: i64) -> AttributeProto {
-    AttributeProto { name: Some(name.into()), type_: Some(AttributeType::INT.into()), i: Some(value), ..Default::default() }
+    AttributeProto { name: Some(name.into()), r#type: Some(ATTRIBUTE_INT), i: Some(value), ints: Vec::new() }
 }
 
 /// A float32 tensor value; `None` dimensions are the [`BATCH`] parameter.
@@ -163,26 +307,17 @@ fn value_info(name: &str, dims: &[Option<i64>]) -> ValueInfoProto {
         .iter()
         .map(|d| Dimension {
             value: Some(match d {
-                Some(n) => dimension::Value::DimValue(*n),
-                None => dimension::Value::DimParam(BATCH.into()),
+                Some(n) => DimensionValue::DimValue(*n),
+                None => DimensionValue::DimParam(BATCH.into()),
             }),
-            ..Default::default()
         })
         .collect();
-    let tensor = type_proto::Tensor {
-        elem_type: Some(DataType::FLOAT as i32),
-        shape: Some(TensorShapeProto { dim, ..Default::default() }).into(),
-        ..Default::default()
-    };
-    ValueInfoProto {
-        name: Some(name.into()),
-        type_: Some(TypeProto { value: Some(type_proto::Value::TensorType(tensor)), ..Default::default() }).into(),
-        ..Default::default()
-    }
+    let tensor = TypeTensor { elem_type: Some(DATA_TYPE_FLOAT), shape: Some(TensorShapeProto { dim }) };
+    ValueInfoProto { name: Some(name.into()), r#type: Some(TypeProto { tensor_type: Some(tensor) }) }
 }
 
 fn entry(key: &str, value: &str) -> StringStringEntryProto {
-    StringStringEntryProto { key: Some(key.into()), value: Some(value.into()), ..Default::default() }
+    StringStringEntryProto { key: Some(key.into()), value: Some(value.into()) }
 }
 
 #[cfg(test)]
@@ -201,11 +336,15 @@ mod tests {
             }
         });
         let classes = ["a", "b", "c", "d"].map(String::from);
-        let model = ModelProto::parse_from_bytes(&encode(&net, &classes).unwrap()).unwrap();
+        let model = ModelProto::decode(encode(&net, &classes).unwrap().as_slice()).unwrap();
         assert_eq!((model.ir_version(), model.opset_import[0].version()), (IR_VERSION, OPSET));
         assert_eq!(model.metadata_props[0].value(), r#"["a","b","c","d"]"#);
         let g = model.graph.as_ref().unwrap();
         let ops: Vec<&str> = g.node.iter().map(|n| n.op_type()).collect();
+        let gemm = &g.node[7].attribute[0];
+        assert_eq!((gemm.name(), gemm.r#type(), gemm.i()), ("transB", ATTRIBUTE_INT, 1));
+        let conv = &g.node[0].attribute[0];
+        assert_eq!((conv.name(), conv.r#type(), conv.ints.as_slice()), ("kernel_shape", ATTRIBUTE_INTS, &[5i64, 5][..]));
         assert_eq!(ops, ["Conv", "Relu", "MaxPool", "Conv", "Relu", "MaxPool", "Flatten", "Gemm", "Relu", "Gemm", "Relu", "Gemm"]);
         // Each node reads what the one before wrote; the last writes the output.
         for pair in g.node.windows(2) {
@@ -217,7 +356,8 @@ mod tests {
         let fc3_bias = &g.initializer[9];
         assert_eq!(fc3_bias.dims, [4]);
         assert_eq!(fc3_bias.raw_data(), 9.5f32.to_le_bytes().repeat(4));
-        let out = &g.output[0].type_.tensor_type().shape.dim;
-        assert_eq!((out[0].dim_param(), out[1].dim_value()), (BATCH, 4));
+        let out = &g.output[0].r#type.as_ref().unwrap().tensor_type.as_ref().unwrap().shape.as_ref().unwrap().dim;
+        assert_eq!(out[0].value, Some(DimensionValue::DimParam(BATCH.into())));
+        assert_eq!(out[1].value, Some(DimensionValue::DimValue(4)));
     }
 }

@@ -52,6 +52,13 @@ impl LrScheduleKind {
     pub fn per_step(self) -> bool {
         self == LrScheduleKind::Onecycle
     }
+
+    /// Whether the rates depend on the run's length (cosine's `T_max`, OneCycle's total
+    /// steps), so that a run extended with `--resume --epochs N` differs from one started
+    /// with N epochs; the others are functions of the epoch (and step) alone.
+    pub fn depends_on_length(self) -> bool {
+        matches!(self, LrScheduleKind::Cosine | LrScheduleKind::Onecycle)
+    }
 }
 
 /// Everything a schedule needs: the recipe's schedule settings (`lr_schedule`, `milestones`,

@@ -395,6 +395,34 @@ fn curves_panel(area: &DrawingArea<TextBackend<'_>, Shift>, runs: &[RunCurves], 
         area.draw(&Text::new(text, (px - base_x, py - base_y - 4), style))?;
     }
 
+    // The legend goes in the corner its box covers the fewest curve points in (curves sampled
+    // along their segments), in plot fractions.
+    let (plot_w, plot_h) = chart.plotting_area().dim_in_pixel();
+    let mut fractions = Vec::new();
+    let mut rows = 0usize;
+    let mut widest = 0usize;
+    for run in runs {
+        for (s, (split, _)) in SPLITS.iter().enumerate() {
+            let points = series(run, s);
+            if points.is_empty() {
+                continue;
+            }
+            rows += 1;
+            widest = widest.max(if several { run.label.chars().count() + 1 + split.len() } else { split.len() });
+            let at = |(x, y): (f64, f64)| ((x - x_lo) / (x_hi - x_lo), (y - y_lo) / (y_hi - y_lo));
+            fractions.push(at(points[0]));
+            for w in points.windows(2) {
+                for k in 1..=8 {
+                    let t = k as f64 / 8.0;
+                    fractions.push(at((w[0].0 + t * (w[1].0 - w[0].0), w[0].1 + t * (w[1].1 - w[0].1))));
+                }
+            }
+        }
+    }
+    // About 8 px a character of the 15 px font, the 24 px key and margins; 20 px a row.
+    let legend = ((widest * 8 + 50) as f64 / plot_w.max(1) as f64, (rows * 20 + 12) as f64 / plot_h.max(1) as f64);
+    let corner = legend_corner(&fractions, legend);
+
     for (i, run) in runs.iter().enumerate() {
         for (s, (split, _)) in SPLITS.iter().enumerate() {
             let points = series(run, s);
@@ -433,12 +461,31 @@ fn curves_panel(area: &DrawingArea<TextBackend<'_>, Shift>, runs: &[RunCurves], 
     }
     chart
         .configure_series_labels()
-        .position(if panel == Panel::Loss { SeriesLabelPosition::UpperRight } else { SeriesLabelPosition::LowerRight })
+        .position(corner)
         .label_font((FONT, 15))
         .background_style(WHITE.mix(0.85))
         .border_style(RGBColor(180, 180, 180))
         .draw()?;
     Ok(())
+}
+
+/// The corner of the plot whose legend box (`size`: width and height as fractions of the plot)
+/// holds the fewest of `points` (x and y as fractions of the plot, y up): upper right, upper
+/// left, lower right, lower left, the first of those on a tie, so an empty corner is taken.
+fn legend_corner(points: &[(f64, f64)], size: (f64, f64)) -> SeriesLabelPosition {
+    // A margin of 2 % around the box, as the legend sits a little inside the corner.
+    let (w, h) = (size.0 + 0.02, size.1 + 0.02);
+    let corners = [
+        (SeriesLabelPosition::UpperRight, 1.0 - w, 1.0, 1.0 - h, 1.0),
+        (SeriesLabelPosition::UpperLeft, 0.0, w, 1.0 - h, 1.0),
+        (SeriesLabelPosition::LowerRight, 1.0 - w, 1.0, 0.0, h),
+        (SeriesLabelPosition::LowerLeft, 0.0, w, 0.0, h),
+    ];
+    let covered = |&(_, x0, x1, y0, y1): &(SeriesLabelPosition, f64, f64, f64, f64)| {
+        points.iter().filter(|&&(x, y)| (x0..=x1).contains(&x) && (y0..=y1).contains(&y)).count()
+    };
+    let best = corners.iter().min_by_key(|c| covered(c)).expect("four corners");
+    best.0.clone()
 }
 
 /// Draws a confusion matrix to `path` ([`CONFUSION_SIZE`]): `matrix[t][p]` counts the images of
@@ -551,6 +598,27 @@ mod tests {
         assert_eq!(legend_labels(&files, &[]), ["runs/1/x", "runs/2/x", "a/m.jsonl", "b/m.jsonl"]);
         let given = ["PyTorch".to_string(), "tch".to_string()];
         assert_eq!(legend_labels(&files[..2], &given), given);
+    }
+
+    #[test]
+    fn the_legend_takes_the_corner_the_curves_leave_free() {
+        let corner = |points: &[(f64, f64)]| format!("{:?}", legend_corner(points, (0.3, 0.2)));
+        // A falling loss curve leaves the upper right free.
+        let falling: Vec<_> = (0..=20).map(|i| (i as f64 / 20.0, 0.9 - 0.8 * (i as f64 / 20.0).sqrt())).collect();
+        assert_eq!(corner(&falling), "UpperRight");
+        // A rising accuracy curve that ends high: the upper right is taken, the upper left free.
+        let rising: Vec<_> = (0..=20).map(|i| (i as f64 / 20.0, 0.1 + 0.85 * (i as f64 / 20.0).sqrt())).collect();
+        assert_eq!(corner(&rising), "UpperLeft");
+        // A curve along the top from the left and one rising late on the right: the lower right.
+        let mut top_and_late: Vec<_> = (0..=20).map(|i| (i as f64 / 20.0, 0.9)).collect();
+        top_and_late.extend((0..=20).map(|i| (i as f64 / 20.0, if i < 10 { 0.05 } else { 0.5 })));
+        assert_eq!(corner(&top_and_late), "LowerRight");
+        // Flat curves along the top and the bottom: no corner is free, so the one with the fewest
+        // points is taken (here the upper left, where the top curve starts late).
+        let mut both: Vec<_> = (0..=20).map(|i| (i as f64 / 20.0, 0.95)).collect();
+        both.extend((0..=20).map(|i| (i as f64 / 20.0, 0.05)));
+        both.retain(|&(x, y)| !(y > 0.5 && x < 0.3));
+        assert_eq!(corner(&both), "UpperLeft");
     }
 
     #[test]

@@ -32,6 +32,7 @@ pub fn to_args(cfg: &TrainConfig) -> Vec<OsString> {
         dataset,
         resize_filter,
         val_size,
+        split_test,
         early_stop_patience,
         checkpoint_every,
         init_from,
@@ -42,6 +43,7 @@ pub fn to_args(cfg: &TrainConfig) -> Vec<OsString> {
         cuda_graphs,
         deterministic,
         recipe,
+        extended_from: _, // a record of the run's history, not a setting of a new run
     } = cfg;
     let mut args: Vec<OsString> = Vec::new();
     let mut flag = |name: &str, value: &dyn AsRef<OsStr>| {
@@ -58,6 +60,9 @@ pub fn to_args(cfg: &TrainConfig) -> Vec<OsString> {
     flag("dataset", &value_name(dataset));
     flag("resize-filter", &value_name(resize_filter));
     flag("val-size", &val_size.to_string());
+    if let Some(f) = split_test {
+        flag("split-test", &format!("{f:?}"));
+    }
     if let Some(p) = early_stop_patience {
         flag("early-stop-patience", &p.to_string());
     }

@@ -13,7 +13,7 @@
 use std::path::Path;
 
 use crate::{
-    checkpoint::model_file::{self, model_path},
+    checkpoint::model_file,
     config::Freeze,
     error::Result,
     model::Net,
@@ -25,7 +25,7 @@ use crate::{
 /// # Errors
 /// An unreadable or mismatched model file, named.
 pub fn load_pretrained(net: &Net, from: &Path, classes: &[String]) -> Result<()> {
-    let path = model_path(from);
+    let path = crate::run_state::model_file(from)?;
     let file = model_file::read_model_file(&path)?;
     let same_head = file.classes.as_deref() == Some(classes);
     let mut kept = 0;

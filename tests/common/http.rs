@@ -1,6 +1,6 @@
 //! A small HTTP/1.1 server on 127.0.0.1 for the download tests, serving one body with a scripted
 //! behaviour per request (answer, honour `Range`, cut the connection, fail with a status, stall,
-//! announce a huge size, send without end), and recording each request's `Range` header; plus a
+//! announce a huge size, send without end, trickle), and recording each request's `Range` header; plus a
 //! builder of `.tar.gz` archives shaped like the official CIFAR-10 binary release, with members
 //! of one's own added (links, devices, oversized files).
 
@@ -32,6 +32,9 @@ pub enum Plan {
     /// 200 without a `Content-Length`, then zeros without end (until the client hangs up, or
     /// 1 GiB so that a test cannot run away).
     Endless,
+    /// 200 announcing the whole body, then one byte of it at each interval (until the client
+    /// hangs up or the body is sent).
+    Trickle(Duration),
 }
 
 /// A running server; it lives until the test process ends.
@@ -117,6 +120,15 @@ fn respond(mut stream: TcpStream, body: &[u8], plan: Plan, range: Option<String>
             let zeros = vec![0u8; 1 << 16];
             for _ in 0..(1 << 14) {
                 stream.write_all(&zeros)?;
+            }
+            Ok(())
+        }
+        Plan::Trickle(every) => {
+            stream.write_all(head("200 OK", String::new(), body.len()).as_bytes())?;
+            for byte in body {
+                stream.write_all(std::slice::from_ref(byte))?;
+                stream.flush()?;
+                std::thread::sleep(every);
             }
             Ok(())
         }

@@ -95,11 +95,42 @@ fn find_for(dir: &Path, test_only: bool) -> Result<Located> {
             python::SUBDIR
         ),
         looked: vec![dir.join(binary::SUBDIR), dir.join(python::SUBDIR), dir.to_path_buf()],
-        hint: "run `tch-cifar10 download --data-dir DIR` (or `train --download`), or unpack the official \
-               cifar-10-binary.tar.gz or cifar-10-python.tar.gz there (torchvision's \
-               `datasets.CIFAR10(root=DIR, download=True)` leaves the python one)"
-            .to_string(),
+        hint: not_found_hint(dir),
     })
+}
+
+/// What to do when `dir` holds no CIFAR-10: `--dataset folder` when it looks like an image
+/// folder (`train/` and `test/` subfolders), otherwise how to get the data, with the command
+/// named as the user invoked the program.
+fn not_found_hint(dir: &Path) -> String {
+    let shown = dir.to_string_lossy();
+    if dir.join("train").is_dir() && dir.join("test").is_dir() {
+        return format!(
+            "{shown} holds train/ and test/ folders, as image folders do: for those, add `--dataset folder` \
+             (e.g. `{}`)",
+            crate::program::command(&["train", "--dataset", "folder", "--data-dir", &shown])
+        );
+    }
+    // One tree of class folders holding images: an image folder without its train/test split.
+    let image_classes = std::fs::read_dir(dir).map_or(0, |entries| {
+        entries
+            .filter_map(|e| e.ok().map(|e| e.path()))
+            .filter(|p| p.is_dir() && std::fs::read_dir(p).is_ok_and(|mut files| files.any(|f| f.is_ok_and(|f| crate::data::folder::has_image_extension(&f.path())))))
+            .count()
+    });
+    if image_classes >= 2 {
+        return format!(
+            "{shown} holds {image_classes} folders of images, as one class-folder tree does: for that, add \
+             `--dataset folder --split-test 0.2` (e.g. `{}`)",
+            crate::program::command(&["train", "--dataset", "folder", "--split-test", "0.2", "--data-dir", &shown])
+        );
+    }
+    format!(
+        "run `{}` (or `train --download`; without a network it unpacks a cifar-10-binary.tar.gz or \
+         cifar-10-python.tar.gz that you put in {shown}, or one given with `--archive FILE`), or unpack the official \
+         archive there yourself (torchvision's `datasets.CIFAR10(root=DIR, download=True)` leaves the python layout)",
+        crate::program::command(&["download", "--data-dir", &shown])
+    )
 }
 
 /// The folder holding the CIFAR-10 files under `dir` (see [`find`]).

@@ -4,7 +4,7 @@
 Run it with the Python that scripts/setup-libtorch installs (torch 2.11.0, onnxruntime, onnx,
 safetensors):
 
-  .torch-venv/bin/python scripts/export_check.py --input X.safetensors --logits-out L.safetensors \
+  .torch-venv/bin/python scripts/dev/export_check.py --input X.safetensors --logits-out L.safetensors \
       [--torchscript model.pt] [--onnx model.onnx]
 
 `X.safetensors` holds any number of float32 tensors `[N, 3, 32, 32]` (already normalised). The

@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Prints what TensorBoard itself reads from a log directory, as JSON on stdout.
 
-    .torch-venv/bin/python scripts/read_tensorboard.py LOGDIR
+    .torch-venv/bin/python scripts/dev/read_tensorboard.py LOGDIR
 
 {"scalars": {run: {tag: [[step, value], ...]}}, "hparams": {run: {tag: HParamsPluginData as
 JSON}}}, through the `tensorboard` package's event multiplexer and data provider (what the

@@ -5,7 +5,7 @@ training loop steps them (OneCycleLR after every batch, the others after every e
 training. Prints one JSON object: {"lr": [...], "momentum": [...]}, one entry per step, each
 float as the 64 bits of the IEEE double (an integer), so that every bit survives.
 
-    .torch-venv/bin/python scripts/schedule_rates.py --epochs 50 --steps-per-epoch 7 --lr-schedule cosine
+    .torch-venv/bin/python scripts/dev/schedule_rates.py --epochs 50 --steps-per-epoch 7 --lr-schedule cosine
 
 Used by tests/recipes.rs to check src/recipe/schedule.rs float for float.
 """
@@ -15,7 +15,7 @@ import os
 import struct
 import sys
 
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))  # scripts/, for pytorch_reference
 import torch  # noqa: E402
 
 import pytorch_reference  # noqa: E402

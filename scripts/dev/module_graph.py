@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Prints which top-level module of src/ uses which (`crate::X` paths outside comments and unit
 tests), and any import circle among them (strongly connected components). Run from the repo root:
-`python3 scripts/module_graph.py`; exits 1 when there is a circle."""
+`python3 scripts/dev/module_graph.py`; exits 1 when there is a circle."""
 import os,re,sys,itertools
 root='src'
 edges={}

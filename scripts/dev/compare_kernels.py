@@ -3,7 +3,7 @@ reference` (the accuracy table of the README): each run's final test accuracy (f
 metrics.jsonl), the largest step-loss difference over the first N steps and over all steps, and how
 many of the first N are identical.
 
-  python3 scripts/compare_kernels.py REF_RUN REF.steps.jsonl FAST_RUN FAST.steps.jsonl [--first 100]
+  python3 scripts/dev/compare_kernels.py REF_RUN REF.steps.jsonl FAST_RUN FAST.steps.jsonl [--first 100]
 
 where a run is the folder `tch-cifar10 train --out` made and the steps file what its
 `--steps-jsonl` wrote (one `{"epoch", "step", "loss"}` line a step). Standard library only.

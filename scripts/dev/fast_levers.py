@@ -4,7 +4,7 @@ kernels as tch-cifar10: each variant adds one lever to the one before, or swaps 
 run in turn, --rounds times, and each prints the median and the spread (min..max) of its
 per-round median step time, and that time as seconds per 50,000-image epoch (500 steps).
 
-  .torch-venv/bin/python scripts/fast_levers.py --threads 2 --rounds 7
+  .torch-venv/bin/python scripts/dev/fast_levers.py --threads 2 --rounds 7
 """
 
 import argparse
