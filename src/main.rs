@@ -5,9 +5,8 @@
 mod cli;
 
 use std::{
-    io::{IsTerminal, Write},
+    io::IsTerminal,
     process::ExitCode,
-    sync::atomic::{AtomicBool, Ordering},
 };
 
 use anyhow::Context;
@@ -44,29 +43,12 @@ fn main() -> ExitCode {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) if matches!(e.downcast_ref::<Error>(), Some(Error::Interrupted { .. } | Error::SweepInterrupted { .. })) => {
             eprintln!("{}", report::escape::escape_control_lines(&e.to_string()));
-            ExitCode::from(130)
+            ExitCode::from(tch_cifar10::signals::INTERRUPTED_STATUS)
         }
         Err(e) => {
             eprintln!("error: {}", report::escape::escape_control_lines(&format!("{e:#}"))); // names from files
             ExitCode::FAILURE
         }
-    }
-}
-
-/// Set by the first Ctrl-C: training saves its state after the current step and stops.
-static STOP: AtomicBool = AtomicBool::new(false);
-
-/// First Ctrl-C: ask the run to save and stop; a second one exits at once.
-fn install_ctrl_c() {
-    let handler = || {
-        if STOP.swap(true, Ordering::SeqCst) {
-            std::process::exit(130);
-        }
-        // Through the log writer, so that progress bars do not draw over it.
-        let _ = writeln!(progress::LogWriter, "\ninterrupt: saving the training state after this step (Ctrl-C again to quit now)");
-    };
-    if let Err(e) = ctrlc::set_handler(handler) {
-        tracing::warn!("no Ctrl-C handler ({e}): an interrupt will lose the epoch in progress");
     }
 }
 
@@ -95,13 +77,13 @@ fn run(command: Command, quiet: bool) -> anyhow::Result<()> {
     match command {
         Command::Finetune(args) => {
             anyhow::ensure!(args.train.resume.is_none(), "finetune starts a run: continue one with `tch-cifar10 train --resume DIR`");
-            install_ctrl_c();
+            let stop = tch_cifar10::signals::install();
             let extras = args.train.extras(quiet)?;
-            let run = tch_cifar10::run_train(&TrainConfig::from(args), &extras, reporter_for(quiet).as_mut(), Some(&STOP));
+            let run = tch_cifar10::run_train(&TrainConfig::from(args), &extras, reporter_for(quiet).as_mut(), Some(stop));
             finish_train(run, quiet)?;
         }
         Command::Train(args) => {
-            install_ctrl_c();
+            let stop = tch_cifar10::signals::install();
             let mut reporter = reporter_for(quiet);
             let run = match args.resume.clone() {
                 Some(dir) => {
@@ -113,11 +95,11 @@ fn run(command: Command, quiet: bool) -> anyhow::Result<()> {
                         cuda_graphs: args.cuda_graphs,
                         deterministic: args.deterministic,
                     };
-                    tch_cifar10::resume_train(&dir, &opts, reporter.as_mut(), Some(&STOP))
+                    tch_cifar10::resume_train(&dir, &opts, reporter.as_mut(), Some(stop))
                 }
                 None => {
                     let extras = args.extras(quiet)?;
-                    tch_cifar10::run_train(&TrainConfig::from(args), &extras, reporter.as_mut(), Some(&STOP))
+                    tch_cifar10::run_train(&TrainConfig::from(args), &extras, reporter.as_mut(), Some(stop))
                 }
             };
             finish_train(run, quiet)?;
@@ -155,8 +137,8 @@ fn run(command: Command, quiet: bool) -> anyhow::Result<()> {
             println!("{}", exported.out.display());
         }
         Command::Sweep(args) => {
-            install_ctrl_c();
-            let outcome = tch_cifar10::sweep::run(&args.request(quiet)?, Some(&STOP)).context("sweep failed")?;
+            let stop = tch_cifar10::signals::install();
+            let outcome = tch_cifar10::sweep::run(&args.request(quiet)?, Some(stop)).context("sweep failed")?;
             print!("{}", outcome.report);
             outcome.status()?;
         }
