@@ -326,3 +326,36 @@ fn resuming_a_finished_run_is_refused_and_changes_nothing() {
     assert!(err.contains("has not finished") && err.contains("summary.json") && err.contains("eval --checkpoint"), "{err}");
     assert_eq!(snapshot(), before);
 }
+
+/// A run killed before its first checkpoint (kill -9, the OOM killer, a lost node) leaves
+/// `config.json` and no checkpoint: `train --resume` starts it from its first step with the
+/// recorded settings (not those of the command line) and ends as the uninterrupted run.
+#[test]
+fn a_run_killed_before_its_first_checkpoint_resumes_from_its_first_step() {
+    let data = common::synthetic_cifar(60, 20, 3);
+    let full = data.path().join("full");
+    let o = bin().args(train_args(data.path(), &full, "2")).output().unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+
+    // What the killed run left: its settings, and a torn metrics line.
+    let killed = data.path().join("killed");
+    std::fs::create_dir(&killed).unwrap();
+    std::fs::copy(full.join("config.json"), killed.join("config.json")).unwrap();
+    std::fs::write(killed.join("metrics.jsonl"), b"{\"epoch\": 1, \"lo").unwrap();
+    // A new run there is refused, naming --resume.
+    let o = bin().args(train_args(data.path(), &killed, "2")).output().unwrap();
+    let stderr = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(o.status.code(), Some(1), "{stderr}");
+    assert!(stderr.contains("--resume") && stderr.contains("config.json"), "{stderr}");
+
+    let o = bin().args(["train", "--resume", killed.to_str().unwrap()]).output().unwrap();
+    let stderr = String::from_utf8_lossy(&o.stderr);
+    assert!(o.status.success(), "{stderr}");
+    assert!(stderr.contains("starts from its first step"), "{stderr}");
+    assert!(same(&final_tensors(&full), &final_tensors(&killed)), "weights or momentum differ");
+    let epochs = |run: &Path| std::fs::read_to_string(run.join("metrics.jsonl")).unwrap().lines().count();
+    assert_eq!((epochs(&full), epochs(&killed)), (2, 2));
+    // A second resume finds it finished.
+    let o = bin().args(["train", "--resume", killed.to_str().unwrap()]).output().unwrap();
+    assert_eq!(o.status.code(), Some(1));
+}

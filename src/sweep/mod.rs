@@ -6,8 +6,9 @@
 //! child process of this binary (`tch-cifar10 -q train ... --out DIR/trials/<id>`, its output
 //! in `train.log` there): thread count, the global generator, the Ctrl-C flag and the CUDA
 //! context are per process, and `--print-commands` prints exactly the commands the sweep runs.
-//! The sweep plans from the trial folders' own files (finished if `summary.json`, resumable if
-//! `checkpoint.safetensors`, else new), prunes by sending a run the SIGINT a user's Ctrl-C
+//! The sweep plans from the trial folders' own files (finished if `summary.json`, resumed with
+//! `train --resume` if `config.json`, which starts again a trial killed before its first
+//! checkpoint, else new), prunes by sending a run the SIGINT a user's Ctrl-C
 //! would, and builds its tables from `summary.json` and `metrics.jsonl`; it never calls the
 //! training code itself.
 
@@ -284,9 +285,11 @@ pub fn differences(saved: &SweepSpec, now: &SweepSpec) -> Vec<String> {
         .collect()
 }
 
-/// Whether `trial` has a saved training state to continue from (stopped, or failed after it).
+/// Whether `trial` has started: its folder holds `config.json`, and `train --resume` continues
+/// it from its saved training state (stopped, or failed after it), or starts it again with the
+/// recorded settings when it was killed before its first checkpoint.
 fn resumable(trial: &Trial) -> bool {
-    trial.dir.join(crate::checkpoint::state::FILE).is_file()
+    trial.dir.join(crate::run::CONFIG_FILE).is_file()
 }
 
 /// The arguments that run `trial`: `train --resume` when it is [`resumable`], else its whole
@@ -549,7 +552,7 @@ mod tests {
         assert!(args(&t).contains(&"--lr".to_string()));
         std::fs::create_dir_all(&t.dir).unwrap();
         std::fs::write(t.dir.join(results::FAILED_FILE), r#"{"reason": "diverged"}"#).unwrap();
-        std::fs::write(t.dir.join(crate::checkpoint::state::FILE), b"").unwrap();
+        std::fs::write(t.dir.join(crate::run::CONFIG_FILE), b"{}").unwrap();
         assert_eq!(results::status(&t.dir), (Status::Failed, "diverged".to_string()));
         assert_eq!(args(&t), ["-q", "train", "--resume", t.dir.to_str().unwrap(), "--device", "auto"]);
     }
