@@ -119,6 +119,11 @@ pub enum Error {
     #[error("{}: {reason}", path.display())]
     BadSweep { path: PathBuf, reason: String },
 
+    /// A Slurm command (`sbatch`, `squeue`) of `sweep --slurm` is missing or failed, or the
+    /// sweep is already queued; the reason holds the command's standard error.
+    #[error("{command}: {reason} (nothing was submitted)")]
+    Slurm { command: String, reason: String },
+
     /// A sweep was interrupted (Ctrl-C); its running trials saved their state.
     #[error("sweep interrupted: finished trials are kept and running ones saved their state; run the same command again to continue (in {})", dir.display())]
     SweepInterrupted { dir: PathBuf },

@@ -136,6 +136,12 @@ fn run(command: Command, quiet: bool) -> anyhow::Result<()> {
             let exported = tch_cifar10::export::run_export(&(&args).into()).context("export failed")?;
             println!("{}", exported.out.display());
         }
+        Command::Sweep(args) if args.run_trial.is_some() => {
+            let (Some(position), Some(dir)) = (args.run_trial, args.train.out.as_deref()) else {
+                anyhow::bail!("--run-trial N needs --out DIR, the sweep's folder");
+            };
+            tch_cifar10::sweep::slurm::run_trial(dir, position, args.train.threads, args.train.device).context("sweep trial failed")?;
+        }
         Command::Sweep(args) => {
             let stop = tch_cifar10::signals::install();
             let outcome = tch_cifar10::sweep::run(&args.request(quiet)?, Some(stop)).context("sweep failed")?;
