@@ -8,6 +8,7 @@ mod common;
 
 use std::{
     collections::BTreeMap,
+    io::Write,
     path::{Path, PathBuf},
     process::Command,
     time::{Duration, Instant},
@@ -182,7 +183,12 @@ fn slurm_or_skip(test: &str) -> bool {
             std::env::var_os("TCH_CIFAR10_REQUIRE_SLURM").is_none(),
             "{test}: TCH_CIFAR10_REQUIRE_SLURM is set but no Slurm cluster answers (`scripts/slurm-local up`)"
         );
-        eprintln!("SKIPPED {test}: no Slurm cluster answers `sinfo`; run `sudo scripts/slurm-local up` (a one-node cluster), then this test, then `sudo scripts/slurm-local down`");
+        // Straight to stderr, past the test harness's capture, so that the skip shows.
+        let _ = writeln!(
+            std::io::stderr(),
+            "\nSKIPPED {test}: no Slurm cluster answers `sinfo`; to run it: `sudo scripts/slurm-local up` (a one-node cluster), \
+             `cargo test --test slurm`, then `sudo scripts/slurm-local down`"
+        );
     }
     up
 }
