@@ -10,7 +10,7 @@ use tch_cifar10::{
     sweep::{
         prune::PruneRule,
         space::{self, Param, Space, Spec},
-        SweepOptions, SweepRequest, SweepSpec,
+        slurm::SlurmOptions, SweepOptions, SweepRequest, SweepSpec,
     },
     config::{CudaGraphs, Freeze, Kernels, RecipeConfig},
     recipe::{
@@ -437,11 +437,24 @@ pub struct SweepArgs {
     /// array) instead of running them; `sweep --collect OUT` then builds the results.
     #[arg(long)]
     pub print_commands: bool,
+    /// Submit the unfinished trials to Slurm as one job array (sbatch; --threads CPUs a trial,
+    /// 1 unless given), print its job id and return; run it again once the array ended to
+    /// submit what is left; `sweep --collect OUT` then builds the results (see docs/slurm.md).
+    #[arg(long, conflicts_with_all = ["print_commands", "prune"])]
+    pub slurm: bool,
+    /// An sbatch option for --slurm, passed on as given (repeatable): --slurm-arg=--partition=gpu
+    /// --slurm-arg=--time=1:00:00 --slurm-arg=--array=%4 (a throttle).
+    #[arg(long, value_name = "ARG", allow_hyphen_values = true, requires = "slurm")]
+    pub slurm_arg: Vec<String>,
+    /// Run the trial at this position (1-based) of the sweep in --out in place of this process
+    /// (a --slurm array task, $SLURM_ARRAY_TASK_ID): resumes it when its folder holds a run.
+    #[arg(long, value_name = "N", hide = true, conflicts_with_all = ["slurm", "print_commands"])]
+    pub run_trial: Option<usize>,
     /// Build the results table, results.csv/.jsonl and charts of the sweep in DIR from whatever
     /// trials finished, running nothing.
     #[arg(long, value_name = "DIR", conflicts_with_all = [
         "out", "sweep_lr", "sweep_momentum", "sweep_batch_size", "sweep_step_size", "sweep_gamma",
-        "sweep_epochs", "space", "trials", "seeds", "jobs", "prune", "print_commands",
+        "sweep_epochs", "space", "trials", "seeds", "jobs", "prune", "print_commands", "slurm", "run_trial",
     ])]
     pub collect: Option<PathBuf>,
     #[command(flatten)]
@@ -548,7 +561,13 @@ impl SweepArgs {
             base,
         };
         let opts = SweepOptions { dir, spec, jobs: self.jobs, download };
-        Ok(if self.print_commands { SweepRequest::PrintCommands(opts) } else { SweepRequest::Run(opts) })
+        Ok(if self.print_commands {
+            SweepRequest::PrintCommands(opts)
+        } else if self.slurm {
+            SweepRequest::Slurm(opts, SlurmOptions { args: self.slurm_arg })
+        } else {
+            SweepRequest::Run(opts)
+        })
     }
 }
 

@@ -52,12 +52,20 @@ pub enum Error {
     #[error("{}: {cause}", path.display())]
     Io { path: PathBuf, cause: std::io::Error },
 
-    /// Another process holds the run folder's lock.
-    #[error("{} is in use by {}: wait for that run to end, or pick another --out", path.display(), match pid {
+    /// Another process holds the run folder's lock; `host` is that process's host and the lock
+    /// file to delete if it is gone, where the folder is locked with a lock file (a filesystem
+    /// without `flock`).
+    #[error("{} is in use by {}{}", path.display(), match pid {
         Some(pid) => format!("process {pid}"),
         None => "another process".to_string(),
+    }, match host {
+        None => ": wait for that run to end, or pick another --out".to_string(),
+        Some((host, file)) => format!(
+            " on {host} (its lock file {}): wait for that run to end, or pick another --out; if that process is gone (killed on another machine), delete {}",
+            file.display(), file.display()
+        ),
     })]
-    RunInUse { path: PathBuf, pid: Option<u32> },
+    RunInUse { path: PathBuf, pid: Option<u32>, host: Option<(String, PathBuf)> },
 
     /// A configuration value is out of range.
     #[error("invalid {field} = {value}: {expected}")]
@@ -126,6 +134,11 @@ pub enum Error {
     /// A sweep folder or one of its files cannot be used (`sweep.json`, a trial's files).
     #[error("{}: {reason}", path.display())]
     BadSweep { path: PathBuf, reason: String },
+
+    /// A Slurm command (`sbatch`, `squeue`) of `sweep --slurm` is missing or failed, or the
+    /// sweep is already queued; the reason holds the command's standard error.
+    #[error("{command}: {reason} (nothing was submitted)")]
+    Slurm { command: String, reason: String },
 
     /// A sweep was interrupted (Ctrl-C); its running trials saved their state.
     #[error("sweep interrupted: finished trials are kept and running ones saved their state; run the same command again to continue (in {})", dir.display())]

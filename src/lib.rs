@@ -18,6 +18,7 @@
 //! * saved models: [`checkpoint`] (model file, training state), [`eval`] and [`predict`] (the
 //!   subcommands), [`export`] (TorchScript, ONNX), [`softmax`] (the classifier head's
 //!   mathematics);
+//! * the process: [`signals`] (SIGINT, SIGTERM, SIGHUP, SIGUSR1: save and stop);
 //! * the machine: [`device`], [`cuda`] (loads libtorch's CUDA library where a driver is
 //!   present), [`cuda_graph`] (the CUDA shim: graphs, streams, cuDNN switches), [`info`]; [`error`].
 
@@ -45,6 +46,7 @@ pub mod run;
 pub mod run_dir;
 pub mod run_state;
 pub mod safe_fs;
+pub mod signals;
 pub mod softmax;
 pub mod sweep;
 pub mod train;

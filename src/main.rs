@@ -7,7 +7,6 @@ mod cli;
 use std::{
     io::Write,
     process::ExitCode,
-    sync::atomic::{AtomicBool, Ordering},
 };
 
 use anyhow::Context;
@@ -55,7 +54,7 @@ fn main() -> ExitCode {
         }
         Err(e) if matches!(e.downcast_ref::<Error>(), Some(Error::Interrupted { .. } | Error::SweepInterrupted { .. })) => {
             eprintln!("{}", report::escape::escape_control_lines(&e.to_string()));
-            ExitCode::from(130)
+            ExitCode::from(tch_cifar10::signals::INTERRUPTED_STATUS)
         }
         Err(e) => {
             eprintln!("error: {}", report::escape::escape_control_lines(&format!("{e:#}"))); // names from files
@@ -81,23 +80,6 @@ impl std::error::Error for StdoutError {}
 fn emit(text: impl std::fmt::Display) -> anyhow::Result<()> {
     let mut stdout = std::io::stdout().lock();
     write!(stdout, "{text}").and_then(|()| stdout.flush()).map_err(|e| anyhow::Error::new(StdoutError(e)))
-}
-
-/// Set by the first Ctrl-C: training saves its state after the current step and stops.
-static STOP: AtomicBool = AtomicBool::new(false);
-
-/// First Ctrl-C: ask the run to save and stop; a second one exits at once.
-fn install_ctrl_c() {
-    let handler = || {
-        if STOP.swap(true, Ordering::SeqCst) {
-            std::process::exit(130);
-        }
-        // Through the log writer, so that progress bars do not draw over it.
-        let _ = writeln!(progress::LogWriter, "\ninterrupt: saving the training state after this step (Ctrl-C again to quit now)");
-    };
-    if let Err(e) = ctrlc::set_handler(handler) {
-        tracing::warn!("no Ctrl-C handler ({e}): an interrupt will lose the epoch in progress");
-    }
 }
 
 /// Bars on a terminal unless --quiet; plain log lines otherwise.
@@ -129,13 +111,13 @@ fn run(command: Command, quiet: bool) -> anyhow::Result<()> {
                 "finetune starts a run: continue one with `{}`",
                 tch_cifar10::program::command(&["train", "--resume", "DIR"])
             );
-            install_ctrl_c();
+            let stop = tch_cifar10::signals::install();
             let extras = args.train.extras(quiet)?;
-            let run = tch_cifar10::run_train(&TrainConfig::from(args), &extras, reporter_for(quiet).as_mut(), Some(&STOP));
+            let run = tch_cifar10::run_train(&TrainConfig::from(args), &extras, reporter_for(quiet).as_mut(), Some(stop));
             finish_train(run, quiet)?;
         }
         Command::Train(args) => {
-            install_ctrl_c();
+            let stop = tch_cifar10::signals::install();
             let mut reporter = reporter_for(quiet);
             let run = match args.resume.clone() {
                 Some(dir) => {
@@ -148,11 +130,11 @@ fn run(command: Command, quiet: bool) -> anyhow::Result<()> {
                         deterministic: args.deterministic,
                         epochs: args.epochs,
                     };
-                    tch_cifar10::resume_train(&dir, &opts, reporter.as_mut(), Some(&STOP))
+                    tch_cifar10::resume_train(&dir, &opts, reporter.as_mut(), Some(stop))
                 }
                 None => {
                     let extras = args.extras(quiet)?;
-                    tch_cifar10::run_train(&TrainConfig::from(args), &extras, reporter.as_mut(), Some(&STOP))
+                    tch_cifar10::run_train(&TrainConfig::from(args), &extras, reporter.as_mut(), Some(stop))
                 }
             };
             finish_train(run, quiet)?;
@@ -191,9 +173,15 @@ fn run(command: Command, quiet: bool) -> anyhow::Result<()> {
             let exported = tch_cifar10::export::run_export(&(&args).into()).context("export failed")?;
             emit(format_args!("{}\n", exported.out.display()))?;
         }
+        Command::Sweep(args) if args.run_trial.is_some() => {
+            let (Some(position), Some(dir)) = (args.run_trial, args.train.out.as_deref()) else {
+                anyhow::bail!("--run-trial N needs --out DIR, the sweep's folder");
+            };
+            tch_cifar10::sweep::slurm::run_trial(dir, position, args.train.threads, args.train.device).context("sweep trial failed")?;
+        }
         Command::Sweep(args) => {
-            install_ctrl_c();
-            let outcome = tch_cifar10::sweep::run(&args.request(quiet)?, Some(&STOP)).context("sweep failed")?;
+            let stop = tch_cifar10::signals::install();
+            let outcome = tch_cifar10::sweep::run(&args.request(quiet)?, Some(stop)).context("sweep failed")?;
             emit(&outcome.report)?;
             outcome.status()?;
         }

@@ -118,7 +118,8 @@ pub struct ResumeOptions {
 
 /// `tch-cifar10 train --resume DIR`: continues the run in `dir` from its last saved state, with
 /// its saved configuration (see [`ResumeOptions`]). Ends with exactly the weights of an
-/// uninterrupted run.
+/// uninterrupted run. A run killed before its first checkpoint (`config.json` and no
+/// `checkpoint.safetensors`) starts again from its first step with the recorded settings.
 ///
 /// # Errors
 /// A missing or unreadable `config.json` or checkpoint (nothing is overwritten then), a setting
@@ -178,6 +179,16 @@ pub fn resume_train(dir: &Path, opts: &ResumeOptions, reporter: &mut dyn Reporte
         net.parameters().iter().map(|(n, p)| (*n, p.size())).collect()
     };
     let ck_path = run_dir.file(checkpoint::state::FILE);
+    if ck_path.symlink_metadata().is_err() {
+        // Killed before its first checkpoint (kill -9, the OOM killer, a node lost in epoch 1):
+        // nothing of the run is kept but its settings, so it starts again from its first step.
+        tracing::warn!("{} holds no {}: the run starts from its first step with the settings in {CONFIG_FILE}", dir.display(), checkpoint::state::FILE);
+        data::split::check_size(cfg.val_size, train_set.len())?;
+        cfg.check_with_data(train_set.len() - cfg.val_size)?;
+        run_dir.write_json(CONFIG_FILE, &cfg)?;
+        let session = train::Session { run_dir: Some(&run_dir), resume: None, stop, data: Some(train_set.fingerprint()) };
+        return train_and_report(&cfg, (train_set, test_set), reporter, session, &run_dir);
+    }
     let mut ck = checkpoint::state::load(&ck_path, &expected)?;
     if let Some(saved) = ck.state.config.as_mut() {
         // The new length is the one change an extension makes to the run's settings (also when

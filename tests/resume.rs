@@ -179,13 +179,26 @@ fn interrupted_or_killed_then_resumed_equals_uninterrupted() {
     }
 }
 
+/// SIGTERM (`scancel`, a time limit, preemption), SIGHUP and SIGUSR1 (`sbatch --signal`) stop a
+/// run as Ctrl-C does: saved mid-epoch, exit status 130, and the resumed run ends with exactly
+/// the uninterrupted run's weights and momentum.
+#[test]
+fn sigterm_sighup_and_sigusr1_save_and_resume_exactly() {
+    let data = common::synthetic_cifar(400, 20, 3);
+    signalled_then_resumed(&data, &[], &["TERM", "HUP", "USR1"]);
+}
+
 fn interrupted_or_killed(data: &tempfile::TempDir, recipe: &[&str]) {
+    signalled_then_resumed(data, recipe, &["INT", "KILL"]);
+}
+
+fn signalled_then_resumed(data: &tempfile::TempDir, recipe: &[&str], signals: &[&str]) {
     let args = |out: &Path| [train_args(data.path(), out, "4"), recipe.iter().map(|s| s.to_string()).collect()].concat();
     let full = data.path().join(format!("full{}", recipe.len()));
     let o = bin().args(args(&full)).output().unwrap();
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
 
-    for signal in ["INT", "KILL"] {
+    for &signal in signals {
         let stopped = data.path().join(format!("{signal}{}", recipe.len()));
         let child = bin().args(args(&stopped)).stderr(std::process::Stdio::piped()).spawn().unwrap();
         // Signal once the first checkpoint is on disk, i.e. during epoch 2 or later.
@@ -199,7 +212,7 @@ fn interrupted_or_killed(data: &tempfile::TempDir, recipe: &[&str]) {
         if o.status.success() {
             eprintln!("{signal}: the run finished before the signal landed; nothing to resume");
         } else {
-            if signal == "INT" {
+            if signal != "KILL" {
                 assert_eq!(o.status.code(), Some(130), "{stderr}");
                 assert!(stderr.contains(&format!("--resume {}", stopped.display())), "{stderr}");
             }
@@ -209,6 +222,41 @@ fn interrupted_or_killed(data: &tempfile::TempDir, recipe: &[&str]) {
             assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
         }
         assert!(same(&final_tensors(&full), &final_tensors(&stopped)), "{signal} {recipe:?}");
+    }
+}
+
+/// A second signal quits at once, also during the final test evaluation (where libtorch's
+/// threads are busy and running the exit handlers used to crash the process): exit status 130,
+/// no crash, no panic, and the checkpoint whole.
+#[test]
+fn a_second_signal_exits_at_once_with_the_interrupted_status() {
+    // A large test split: the final evaluation takes a while after the one checkpoint.
+    let data = common::synthetic_cifar(40, 3000, 3);
+    for attempt in 0..4 {
+        let run = data.path().join(format!("twice{attempt}"));
+        let mut child = bin().args(train_args(data.path(), &run, "1")).stdout(std::process::Stdio::null()).stderr(std::process::Stdio::piped()).spawn().unwrap();
+        let t0 = std::time::Instant::now();
+        while !run.join(state::FILE).exists() && t0.elapsed().as_secs() < 60 {
+            std::thread::sleep(std::time::Duration::from_millis(1));
+        }
+        let pid = child.id() as libc::pid_t;
+        // SAFETY: kill(2) on our own child, not yet reaped.
+        unsafe {
+            libc::kill(pid, libc::SIGTERM);
+            std::thread::sleep(std::time::Duration::from_millis(2));
+            libc::kill(pid, libc::SIGTERM);
+        }
+        let status = child.wait().unwrap();
+        let mut stderr = String::new();
+        std::io::Read::read_to_string(child.stderr.as_mut().unwrap(), &mut stderr).unwrap();
+        assert!(!stderr.contains("panicked") && !stderr.contains("Invalid"), "attempt {attempt}: {stderr}");
+        if status.success() {
+            eprintln!("attempt {attempt}: the run finished before the signals landed");
+        } else {
+            assert_eq!(status.code(), Some(130), "attempt {attempt}: {status:?}: {stderr}");
+            eprintln!("attempt {attempt}: {}", stderr.lines().last().unwrap_or_default());
+        }
+        state::load(&run.join(state::FILE), &expected_params()).unwrap();
     }
 }
 
@@ -319,4 +367,37 @@ fn a_reference_run_resumes_only_with_its_own_thread_count() {
             assert!(o.status.success(), "its own count (recorded in config.json): {}", String::from_utf8_lossy(&o.stderr));
         }
     }
+}
+
+/// A run killed before its first checkpoint (kill -9, the OOM killer, a lost node) leaves
+/// `config.json` and no checkpoint: `train --resume` starts it from its first step with the
+/// recorded settings (not those of the command line) and ends as the uninterrupted run.
+#[test]
+fn a_run_killed_before_its_first_checkpoint_resumes_from_its_first_step() {
+    let data = common::synthetic_cifar(60, 20, 3);
+    let full = data.path().join("full");
+    let o = bin().args(train_args(data.path(), &full, "2")).output().unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+
+    // What the killed run left: its settings, and a torn metrics line.
+    let killed = data.path().join("killed");
+    std::fs::create_dir(&killed).unwrap();
+    std::fs::copy(full.join("config.json"), killed.join("config.json")).unwrap();
+    std::fs::write(killed.join("metrics.jsonl"), b"{\"epoch\": 1, \"lo").unwrap();
+    // A new run there is refused, naming --resume.
+    let o = bin().args(train_args(data.path(), &killed, "2")).output().unwrap();
+    let stderr = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(o.status.code(), Some(1), "{stderr}");
+    assert!(stderr.contains("--resume") && stderr.contains("config.json"), "{stderr}");
+
+    let o = bin().args(["train", "--resume", killed.to_str().unwrap()]).output().unwrap();
+    let stderr = String::from_utf8_lossy(&o.stderr);
+    assert!(o.status.success(), "{stderr}");
+    assert!(stderr.contains("starts from its first step"), "{stderr}");
+    assert!(same(&final_tensors(&full), &final_tensors(&killed)), "weights or momentum differ");
+    let epochs = |run: &Path| std::fs::read_to_string(run.join("metrics.jsonl")).unwrap().lines().count();
+    assert_eq!((epochs(&full), epochs(&killed)), (2, 2));
+    // A second resume finds it finished.
+    let o = bin().args(["train", "--resume", killed.to_str().unwrap()]).output().unwrap();
+    assert_eq!(o.status.code(), Some(1));
 }

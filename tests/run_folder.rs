@@ -289,3 +289,31 @@ fn an_unfinished_run_and_its_checkpoint_serve_as_model_files() {
     let o = bin().args(["export", "--checkpoint", run.to_str().unwrap(), "--format", "onnx", "--out", onnx.to_str().unwrap()]).output().unwrap();
     assert!(o.status.success() && onnx.is_file(), "{}", stderr(&o));
 }
+
+/// On a filesystem without flock (simulated by the documented test hook), runs lock their
+/// folder with a lock file holding host and pid, say so once, and a folder locked by another
+/// host's run is refused naming that host, process and the file, never a flock holder.
+#[test]
+fn without_flock_runs_lock_with_a_file_and_say_so_once() {
+    let data = common::synthetic_cifar(20, 10, 3);
+    let run = data.path().join("nfs");
+    for errno in ["ENOSYS", "EOPNOTSUPP", "ENOLCK"] {
+        let o = bin()
+            .env(tch_cifar10::run_dir::FLOCK_ERRNO_HOOK, errno)
+            .args(["train", "--data-dir", data.path().to_str().unwrap(), "--out", run.to_str().unwrap()])
+            .args(["--device", "cpu", "--threads", "1", "--batch-size", "10", "--epochs", "1"])
+            .output()
+            .unwrap();
+        assert!(o.status.success(), "{errno}: {}", stderr(&o));
+        assert_eq!(stderr(&o).matches("flock is not supported").count(), 1, "{errno}: {}", stderr(&o));
+        assert!(!run.join(tch_cifar10::run_dir::FALLBACK_LOCK_FILE).exists(), "{errno}: the lock file is left");
+        std::fs::remove_dir_all(&run).unwrap();
+    }
+    std::fs::create_dir(&run).unwrap();
+    std::fs::write(run.join(tch_cifar10::run_dir::FALLBACK_LOCK_FILE), "node17 4242\n").unwrap();
+    let o = bin().env(tch_cifar10::run_dir::FLOCK_ERRNO_HOOK, "ENOLCK").args(["-q", "train", "--data-dir", data.path().to_str().unwrap()])
+        .args(["--out", run.to_str().unwrap(), "--device", "cpu", "--epochs", "1"]).output().unwrap();
+    assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
+    assert!(stderr(&o).contains("in use by process 4242 on node17") && stderr(&o).contains(".lock.excl"), "{}", stderr(&o));
+    assert!(!run.join("config.json").exists());
+}

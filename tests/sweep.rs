@@ -142,7 +142,8 @@ fn a_grid_sweep_writes_its_results_and_its_commands_run_one_by_one_give_the_same
     Ok(())
 }
 
-/// Ctrl-C on the sweep stops the running trial with its state saved; the same command then
+/// A stop signal to the sweep (SIGTERM here, as Slurm or `kill` sends; Ctrl-C's SIGINT alike)
+/// is passed on to the running trial, which saves its state; the same command then
 /// skips the finished trial, resumes the stopped one and runs the rest, to the results of a
 /// sweep never stopped.
 #[test]
@@ -162,7 +163,7 @@ fn a_sweep_stopped_midway_skips_finished_and_resumes_unfinished_trials_to_the_sa
     while !second.exists() && t0.elapsed() < Duration::from_secs(120) {
         std::thread::sleep(Duration::from_millis(5));
     }
-    Command::new("kill").args(["-INT", &child.id().to_string()]).status()?;
+    Command::new("kill").args(["-TERM", &child.id().to_string()]).status()?;
     let o = child.wait_with_output()?;
     let stderr = text(&o.stderr);
     let first = out.join("trials/t001-lr=1e-2-seed=3");
@@ -171,7 +172,7 @@ fn a_sweep_stopped_midway_skips_finished_and_resumes_unfinished_trials_to_the_sa
         eprintln!("the sweep finished before the signal landed; nothing to resume");
     } else {
         assert_eq!(o.status.code(), Some(130), "{stderr}");
-        assert!(stderr.contains("sweep interrupted") && stderr.contains("run the same command again"), "{stderr}");
+        assert!(stderr.contains("SIGTERM: saving") && stderr.contains("sweep interrupted") && stderr.contains("run the same command again"), "{stderr}");
         assert!(stderr.contains("t002-lr=2e-2-seed=3 stopped, state saved"), "{stderr}");
         assert!(!out.join("trials/t002-lr=2e-2-seed=3/summary.json").exists());
         assert!(!out.join("trials/t003-lr=3e-2-seed=3").exists(), "no trial starts after the stop");

@@ -4,9 +4,10 @@
 //! process's exit status: 0 finished, 130 stopped with its state saved (Ctrl-C, or the pruning
 //! below), anything else failed.
 //!
-//! Children run in their own process group, so a Ctrl-C at the terminal reaches only the sweep,
-//! which then sends each running child one SIGINT (the child saves its state and exits 130, as
-//! `train` does on Ctrl-C). On Linux a child also gets SIGINT if the sweep dies (killed), so a
+//! Children run in their own process group, so a Ctrl-C at the terminal reaches only the sweep;
+//! on it, or on any stop signal of [`crate::signals`] (SIGTERM, SIGHUP, SIGUSR1), the sweep
+//! sends each running child one SIGINT (the child saves its state and exits 130, as `train`
+//! does on any of those signals). On Linux a child also gets SIGINT if the sweep dies (killed), so a
 //! killed sweep leaves resumable trials, not orphaned runs. Pruning sends the same SIGINT.
 
 use std::{
@@ -31,8 +32,8 @@ use crate::{report::metrics::SUMMARY_FILE, run_dir::RunDir};
 
 /// How often a worker looks at its child (exit, stop flag, new epochs).
 const POLL: Duration = Duration::from_millis(100);
-/// The exit status of a run stopped by SIGINT after saving its state.
-const INTERRUPTED: i32 = 130;
+/// The exit status of a run stopped by a signal after saving its state.
+const INTERRUPTED: i32 = crate::signals::INTERRUPTED_STATUS as i32;
 
 /// One trial to run.
 #[derive(Clone, Debug)]

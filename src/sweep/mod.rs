@@ -6,8 +6,9 @@
 //! child process of this binary (`tch-cifar10 -q train ... --out DIR/trials/<id>`, its output
 //! in `train.log` there): thread count, the global generator, the Ctrl-C flag and the CUDA
 //! context are per process, and `--print-commands` prints exactly the commands the sweep runs.
-//! The sweep plans from the trial folders' own files (finished if `summary.json`, resumable if
-//! `checkpoint.safetensors`, else new), prunes by sending a run the SIGINT a user's Ctrl-C
+//! The sweep plans from the trial folders' own files (finished if `summary.json`, resumed with
+//! `train --resume` if `config.json`, which starts again a trial killed before its first
+//! checkpoint, else new), prunes by sending a run the SIGINT a user's Ctrl-C
 //! would, and builds its tables from `summary.json` and `metrics.jsonl`; it never calls the
 //! training code itself.
 
@@ -15,6 +16,7 @@ pub mod command;
 pub(crate) mod jobs;
 pub mod prune;
 pub mod results;
+pub mod slurm;
 pub mod space;
 
 use std::{
@@ -90,6 +92,8 @@ pub enum SweepRequest {
     PrintCommands(SweepOptions),
     /// Build the results of the sweep in this folder from whatever finished.
     Collect(PathBuf),
+    /// Submit the unfinished trials to Slurm as one job array (`--slurm`), and return.
+    Slurm(SweepOptions, slurm::SlurmOptions),
 }
 
 /// What a sweep did.
@@ -199,6 +203,7 @@ pub fn run(request: &SweepRequest, stop: Option<&AtomicBool>) -> Result<SweepOut
     match request {
         SweepRequest::Run(opts) => run_trials(opts, stop),
         SweepRequest::PrintCommands(opts) => print_commands(opts),
+        SweepRequest::Slurm(opts, slurm) => submit_to_slurm(opts, slurm),
         SweepRequest::Collect(dir) => {
             let spec = read_spec(dir)?;
             let trials = plan(dir, &spec)?;
@@ -211,6 +216,14 @@ pub fn run(request: &SweepRequest, stop: Option<&AtomicBool>) -> Result<SweepOut
 /// Checks the options, creates the folder and writes `sweep.json`, or checks that the one
 /// there records the same sweep.
 fn open(opts: &SweepOptions) -> Result<Vec<Trial>> {
+    let trials = check(opts)?;
+    RunDir::create(&opts.dir)?.write_json(SWEEP_FILE, &opts.spec)?;
+    Ok(trials)
+}
+
+/// Checks the options, and that the folder's `sweep.json` (if any) records the same sweep;
+/// writes nothing.
+fn check(opts: &SweepOptions) -> Result<Vec<Trial>> {
     let spec = &opts.spec;
     if opts.jobs == 0 {
         return Err(Error::InvalidConfig { field: "jobs", value: "0".into(), expected: "at least 1".into() });
@@ -239,8 +252,43 @@ fn open(opts: &SweepOptions) -> Result<Vec<Trial>> {
             return Err(Error::SweepMismatch { dir: opts.dir.clone(), differences });
         }
     }
-    RunDir::create(&opts.dir)?.write_json(SWEEP_FILE, spec)?;
     Ok(trials)
+}
+
+/// `sweep --slurm`: submits the unfinished trials as one Slurm job array ([`slurm::submit`])
+/// with `--threads` CPUs a trial (1 when not given); the report is the job id.
+fn submit_to_slurm(opts: &SweepOptions, slurm_opts: &slurm::SlurmOptions) -> Result<SweepOutcome> {
+    if let Some(rule) = opts.spec.prune {
+        return Err(Error::InvalidConfig {
+            field: "prune",
+            value: format!("after epoch {}", rule.after_epoch),
+            expected: "no --prune with --slurm: pruning compares trials as one sweep process runs them (run the sweep locally to prune)".into(),
+        });
+    }
+    let threads = opts.spec.base.threads.unwrap_or(1);
+    let trials = with_threads(check(opts)?, Some(threads));
+    if let Some(download) = &opts.download {
+        crate::data::download::ensure(download)?;
+    }
+    let submission = slurm::submit(opts, slurm_opts, &trials, threads)?;
+    let report = match &submission.job_id {
+        None => {
+            tracing::info!("all {} trials are finished: nothing to submit (`sweep --collect {}` builds the results)", trials.len(), opts.dir.display());
+            String::new()
+        }
+        Some(id) => {
+            tracing::info!(
+                "submitted job array {id} to Slurm: {} of the {} trials ({}), {threads} CPU(s) each; logs in {}; `tch-cifar10 sweep --collect {}` builds the results once they end",
+                submission.trials.len(),
+                trials.len(),
+                submission.trials.join(", "),
+                opts.dir.join(slurm::SLURM_DIR).display(),
+                opts.dir.display()
+            );
+            format!("{id}\n")
+        }
+    };
+    Ok(SweepOutcome { dir: opts.dir.clone(), report, failed: Vec::new(), interrupted: false })
 }
 
 /// The `sweep.json` in `dir`.
@@ -292,9 +340,11 @@ pub fn differences(saved: &SweepSpec, now: &SweepSpec) -> Vec<String> {
         .collect()
 }
 
-/// Whether `trial` has a saved training state to continue from (stopped, or failed after it).
+/// Whether `trial` has started: its folder holds `config.json`, and `train --resume` continues
+/// it from its saved training state (stopped, or failed after it), or starts it again with the
+/// recorded settings when it was killed before its first checkpoint.
 fn resumable(trial: &Trial) -> bool {
-    trial.dir.join(crate::checkpoint::state::FILE).is_file()
+    trial.dir.join(crate::run::CONFIG_FILE).is_file()
 }
 
 /// The arguments that run `trial`: `train --resume` when it is [`resumable`], else its whole
@@ -557,7 +607,7 @@ mod tests {
         assert!(args(&t).contains(&"--lr".to_string()));
         std::fs::create_dir_all(&t.dir).unwrap();
         std::fs::write(t.dir.join(results::FAILED_FILE), r#"{"reason": "diverged"}"#).unwrap();
-        std::fs::write(t.dir.join(crate::checkpoint::state::FILE), b"").unwrap();
+        std::fs::write(t.dir.join(crate::run::CONFIG_FILE), b"{}").unwrap();
         assert_eq!(results::status(&t.dir), (Status::Failed, "diverged".to_string()));
         assert_eq!(args(&t), ["-q", "train", "--resume", t.dir.to_str().unwrap(), "--device", "auto"]);
     }
