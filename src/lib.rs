@@ -19,7 +19,8 @@
 //!   subcommands), [`export`] (TorchScript, ONNX), [`softmax`] (the classifier head's
 //!   mathematics);
 //! * the machine: [`device`], [`cuda`] (loads libtorch's CUDA library where a driver is
-//!   present), [`cuda_graph`] (the CUDA shim: graphs, streams, cuDNN switches), [`info`]; [`error`].
+//!   present), [`cuda_graph`] (the CUDA shim: graphs, streams, cuDNN switches), [`wait_policy`] (how
+//!   libtorch's OpenMP threads wait, set before libtorch loads), [`info`]; [`error`].
 
 pub mod bars;
 pub mod checkpoint;
@@ -45,6 +46,7 @@ pub mod safe_fs;
 pub mod softmax;
 pub mod sweep;
 pub mod train;
+pub mod wait_policy;
 
 pub use config::TrainConfig;
 pub use data::{
