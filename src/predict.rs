@@ -18,6 +18,9 @@ use tch::{nn::Module, Device, Kind, Tensor};
 
 use crate::{
     checkpoint::{load_model_with_classes, model_path},
+    config::Kernels,
+    kernels::lenet::{self, LeNet},
+    train::step::fast_cpu::{view, weights},
     data::{
         folder::ResizeFilter,
         image_file, normalize, CHANNELS, IMAGE_SIDE,
@@ -48,6 +51,9 @@ pub struct PredictOptions {
     pub device: DeviceSpec,
     /// Class names overriding (or supplying) the file's.
     pub classes: Option<Vec<String>>,
+    /// `Fast` on the CPU: the logits from this crate's kernels (see [`crate::config::Kernels`]);
+    /// libtorch's forward otherwise.
+    pub kernels: Kernels,
 }
 
 /// One class and its probability.
@@ -98,12 +104,26 @@ pub fn run_predict(opts: &PredictOptions) -> Result<Vec<Prediction>> {
     if k < opts.top_k {
         tracing::warn!("--top-k {}: the model has {} classes; showing all {k}", opts.top_k, model.classes.len());
     }
+    let mut kernels = match (opts.kernels, device) {
+        (Kernels::Fast, Device::Cpu) => Some(
+            LeNet::new(model.classes.len(), lenet::threads())
+                .map_err(|e| Error::Torch(tch::TchError::Kind(format!("fast CPU kernels: starting threads: {e}"))))?,
+        ),
+        _ => None,
+    };
     let mut out = Vec::with_capacity(opts.images.len());
     for paths in opts.images.chunks(CHUNK) {
         let images = paths.iter().map(|p| load_image(p)).collect::<Result<Vec<_>>>()?;
+        let xs = Tensor::stack(&images, 0);
+        let logits = match kernels.as_mut() {
+            Some(k) => {
+                let bytes = view::<u8>("the images", &xs, Kind::Uint8)?;
+                Tensor::from_slice(&k.logits(&weights(&model.net)?, bytes)).view([paths.len() as i64, -1])
+            }
+            None => tch::no_grad(|| model.net.forward(&normalize(&xs.to_device(device)))),
+        };
         let (probs, idx) = tch::no_grad(|| {
-            let xs = normalize(&Tensor::stack(&images, 0).to_device(device));
-            let (p, i) = softmax(&model.net.forward(&xs)).topk(k as i64, -1, true, true);
+            let (p, i) = softmax(&logits).topk(k as i64, -1, true, true);
             (p.to_kind(Kind::Double), i)
         });
         let probs = Vec::<f64>::try_from(probs.to_device(Device::Cpu).flatten(0, -1))?;

@@ -170,14 +170,14 @@ fn fit(
         state = TrainState { epoch, seconds: state.seconds + m.seconds, ..TrainState::default() };
         reporter.epoch_end(&m);
         if cfg.evaluates_after(epoch) && epoch < cfg.epochs {
-            let t = finite(epoch, "test", evaluate(&net, &test_d, cfg.batch_size))?;
+            let t = finite(epoch, "test", step.evaluate(&net, &test_d, cfg.batch_size)?)?;
             (record.test_loss, record.test_acc) = (Some(t.loss), Some(t.accuracy));
             reporter.evaluated(epoch, &t);
         }
         // --val-size: validate; --early-stop-patience: keep the best weights, maybe stop.
         let early_stop = match val.as_mut() {
             Some(v) => {
-                let (m, stop) = v.after_epoch(epoch, &net, &vs, &mut state);
+                let (m, stop) = v.after_epoch(epoch, &net, &vs, step, &mut state)?;
                 (record.val_loss, record.val_acc) = (Some(m.loss), Some(m.accuracy));
                 reporter.validated(epoch, &m);
                 stop
@@ -195,7 +195,7 @@ fn fit(
         }
     }
     let weights_epoch = val.as_ref().map_or(last, |v| v.finish(&vs, last));
-    let test = finite(weights_epoch, "test", evaluate(&net, &test_d, cfg.batch_size))?;
+    let test = finite(weights_epoch, "test", step.evaluate(&net, &test_d, cfg.batch_size)?)?;
     reporter.evaluated(weights_epoch, &test);
     reporter.train_end();
     let resumed_seconds = session.resume.as_ref().map_or(0.0, |ck| ck.state.seconds + ck.state.partial_seconds);
