@@ -25,9 +25,9 @@ use serde::Serialize;
 
 /// The `GOMP_SPINCOUNT` the program sets when the user set neither variable: spin iterations
 /// before a waiting libgomp thread sleeps (libgomp's default is 300,000; `PASSIVE` is 0).
-/// Measured on a 2-core machine (one reference epoch): with two CPU burners 11.9 s against 16.6 s
-/// by default and 11.6 s passive; quiet, within the noise of the default, where passive cost 20 to
-/// 35 %. Override it with either environment variable.
+/// A count in the low thousands spins for microseconds: on a quiet machine a thread still
+/// catches the next operator's work before it sleeps, on a busy one it gives its core back almost
+/// at once (`scripts/bench --load N` measures both). Override it with either environment variable.
 pub const SPIN_COUNT: u64 = 3000;
 
 /// libgomp's wait policy variable (`ACTIVE` or `PASSIVE`).
