@@ -21,7 +21,9 @@ programs at once (two experiments in two terminals; no burners), and prints each
 against the quiet figure (fair share 2, for programs that use every core). For each: seconds per epoch
 (median over rounds of each run's median of epochs 2..N, so start-up and first-epoch warm-up are
 left out), the spread (min..max of those medians), images per second, peak resident memory (the
-process's own ru_maxrss, from wait4), and the fraction of the machine's fp32 peak it reaches.
+process's own ru_maxrss, from wait4), the fraction of the machine's fp32 peak it reaches, and
+wall/epochs: the whole process's wall time over the sum of its training epochs' seconds (what
+start-up, the test passes and saving add; the target for a 50-epoch fast run is <= 1.1).
 
 The peak: a 2048 x 2048 x 2048 float32 matmul in libtorch (the venv's torch, the same kernels and
 --threads), best of 5. The work: one training image costs 3,204,720 FLOP (a multiply-add is 2):
@@ -290,7 +292,9 @@ def main(argv=None):
                         "spread": [min(r["seconds_per_epoch"] for r in rs), max(r["seconds_per_epoch"] for r in rs)],
                         "images_per_sec": rs[0]["images"] / per_epoch, "gflops": flops / 1e9,
                         "peak_fraction": flops / peak if peak else None,
-                        "peak_rss_bytes": max(r["peak_rss_bytes"] for r in rs), "runs": rs}
+                        "peak_rss_bytes": max(r["peak_rss_bytes"] for r in rs),
+                        # The whole process against its training epochs: start-up, tests, saving.
+                        "wall_over_epochs": statistics.median(r["wall_seconds"] / sum(r["epoch_seconds"]) for r in rs), "runs": rs}
 
     cuda = args.device.startswith("cuda")
     targets = [("c/a time per epoch", "c", "a", "seconds_per_epoch", 0.2 if cuda else 0.45),
@@ -338,11 +342,11 @@ def main(argv=None):
     print(f"machine: {m.get('cpu')}, {m.get('logical_cpus')} logical CPUs" + (f", {m['gpu']}" if "gpu" in m else "") + f", torch {m.get('torch')}")
     if peak:
         print(f"fp32 matmul peak (2048^3, libtorch, same threads): {peak / 1e9:.0f} GFLOP/s; an epoch is {FLOP_PER_IMAGE * 50000 / 1e9:.1f} GFLOP")
-    print(f"{'program':{w + 4}} {'s/epoch':>8} {'spread':>13} {'images/s':>9} {'GFLOP/s':>8} {'of peak':>8} {'peak RSS':>9}")
+    print(f"{'program':{w + 4}} {'s/epoch':>8} {'spread':>13} {'images/s':>9} {'GFLOP/s':>8} {'of peak':>8} {'peak RSS':>9} {'wall/epochs':>11}")
     for key, r in results.items():
         frac = f"{100 * r['peak_fraction']:7.1f}%" if r["peak_fraction"] else f"{'-':>8}"
         spread = f"{r['spread'][0]:.2f}..{r['spread'][1]:.2f}"
-        print(f"({key}) {r['program']:{w}} {r['seconds_per_epoch']:8.2f} {spread:>13} {r['images_per_sec']:9.0f} {r['gflops']:8.1f} {frac} {r['peak_rss_bytes'] / 2**20:6.0f} MiB")
+        print(f"({key}) {r['program']:{w}} {r['seconds_per_epoch']:8.2f} {spread:>13} {r['images_per_sec']:9.0f} {r['gflops']:8.1f} {frac} {r['peak_rss_bytes'] / 2**20:6.0f} MiB {r['wall_over_epochs']:10.2f}x")
     for r in ratios:
         print(f"{r['ratio']:20} {r['value']:.3f}  (target <= {r['target']}: {'met' if r['met'] else 'MISSED'})")
     if busy:
