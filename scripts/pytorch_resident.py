@@ -10,7 +10,11 @@ seed), so with the same seed it computes the reference's numbers; on the CPU the
 bit for bit. Same flags and JSON lines as scripts/pytorch_reference.py, plus `--channels-last`:
 the model's weights and each batch in `torch.channels_last` memory format, the usual PyTorch CPU
 speed-up (the same mathematics, other rounding), the PyTorch counterpart of
-`tch-cifar10 train --kernels fast` in scripts/bench.
+`tch-cifar10 train --kernels fast` in scripts/bench; and `--compile`: the model under
+`torch.compile` (TorchInductor, its default backend, which on the CPU generates and compiles C++
+with OpenMP loops; forward and backward), the strongest PyTorch CPU program we can name. The
+compilation happens in the first epoch (and again for a batch of another size), so compare the
+later epochs.
 """
 
 import os
@@ -57,8 +61,10 @@ def evaluate(net, images, labels, criterion, batch_size):
 
 
 def main(argv=None):
-    args = parse_args(argv, lambda p: p.add_argument(
-        "--channels-last", action="store_true", help="weights and batches in torch.channels_last memory format"))
+    def extra(p):
+        p.add_argument("--channels-last", action="store_true", help="weights and batches in torch.channels_last memory format")
+        p.add_argument("--compile", action="store_true", help="the model under torch.compile (inductor) for training and testing")
+    args = parse_args(argv, extra)
     fmt = torch.channels_last if args.channels_last else torch.contiguous_format
     metrics_out, steps_out = open_jsonl(args.metrics_jsonl), open_jsonl(args.steps_jsonl)
     say = (lambda *a: print(*a, file=sys.stderr)) if sys.stdout in (metrics_out, steps_out) else print
@@ -85,6 +91,7 @@ def main(argv=None):
     if args.seed is not None:
         torch.manual_seed(args.seed)
     net = Net(len(trainset.classes)).to(device, memory_format=fmt)
+    model = torch.compile(net) if args.compile else net  # shares net's parameters
     criterion = nn.CrossEntropyLoss()
     optimizer = optim.SGD(net.parameters(), lr=0.001, momentum=0.9)
     scheduler = optim.lr_scheduler.StepLR(optimizer, step_size=20, gamma=0.1)
@@ -103,7 +110,7 @@ def main(argv=None):
         for step, idx in enumerate(perm.split(batch_size)):
             xs, ys = normalize(train_x.index_select(0, idx)).contiguous(memory_format=fmt), train_y.index_select(0, idx)
             optimizer.zero_grad()
-            outputs = net(xs)
+            outputs = model(xs)
             loss = criterion(outputs, ys)
             loss.backward()
             optimizer.step()
@@ -123,7 +130,7 @@ def main(argv=None):
         if epoch == args.epochs or (args.eval_every and epoch % args.eval_every == 0):
             draw_seed()  # the test DataLoader iterator's base seed
             net.eval()
-            test_loss, test_acc = evaluate(net, test_x, test_y, criterion, batch_size)
+            test_loss, test_acc = evaluate(model, test_x, test_y, criterion, batch_size)
             record.update(test_loss=test_loss, test_acc=test_acc)
         write_jsonl(steps_out, [{"epoch": epoch, "step": step, "loss": loss} for step, loss in enumerate(step_losses, 1)])
         write_jsonl(metrics_out, [record])

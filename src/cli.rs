@@ -782,6 +782,10 @@ pub struct PredictArgs {
     /// without names and 10 outputs, CIFAR-10's airplane,automobile,...,truck].
     #[arg(long, value_delimiter = ',', value_name = "NAMES")]
     pub classes: Option<Vec<String>>,
+    /// reference (libtorch's forward) or fast (on the CPU: this crate's kernels, the same logits
+    /// within rounding; elsewhere libtorch's).
+    #[arg(long, value_enum, default_value_t = Kernels::Reference)]
+    pub kernels: Kernels,
     /// Print JSON instead of text.
     #[arg(long)]
     pub json: bool,
@@ -795,6 +799,7 @@ impl From<&PredictArgs> for PredictOptions {
             top_k: usize::from(a.top_k),
             device: a.device,
             classes: a.classes.clone(),
+            kernels: a.kernels,
         }
     }
 }

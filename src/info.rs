@@ -27,6 +27,8 @@ pub struct Info {
     pub threads: i32,
     /// Logical CPUs of this machine.
     pub logical_cpus: usize,
+    /// How libtorch's OpenMP threads wait for work, and who chose it (see [`crate::wait_policy`]).
+    pub thread_wait: crate::wait_policy::WaitPolicy,
 }
 
 /// A libtorch context query that raises (rather than returns) when the CUDA library is absent.
@@ -68,6 +70,7 @@ pub fn info() -> Info {
         cuda_devices: tch::Cuda::device_count(),
         threads: tch::get_num_threads(),
         logical_cpus: crate::device::logical_cpus().unwrap_or(1),
+        thread_wait: crate::wait_policy::in_force(),
     }
 }
 
@@ -82,6 +85,7 @@ impl std::fmt::Display for Info {
         writeln!(f, "cuDNN            {}", or_none(&self.cudnn))?;
         writeln!(f, "CUDA shim        {}", self.cuda_shim)?;
         writeln!(f, "CUDA devices     {}", self.cuda_devices)?;
-        write!(f, "CPU threads      {} (libtorch), {} logical CPUs", self.threads, self.logical_cpus)
+        writeln!(f, "CPU threads      {} (libtorch), {} logical CPUs", self.threads, self.logical_cpus)?;
+        write!(f, "thread wait      {}", self.thread_wait)
     }
 }

@@ -20,7 +20,8 @@
 //!   mathematics);
 //! * the process: [`signals`] (SIGINT, SIGTERM, SIGHUP, SIGUSR1: save and stop);
 //! * the machine: [`device`], [`cuda`] (loads libtorch's CUDA library where a driver is
-//!   present), [`cuda_graph`] (the CUDA shim: graphs, streams, cuDNN switches), [`info`]; [`error`].
+//!   present), [`cuda_graph`] (the CUDA shim: graphs, streams, cuDNN switches), [`wait_policy`] (how
+//!   libtorch's OpenMP threads wait, set before libtorch loads), [`info`]; [`error`].
 
 pub mod bars;
 pub mod checkpoint;
@@ -50,6 +51,7 @@ pub mod signals;
 pub mod softmax;
 pub mod sweep;
 pub mod train;
+pub mod wait_policy;
 
 pub use config::TrainConfig;
 pub use data::{

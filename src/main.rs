@@ -20,6 +20,8 @@ use tch_cifar10::{
 use tracing_subscriber::EnvFilter;
 
 fn main() -> ExitCode {
+    // libgomp read its wait settings when it was loaded, before `main`: set them and start again.
+    let reexec = tch_cifar10::wait_policy::reexec();
     tch_cifar10::program::set_invoked_as(std::env::args_os().next());
     // Before anything can ask libtorch about CUDA: it caches the first answer.
     if let Err(e) = tch_cifar10::cuda::load_cuda_library() {
@@ -40,6 +42,12 @@ fn main() -> ExitCode {
         .with_ansi(progress::stderr_terminal().colour)
         .with_target(false)
         .init();
+    if let Err(e) = reexec {
+        tracing::warn!("could not execute itself again with GOMP_SPINCOUNT set ({e}): libtorch's threads spin as long as libgomp's default");
+    }
+    if let Some(why) = tch_cifar10::wait_policy::in_force().ignored {
+        tracing::warn!("{why}");
+    }
     match run(cli.command, cli.quiet > 0) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) if e.downcast_ref::<StdoutError>().is_some() => {

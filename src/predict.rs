@@ -18,6 +18,9 @@ use tch::{nn::Module, Device, Kind, Tensor};
 
 use crate::{
     checkpoint::load_model_with_classes,
+    config::Kernels,
+    kernels::lenet::{self, LeNet},
+    train::step::fast_cpu::{view, weights},
     data::{
         folder::ResizeFilter,
         image_file, normalize, CHANNELS, IMAGE_SIDE,
@@ -49,6 +52,9 @@ pub struct PredictOptions {
     pub device: DeviceSpec,
     /// Class names overriding (or supplying) the file's.
     pub classes: Option<Vec<String>>,
+    /// `Fast` on the CPU: the logits from this crate's kernels (see [`crate::config::Kernels`]);
+    /// libtorch's forward otherwise.
+    pub kernels: Kernels,
 }
 
 /// One class and its probability.
@@ -100,6 +106,13 @@ pub fn run_predict(opts: &PredictOptions) -> Result<Vec<Prediction>> {
     if k < opts.top_k {
         tracing::warn!("--top-k {}: the model has {} classes; showing all {k}", opts.top_k, model.classes.len());
     }
+    let mut kernels = match (opts.kernels, device) {
+        (Kernels::Fast, Device::Cpu) => Some(
+            LeNet::new(model.classes.len(), lenet::threads())
+                .map_err(|e| Error::Torch(tch::TchError::Kind(format!("fast CPU kernels: starting threads: {e}"))))?,
+        ),
+        _ => None,
+    };
     // A folder stands for the images under it (recursively), in their sorted order.
     let mut images = Vec::with_capacity(opts.images.len());
     for path in &opts.images {
@@ -112,9 +125,15 @@ pub fn run_predict(opts: &PredictOptions) -> Result<Vec<Prediction>> {
     let mut out = Vec::with_capacity(images.len());
     for paths in images.chunks(CHUNK) {
         let images = paths.iter().map(|p| load_image(p)).collect::<Result<Vec<_>>>()?;
+        let xs = Tensor::stack(&images, 0);
+        let logits = match kernels.as_mut() {
+            Some(k) => {
+                let bytes = view::<u8>("the images", &xs, Kind::Uint8)?;
+                Tensor::from_slice(&k.logits(&weights(&model.net)?, bytes)).view([paths.len() as i64, -1])
+            }
+            None => tch::no_grad(|| model.net.forward(&normalize(&xs.to_device(device)))),
+        };
         let (probs, idx, finite) = tch::no_grad(|| {
-            let xs = normalize(&Tensor::stack(&images, 0).to_device(device));
-            let logits = model.net.forward(&xs);
             let finite = Vec::<bool>::try_from(logits.isfinite().all_dim(-1, false).to_device(Device::Cpu)).unwrap_or_default();
             let (p, i) = softmax(&logits).topk(k as i64, -1, true, true);
             (p.to_kind(Kind::Double), i, finite)

@@ -105,3 +105,17 @@ fn cuda_graphs_on_the_cpu_is_refused_before_a_run_folder_and_auto_trains_eagerly
     let o = train(data.path(), &run, &["--cuda-graphs", "auto", "--deterministic", "-q"]);
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
 }
+
+#[test]
+fn the_fast_runs_test_pass_on_the_kernels_agrees_with_libtorchs() {
+    // The test figures of a fast CPU run come from the crate's kernels; libtorch's forward on
+    // the same final weights gives the same predictions and the loss within rounding.
+    let tmp = common::synthetic_cifar(200, 130, 4);
+    let (tr, te) = cifar::load(tmp.path()).unwrap();
+    let cfg = TrainConfig { epochs: 2, ..config(Kernels::Fast) };
+    let out = train::train(&cfg, &tr, &te, &mut MemoryReporter::default(), Default::default()).unwrap();
+    let want = train::evaluate(&out.net, &te, cfg.batch_size);
+    assert!(want.accuracy > 0.4, "a network that learnt something (chance is 0.25): {}", want.accuracy);
+    assert_eq!((out.test.accuracy, &out.test.per_class_accuracy), (want.accuracy, &want.per_class_accuracy));
+    assert!((out.test.loss - want.loss).abs() < 1e-5 * want.loss, "{} against {}", out.test.loss, want.loss);
+}

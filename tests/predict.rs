@@ -11,6 +11,7 @@ use image::{GrayImage, ImageBuffer, Rgb, RgbImage, Rgba, RgbaImage};
 use tch::{nn, nn::Module, Device, Kind, Tensor};
 use tch_cifar10::{
     checkpoint::save_model,
+    config::Kernels,
     data::normalize,
     model::Net,
     predict::{load_image, run_predict, PredictOptions},
@@ -42,7 +43,7 @@ fn model(dir: &Path) -> (PathBuf, nn::VarStore, Net) {
 }
 
 fn opts(checkpoint: &Path, images: Vec<PathBuf>, top_k: usize) -> PredictOptions {
-    PredictOptions { checkpoint: checkpoint.to_path_buf(), images, top_k, device: DeviceSpec::Cpu, classes: None }
+    PredictOptions { checkpoint: checkpoint.to_path_buf(), images, top_k, device: DeviceSpec::Cpu, classes: None, kernels: Kernels::Reference }
 }
 
 fn bytes(t: &Tensor) -> Vec<u8> {
@@ -354,5 +355,38 @@ fn a_folder_is_its_images_recursively_in_sorted_order() -> TestResult {
     std::fs::write(empty.join("readme.txt"), "x")?;
     let err = run_predict(&opts(&ckpt, vec![empty.clone()], 2)).unwrap_err().to_string();
     assert!(err.contains(&empty.display().to_string()) && err.contains("holds no image"), "{err}");
+}
+
+#[test]
+fn fast_kernels_predict_as_libtorch_within_rounding() -> TestResult {
+    let dir = tempfile::tempdir()?;
+    let (ckpt, _vs, _net) = model(dir.path());
+    // 11 images: a full chunk of 8 and a ragged one.
+    let mut paths = Vec::new();
+    for (i, r) in common::learnable_records(11, 4, 9).iter().enumerate() {
+        let p = dir.path().join(format!("img{i}.png"));
+        record_image(r).save(&p)?;
+        paths.push(p);
+    }
+    let want = run_predict(&opts(&ckpt, paths.clone(), 4))?;
+    let got = run_predict(&PredictOptions { kernels: Kernels::Fast, ..opts(&ckpt, paths.clone(), 4) })?;
+    for (g, w) in got.iter().zip(&want) {
+        assert_eq!(g.path, w.path);
+        assert_eq!(g.top[0].index, w.top[0].index, "{}", g.path.display());
+        for c in &g.top {
+            let p = w.top.iter().find(|x| x.index == c.index).unwrap().probability;
+            assert!((c.probability - p).abs() < 1e-5, "{}: class {} {} against {p}", g.path.display(), c.index, c.probability);
+        }
+    }
+    // The flag, and a value it does not take.
+    let bin = env!("CARGO_BIN_EXE_tch-cifar10");
+    let out = std::process::Command::new(bin).args(["predict", "--json", "--kernels", "fast", "--checkpoint"]).arg(&ckpt).arg(&paths[0]).output()?;
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let json: serde_json::Value = serde_json::from_slice(&out.stdout)?;
+    assert_eq!(json[0]["top"][0]["index"], want[0].top[0].index);
+    let out = std::process::Command::new(bin).args(["predict", "--kernels", "turbo", "--checkpoint"]).arg(&ckpt).arg(&paths[0]).output()?;
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("turbo") && err.contains("reference") && err.contains("fast"), "{err}");
     Ok(())
 }

@@ -233,6 +233,44 @@ impl LeNet {
     }
 }
 
+impl LeNet {
+    /// `Net.forward` (no gradient) of the images `images` (`uint8 [B, 3, 32, 32]`, flat, each
+    /// normalised as `ToTensor()` + `Normalize(0.5, 0.5)`, as in training): the logits, `float32
+    /// [B, classes]` row-major, `w` being the parameters as for [`LeNet::gradients`]. The same
+    /// kernels as a training step's forward pass, chunk by chunk on the worker threads: each
+    /// image's logits have the same bits at any thread count and batch size, and agree with
+    /// libtorch's within rounding.
+    ///
+    /// # Panics
+    /// A parameter of the wrong size, or `images` not a whole number of images.
+    pub(crate) fn logits(&mut self, w: &[&[f32]; 10], images: &[u8]) -> Vec<f32> {
+        let classes = self.classes;
+        assert!(w.iter().zip(param_sizes(classes)).all(|(p, n)| p.len() == n), "parameter sizes");
+        assert!(images.len() % IMAGE == 0, "whole images");
+        let bsz = images.len() / IMAGE;
+        let mut out = vec![0f32; bsz * classes];
+        let n = bsz.div_ceil(L);
+        while self.chunks.len() < n {
+            self.chunks.push(Chunk::new(classes));
+        }
+        let (chunks, dst) = (&mut self.chunks[..n], SendPtr(out.as_mut_ptr()));
+        self.pool.install(|| {
+            chunks.par_iter_mut().enumerate().for_each(|(j, ch)| {
+                // SAFETY: sizes checked above; chunk j writes only its own buffers and rows
+                // `8j..8j + lanes` of `out`.
+                unsafe { forward_chunk(ch, w, images, j * L, bsz, classes, dst) }
+            });
+        });
+        out
+    }
+}
+
+/// Worker threads for the kernels: libtorch's intra-op thread count (`--threads`, or
+/// `OMP_NUM_THREADS`, or the physical cores), at most one per logical CPU (more only take turns).
+pub(crate) fn threads() -> usize {
+    (tch::get_num_threads().max(1) as usize).min(crate::device::logical_cpus().unwrap_or(1))
+}
+
 /// A batch [`LeNet::gradients`] refuses.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) enum BadBatch {
@@ -286,16 +324,7 @@ multiversion! {
             }
         }
         let p = |i: usize| w[i].as_ptr();
-        // x = self.pool(F.relu(self.conv1(x)))                          [6, 28, 28] -> [6, 14, 14]
-        conv::forward::<6, 2, 5, 3, 32, 32, 6>(ch.x0.as_ptr(), p(0), p(1), ch.a1.as_mut_ptr());
-        pool::forward(ch.a1.as_ptr(), (6, 28, 28), ch.p1.as_mut_ptr(), ch.i1.as_mut_ptr());
-        // x = self.pool(F.relu(self.conv2(x)))                          [16, 10, 10] -> [16, 5, 5]
-        conv::forward::<4, 2, 5, 6, 14, 14, 16>(ch.p1.as_ptr(), p(2), p(3), ch.a2.as_mut_ptr());
-        pool::forward(ch.a2.as_ptr(), (16, 10, 10), ch.p2.as_mut_ptr(), ch.i2.as_mut_ptr());
-        // x = torch.flatten(x, 1); x = F.relu(self.fc1(x)); x = F.relu(self.fc2(x)); x = self.fc3(x)
-        dense::forward(ch.p2.as_ptr(), 400, p(4), p(5), 120, true, ch.h1.as_mut_ptr());
-        dense::forward(ch.h1.as_ptr(), 120, p(6), p(7), 84, true, ch.h2.as_mut_ptr());
-        dense::forward(ch.h2.as_ptr(), 84, p(8), p(9), classes, false, ch.z.as_mut_ptr());
+        forward_layers(ch, w, classes);
         // loss = F.cross_entropy(x, labels, label_smoothing=eps): mean over the batch of
         // sum_c q_c (logsumexp(z) - z[c]) with q = (1 - eps) onehot(label) + eps / K (plain
         // cross-entropy at eps = 0); its gradient (softmax(z) - q) / B, zero on the padding lanes.
@@ -345,6 +374,48 @@ multiversion! {
         conv::input_grad::<6, 5, 16, 10, 10>(ch.a2.as_ptr(), p(2), ch.dp1.as_mut_ptr());
         pool::backward(ch.dp1.as_ptr(), ch.p1.as_ptr(), ch.i1.as_ptr(), (6, 28, 28), ch.a1.as_mut_ptr());
         // conv1's weights: a phase 2 task per pair of its outputs (`conv1_task`).
+    }
+}
+
+/// `Net.forward` of the chunk whose normalised images are in `ch.x0`: the logits into `ch.z`
+/// (`[classes][L]`), every activation (and the pools' argmax) kept for the backward pass.
+///
+/// # Safety
+/// `w` holds `Net`'s parameters ([`param_sizes`]`(classes)`) and `ch` was made for `classes`.
+#[inline(always)]
+unsafe fn forward_layers(ch: &mut Chunk, w: &[&[f32]; 10], classes: usize) {
+    let p = |i: usize| w[i].as_ptr();
+    // x = self.pool(F.relu(self.conv1(x)))                          [6, 28, 28] -> [6, 14, 14]
+    unsafe { conv::forward::<6, 2, 5, 3, 32, 32, 6>(ch.x0.as_ptr(), p(0), p(1), ch.a1.as_mut_ptr()) };
+    unsafe { pool::forward(ch.a1.as_ptr(), (6, 28, 28), ch.p1.as_mut_ptr(), ch.i1.as_mut_ptr()) };
+    // x = self.pool(F.relu(self.conv2(x)))                          [16, 10, 10] -> [16, 5, 5]
+    unsafe { conv::forward::<4, 2, 5, 6, 14, 14, 16>(ch.p1.as_ptr(), p(2), p(3), ch.a2.as_mut_ptr()) };
+    unsafe { pool::forward(ch.a2.as_ptr(), (16, 10, 10), ch.p2.as_mut_ptr(), ch.i2.as_mut_ptr()) };
+    // x = torch.flatten(x, 1); x = F.relu(self.fc1(x)); x = F.relu(self.fc2(x)); x = self.fc3(x)
+    unsafe { dense::forward(ch.p2.as_ptr(), 400, p(4), p(5), 120, true, ch.h1.as_mut_ptr()) };
+    unsafe { dense::forward(ch.h1.as_ptr(), 120, p(6), p(7), 84, true, ch.h2.as_mut_ptr()) };
+    unsafe { dense::forward(ch.h2.as_ptr(), 84, p(8), p(9), classes, false, ch.z.as_mut_ptr()) };
+}
+
+multiversion! {
+    /// The logits of the images `first..first + 8` (fewer at the end) of the `bsz` images in
+    /// `images` (`uint8 [bsz, 3, 32, 32]`), normalised as in training, into rows `first..` of
+    /// `out` (`float32 [bsz, classes]`).
+    unsafe fn forward_chunk(ch: &mut Chunk, w: &[&[f32]; 10], images: &[u8], first: usize, bsz: usize, classes: usize, out: SendPtr<f32>) {
+        let lanes = (bsz - first).min(L);
+        ch.lanes = lanes;
+        for l in 0..L {
+            let img = (l < lanes).then(|| &images[(first + l) * IMAGE..][..IMAGE]);
+            for e in 0..IMAGE {
+                ch.x0[e * L + l] = img.map_or(0.0, |img| NORMALIZE[usize::from(img[e])]);
+            }
+        }
+        forward_layers(ch, w, classes);
+        for l in 0..lanes {
+            for c in 0..classes {
+                *out.0.add((first + l) * classes + c) = ch.z[c * L + l];
+            }
+        }
     }
 }
 
@@ -471,6 +542,29 @@ mod tests {
         crate::kernels::force_portable(false);
         assert_eq!(bits(&one.0), bits(&portable.0), "portable against {}", if simd { "AVX2+FMA" } else { "portable" });
         assert_eq!(one.1.to_bits(), portable.1.to_bits());
+    }
+
+    #[test]
+    fn logits_equal_libtorch_forward_within_rounding_with_the_same_bits_at_any_thread_count() {
+        // 21 images: two full chunks and a ragged one; 3 classes: fc3 rows not a multiple of 4.
+        for (classes, n) in [(10, 21), (3, 9)] {
+            let (_vs, net, images, _) = setup(classes, n, 11);
+            let want: Vec<f32> = host(&tch::no_grad(|| net.forward(&normalize(&images))));
+            let w: Vec<Vec<f32>> = net.parameters().iter().map(|(_, p)| host(p)).collect();
+            let ws: [&[f32]; 10] = std::array::from_fn(|i| w[i].as_slice());
+            let bytes = host::<u8>(&images);
+            let one = LeNet::new(classes as usize, 1).unwrap().logits(&ws, &bytes);
+            assert!(rel(&one, &want) < 1e-5, "{classes} classes: relative difference {}", rel(&one, &want));
+            let argmax = |z: &[f32]| z.chunks(classes as usize).map(|r| r.iter().enumerate().fold(0, |a, (c, v)| if *v > r[a] { c } else { a })).collect::<Vec<_>>();
+            assert_eq!(argmax(&one), argmax(&want));
+            for threads in [2, 3] {
+                let mut k = LeNet::new(classes as usize, threads).unwrap();
+                assert_eq!(k.logits(&ws, &bytes), one, "{threads} threads");
+                // Another batch size (and so other chunk boundaries): each image's logits the same.
+                let rows = 5 * classes as usize;
+                assert_eq!(k.logits(&ws, &bytes[..5 * IMAGE]), one[..rows], "{threads} threads, 5 images");
+            }
+        }
     }
 
     /// Not a test: `cargo test --release --lib step_time -- --ignored --nocapture` prints the time

@@ -7,7 +7,11 @@ use tch::{nn::Module, Kind, Tensor};
 
 use crate::{
     data::{normalize, Dataset},
+    error::{Error, Result},
+    kernels::lenet::{LeNet, IMAGE},
+    model::Net,
     report::EvalMetrics,
+    train::step::fast_cpu::{unfit, view, weights},
 };
 
 /// Evaluates `model` on `data` (already on the model's device) in batches of `batch_size`.
@@ -44,6 +48,57 @@ pub fn evaluate_with_confusion(model: &impl Module, data: &Dataset, batch_size: 
         };
         (metrics, confusion)
     })
+}
+
+/// [`evaluate_with_confusion`] on this crate's CPU kernels (`--kernels fast` on the CPU): the
+/// logits of each batch from [`LeNet::logits`] and the rest on the host, the same figures within
+/// rounding (each image's loss `logsumexp(z) - z[label]` in float32, as libtorch's
+/// `cross_entropy`; the batch means and their sum in float64; the prediction the first largest
+/// logit, as `argmax`). No libtorch operator runs, so none of its threads wake.
+///
+/// # Errors
+/// `data` or a parameter of `net` that is not a contiguous CPU tensor of the expected type and
+/// shape, or a label outside the network's classes.
+pub(crate) fn evaluate_on_kernels(kernels: &mut LeNet, net: &Net, data: &Dataset, batch_size: usize) -> Result<(EvalMetrics, ConfusionMatrix)> {
+    let w = weights(net)?;
+    let k = w[9].len();
+    if data.images.dim() != 4 || data.images.size()[1..] != [3, 32, 32] {
+        return Err(unfit("the images", &data.images, "[N, 3, 32, 32]"));
+    }
+    let (images, labels) = (view::<u8>("the images", &data.images, Kind::Uint8)?, view::<i64>("the labels", &data.labels, Kind::Int64)?);
+    if labels.len() * IMAGE != images.len() {
+        return Err(unfit("the labels", &data.labels, &format!("one per image ({})", images.len() / IMAGE)));
+    }
+    if let Some(y) = labels.iter().find(|y| !(0..k as i64).contains(y)) {
+        return Err(Error::InvalidConfig { field: "label", value: y.to_string(), expected: format!("a class of the network's {k} outputs") });
+    }
+    let mut confusion = ConfusionMatrix { classes: k, counts: vec![0; k * k] };
+    let (mut loss_sum, mut batches) = (0f64, 0usize);
+    for (xs, ys) in images.chunks(batch_size.max(1) * IMAGE).zip(labels.chunks(batch_size.max(1))) {
+        let logits = kernels.logits(&w, xs);
+        let mut batch_loss = 0f64;
+        for (z, &y) in logits.chunks(k).zip(ys) {
+            let (mut m, mut arg) = (z[0], 0);
+            for (c, &v) in z.iter().enumerate().skip(1) {
+                if v > m {
+                    (m, arg) = (v, c);
+                }
+            }
+            let lse = m + z.iter().map(|v| (v - m).exp()).sum::<f32>().ln();
+            batch_loss += f64::from(lse - z[y as usize]);
+            confusion.counts[y as usize * k + arg] += 1;
+        }
+        loss_sum += batch_loss / ys.len() as f64;
+        batches += 1;
+    }
+    let hits: u64 = (0..k).map(|i| confusion.get(i, i)).sum();
+    let metrics = EvalMetrics {
+        loss: loss_sum / batches.max(1) as f64,
+        accuracy: hits as f64 / data.len().max(1) as f64,
+        per_class_accuracy: confusion.per_class_accuracy(),
+        images: data.len(),
+    };
+    Ok((metrics, confusion))
 }
 
 /// Counts of (true label, predicted class) pairs over a split.
@@ -117,6 +172,47 @@ mod tests {
             let b = ((xs.select(1, 0).select(1, 0).select(1, 0) * 0.5 + 0.5) * 255.0).round().to_kind(Kind::Int64);
             b.one_hot(self.0).to_kind(Kind::Float)
         }
+    }
+
+    /// A PyTorch-initialised `Net` and `n` random images of `classes` labels.
+    fn synthetic(classes: i64, n: i64, seed: i64) -> (tch::nn::VarStore, Net, Dataset) {
+        let _rng = crate::rng::lock_global_rng();
+        tch::manual_seed(seed);
+        let vs = tch::nn::VarStore::new(Device::Cpu);
+        let net = Net::new(&vs.root(), classes);
+        net.init_pytorch();
+        let images = Tensor::randint(256, [n, 3, 32, 32], (Kind::Uint8, Device::Cpu));
+        let labels = Tensor::randint(classes, [n], (Kind::Int64, Device::Cpu));
+        (vs, net, Dataset { images, labels, classes: (0..classes).map(|c| c.to_string()).collect() })
+    }
+
+    #[test]
+    fn the_kernels_evaluate_as_libtorch_within_rounding_at_any_thread_count() {
+        // 47 images in batches of 10: a ragged last batch, whose mean has another divisor.
+        let (_vs, net, data) = synthetic(10, 47, 5);
+        let (want, want_confusion) = evaluate_with_confusion(&net, &data, 10);
+        for threads in [1, 2, 4] {
+            let mut k = LeNet::new(10, threads).unwrap();
+            let (got, confusion) = evaluate_on_kernels(&mut k, &net, &data, 10).unwrap();
+            assert_eq!(confusion, want_confusion, "{threads} threads: every image predicted alike");
+            assert!((got.loss - want.loss).abs() < 1e-5 * want.loss, "{threads} threads: loss {} against {}", got.loss, want.loss);
+            assert_eq!((got.accuracy, &got.per_class_accuracy, got.images), (want.accuracy, &want.per_class_accuracy, want.images));
+        }
+    }
+
+    #[test]
+    fn the_kernels_refuse_a_label_outside_the_classes_and_images_of_another_shape() {
+        let (_vs, net, data) = synthetic(4, 6, 6);
+        let mut k = LeNet::new(4, 1).unwrap();
+        let with = |images: Tensor, labels: Tensor| Dataset { images, labels, classes: data.classes.clone() };
+        let bad = with(data.images.shallow_clone(), Tensor::from_slice(&[0i64, 1, 2, 3, 4, 0]));
+        let err = evaluate_on_kernels(&mut k, &net, &bad, 4).unwrap_err().to_string();
+        assert!(err.contains("label") && err.contains('4') && err.contains("4 outputs"), "{err}");
+        let small = with(Tensor::zeros([6, 3, 16, 16], (Kind::Uint8, Device::Cpu)), data.labels.shallow_clone());
+        let err = evaluate_on_kernels(&mut k, &net, &small, 4).unwrap_err().to_string();
+        assert!(err.contains("[N, 3, 32, 32]"), "{err}");
+        let floats = with(data.images.to_kind(Kind::Float), data.labels.shallow_clone());
+        assert!(evaluate_on_kernels(&mut k, &net, &floats, 4).is_err());
     }
 
     #[test]

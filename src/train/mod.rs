@@ -174,7 +174,7 @@ fn fit(
         // --val-size: validate; --early-stop-patience: keep the best weights, maybe stop.
         let early_stop = match val.as_mut() {
             Some(v) => {
-                let (m, stop) = v.after_epoch(epoch, &net, &vs, &mut state);
+                let (m, stop) = v.after_epoch(epoch, &net, &vs, step, &mut state)?;
                 (record.val_loss, record.val_acc) = (Some(m.loss), Some(m.accuracy));
                 reporter.validated(epoch, &m);
                 stop
@@ -183,7 +183,7 @@ fn fit(
         };
         // The last epoch's test figures come from the final evaluation below.
         if cfg.evaluates_after(epoch) && epoch < cfg.epochs && !early_stop {
-            let t = finite(epoch, "test", evaluate(&net, &test_d, cfg.batch_size))?;
+            let t = finite(epoch, "test", step.evaluate(&net, &test_d, cfg.batch_size)?)?;
             (record.test_loss, record.test_acc) = (Some(t.loss), Some(t.accuracy));
             reporter.evaluated(epoch, &t);
         }
@@ -201,7 +201,7 @@ fn fit(
     // step), also where early stopping restored an earlier epoch's weights, which that line
     // then names.
     let weights_epoch = val.as_ref().map_or(last, |v| v.finish(&vs, last));
-    let test = finite(weights_epoch, "test", evaluate(&net, &test_d, cfg.batch_size))?;
+    let test = finite(weights_epoch, "test", step.evaluate(&net, &test_d, cfg.batch_size)?)?;
     if weights_epoch != last {
         reporter.weights_restored(last, weights_epoch);
     }

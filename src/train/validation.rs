@@ -9,7 +9,7 @@ use tch::{nn, Device, Tensor};
 
 use super::{
     early_stop::{EarlyStopping, Verdict},
-    evaluate::evaluate,
+    step::Step,
 };
 use crate::{
     checkpoint::state::{Checkpoint, TrainState},
@@ -53,7 +53,7 @@ impl Validation {
         }))
     }
 
-    /// Evaluates the validation split after `epoch`; records the early-stopping state in
+    /// Evaluates the validation split after `epoch` (as `step` evaluates); records the early-stopping state in
     /// `state` (for the checkpoint). Returns the figures (for the loop to report) and whether to
     /// stop.
     pub(crate) fn after_epoch(
@@ -61,10 +61,11 @@ impl Validation {
         epoch: usize,
         net: &Net,
         vs: &nn::VarStore,
+        step: &mut dyn Step,
         state: &mut TrainState,
-    ) -> (EvalMetrics, bool) {
-        let m = evaluate(net, &self.val, self.batch_size);
-        let Some(stopper) = self.stopper.as_mut() else { return (m, false) };
+    ) -> Result<(EvalMetrics, bool)> {
+        let m = step.evaluate(net, &self.val, self.batch_size)?;
+        let Some(stopper) = self.stopper.as_mut() else { return Ok((m, false)) };
         let verdict = stopper.observe(epoch, m.accuracy);
         (state.best, state.epochs_without_improvement) = (stopper.best(), stopper.stale());
         match verdict {
@@ -73,10 +74,10 @@ impl Validation {
             Verdict::Stop => {
                 let p = stopper.patience();
                 tracing::info!("early stop after epoch {epoch}: no better validation accuracy for {p} epoch{}", if p == 1 { "" } else { "s" });
-                return (m, true);
+                return Ok((m, true));
             }
         }
-        (m, false)
+        Ok((m, false))
     }
 
     /// After the last epoch trained (`last`): with early stopping, restores the best epoch's

@@ -14,8 +14,11 @@ use crate::{
     config::TrainConfig,
     error::{Error, Result},
     kernels::lenet::{self, BadBatch, LeNet},
+    data::Dataset,
     model::Net,
     recipe::{loss::Objective, optim::SliceOptimizer},
+    report::EvalMetrics,
+    train::evaluate::evaluate_on_kernels,
 };
 
 /// The fast CPU step (see the module doc).
@@ -29,18 +32,30 @@ pub(crate) struct FastCpu {
 }
 
 /// A libtorch error for a tensor the kernels cannot read.
-fn unfit(what: &str, t: &Tensor, want: &str) -> Error {
+pub(crate) fn unfit(what: &str, t: &Tensor, want: &str) -> Error {
     Error::Torch(tch::TchError::Kind(format!("fast CPU kernels: {what} is {:?} {:?} on {:?}, expected {want}", t.kind(), t.size(), t.device())))
 }
 
 /// `t` as a slice of `T`, after checking it is a contiguous CPU tensor of `kind`.
-fn view<'a, T>(what: &str, t: &'a Tensor, kind: Kind) -> Result<&'a [T]> {
+pub(crate) fn view<'a, T>(what: &str, t: &'a Tensor, kind: Kind) -> Result<&'a [T]> {
     if t.device() != Device::Cpu || t.kind() != kind || !t.is_contiguous() {
         return Err(unfit(what, t, &format!("a contiguous {kind:?} CPU tensor")));
     }
     // SAFETY: a contiguous CPU tensor of `kind` holds `numel` elements of `T` at `data_ptr`, and
     // lives as long as `t`.
     Ok(unsafe { std::slice::from_raw_parts(t.data_ptr().cast::<T>(), t.numel()) })
+}
+
+/// `net`'s parameters as the kernels read them (`Net::parameters()` order).
+///
+/// # Errors
+/// A parameter that is not a contiguous float32 CPU tensor.
+pub(crate) fn weights(net: &Net) -> Result<[&[f32]; 10]> {
+    let mut w = [&[][..]; 10];
+    for (w, (name, p)) in w.iter_mut().zip(net.parameters()) {
+        *w = view(name, p, Kind::Float)?;
+    }
+    Ok(w)
 }
 
 impl FastCpu {
@@ -58,7 +73,7 @@ impl FastCpu {
             }
         }
         // More workers than CPUs only take turns (`--threads` may ask for up to 1,024).
-        let threads = (tch::get_num_threads().max(1) as usize).min(crate::device::logical_cpus().unwrap_or(1));
+        let threads = lenet::threads();
         let kernels = LeNet::new(classes, threads).map_err(|e| Error::Torch(tch::TchError::Kind(format!("fast CPU kernels: starting {threads} threads: {e}"))))?;
         tracing::debug!("fast CPU kernels: {} worker threads, AVX2+FMA: {}", kernels.threads(), crate::kernels::simd());
         let names = params.iter().map(|(n, _)| n.to_string()).collect();
@@ -123,6 +138,10 @@ impl Step for FastCpu {
         let _ = tally.losses.get(b.step as i64).fill_((loss_sum / index.size()[0] as f64) as f32 as f64);
         let _ = tally.correct.g_add_scalar_(correct as i64);
         Ok(())
+    }
+
+    fn evaluate(&mut self, net: &Net, data: &Dataset, batch_size: usize) -> Result<EvalMetrics> {
+        Ok(evaluate_on_kernels(&mut self.kernels, net, data, batch_size)?.0)
     }
 
     fn optimizer_state(&self) -> Vec<(String, Tensor)> {

@@ -21,7 +21,9 @@ use tch::{Device, Kind, Tensor};
 
 use crate::{
     config::{Kernels, TrainConfig},
+    data::Dataset,
     error::Result,
+    report::EvalMetrics,
     model::Net,
     recipe::{
         augment::{Augment, SampleDraw},
@@ -100,6 +102,15 @@ pub(crate) trait Step {
     /// # Errors
     /// A libtorch error.
     fn step(&mut self, net: &Net, batch: &Batch<'_>, tally: &mut Tally) -> Result<()>;
+    /// Evaluates `net` on `data` (resident on the training device) in batches of `batch_size`:
+    /// the test pass after an epoch and validation. By default libtorch's forward
+    /// ([`crate::train::evaluate`]); the fast CPU step uses its own kernels.
+    ///
+    /// # Errors
+    /// Data the step's kernels cannot read.
+    fn evaluate(&mut self, net: &Net, data: &Dataset, batch_size: usize) -> Result<EvalMetrics> {
+        Ok(super::evaluate::evaluate(net, data, batch_size))
+    }
     /// The optimizer's state under PyTorch's names (`momentum_buffer.fc1.weight`,
     /// `exp_avg.fc1.weight`, ...; none before the first step), for the checkpoint.
     fn optimizer_state(&self) -> Vec<(String, Tensor)>;
