@@ -65,8 +65,8 @@ pub enum Command {
     /// directory under OUT/trials/, then rank the settings (mean ± std over seeds) and chart them.
     /// Rerunning the same command resumes it.
     Sweep(Box<SweepArgs>),
-    /// Evaluate a saved model on the CIFAR-10 test set: loss, accuracy, per-class accuracy,
-    /// confusion matrix.
+    /// Evaluate a saved model on a test set (CIFAR-10 or an image folder; a run's own by
+    /// default): loss, accuracy, per-class accuracy, confusion matrix.
     Eval(EvalArgs),
     /// Classify images (PNG, JPEG, BMP, PPM, PGM, TIFF, WebP) with a saved model: the top-k
     /// classes with softmax probabilities.
@@ -671,9 +671,22 @@ pub struct EvalArgs {
     /// directory holding model.safetensors.
     #[arg(long, value_name = "PATH")]
     pub checkpoint: PathBuf,
-    /// Folder holding `cifar-10-batches-bin/` (or the `.bin` files themselves).
-    #[arg(long, default_value_os_t = TrainConfig::default().data_dir)]
-    pub data_dir: PathBuf,
+    /// Folder holding `cifar-10-batches-bin/` or `cifar-10-batches-py/` (only the test file and
+    /// the class names are read); with `--dataset folder`, holding `test/<class>/` [default: a
+    /// run directory's own (its config.json), else data].
+    #[arg(long, value_name = "DATA_DIR")]
+    pub data_dir: Option<PathBuf>,
+    /// cifar10 or folder, as `train --dataset` [default: a run directory's own, else cifar10].
+    #[arg(long, value_enum)]
+    pub dataset: Option<DatasetKind>,
+    /// Filter that resizes folder images that are not 32x32 [default: a run directory's own, else
+    /// bilinear].
+    #[arg(long, value_enum)]
+    pub resize_filter: Option<ResizeFilter>,
+    /// How the forward pass is computed: reference (PyTorch's ops, bit for bit) or fast
+    /// (libtorch's channels-last kernels; the same function, rounded differently).
+    #[arg(long, value_enum, default_value_t = Kernels::Reference)]
+    pub kernels: Kernels,
     /// Images per forward pass (the loss is the mean of the batch means, as the reference's).
     #[arg(long, default_value_t = TrainConfig::default().batch_size)]
     pub batch_size: usize,
@@ -697,9 +710,12 @@ impl From<&EvalArgs> for EvalOptions {
         EvalOptions {
             checkpoint: a.checkpoint.clone(),
             data_dir: a.data_dir.clone(),
+            dataset: a.dataset,
+            resize_filter: a.resize_filter,
             device: a.device,
             batch_size: a.batch_size,
             classes: a.classes.clone(),
+            kernels: a.kernels,
         }
     }
 }

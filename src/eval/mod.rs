@@ -1,0 +1,265 @@
+//! `tch-cifar10 eval`: a saved model (see [`crate::checkpoint::model_file`]) on the test split of
+//! any dataset `train` reads (CIFAR-10 in its binary or python layout, or an image folder), as the
+//! reference's closing test loop computes it: mean of the batch-mean losses, accuracy, accuracy
+//! per class, and the confusion matrix (rows: true class, columns: predicted), as a text table or
+//! JSON. Given a run folder, it reads the run's own data (its `config.json`) unless told otherwise.
+
+pub mod forward;
+
+use std::{
+    fmt,
+    path::{Path, PathBuf},
+};
+
+use serde::Serialize;
+
+use crate::{
+    checkpoint::{load_model_with_classes, model_path, ClassSource},
+    config::{Kernels, TrainConfig, MAX_BATCH_SIZE},
+    data::{self, folder::ResizeFilter, DatasetKind},
+    device::{device_name, DeviceSpec},
+    error::{Error, Result},
+    report::escape_control,
+    run::CONFIG_FILE,
+    safe_fs,
+    train::evaluate::{evaluate_with_logits, ConfusionMatrix},
+};
+
+/// What `eval` evaluates, and where.
+#[derive(Clone, Debug)]
+pub struct EvalOptions {
+    /// A model file, or a run directory holding `model.safetensors`.
+    pub checkpoint: PathBuf,
+    /// The dataset's folder (as `train --data-dir`) [`None`: the run's, for a run directory
+    /// with a `config.json`; else `data`].
+    pub data_dir: Option<PathBuf>,
+    /// The dataset's kind [`None`: the run's, or CIFAR-10].
+    pub dataset: Option<DatasetKind>,
+    /// The filter resizing folder images that are not 32x32 [`None`: the run's, or bilinear].
+    pub resize_filter: Option<ResizeFilter>,
+    /// Where to evaluate.
+    pub device: DeviceSpec,
+    /// Images per forward pass (the loss is the mean of batch means, as the reference's).
+    pub batch_size: usize,
+    /// Class names overriding (or supplying) the file's.
+    pub classes: Option<Vec<String>>,
+    /// How the forward pass is computed (see [`forward`]).
+    pub kernels: Kernels,
+}
+
+impl EvalOptions {
+    /// Options for `checkpoint` with every other setting at its default: the run's data (or
+    /// CIFAR-10 in `data`), the CPU, the reference kernels, batches of the training default.
+    pub fn new(checkpoint: &Path) -> EvalOptions {
+        EvalOptions {
+            checkpoint: checkpoint.to_path_buf(),
+            data_dir: None,
+            dataset: None,
+            resize_filter: None,
+            device: DeviceSpec::Cpu,
+            batch_size: TrainConfig::default().batch_size,
+            classes: None,
+            kernels: Kernels::Reference,
+        }
+    }
+}
+
+/// The test data `eval` reads: a flag's value, else the run's (`config.json` beside the model
+/// in a run directory), else the default.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct DataChoice {
+    /// The dataset's folder.
+    pub data_dir: PathBuf,
+    /// Its kind.
+    pub dataset: DatasetKind,
+    /// The resize filter for folder images.
+    pub resize_filter: ResizeFilter,
+}
+
+/// Resolves the data flags of `opts` against the run's `config.json` when `opts.checkpoint` is a
+/// run directory holding one.
+///
+/// # Errors
+/// [`Error::BadCheckpoint`] naming a `config.json` that cannot be read as a run configuration.
+pub fn data_choice(opts: &EvalOptions) -> Result<DataChoice> {
+    let config = opts.checkpoint.join(CONFIG_FILE);
+    let run = if opts.checkpoint.is_dir() && config.is_file() && (opts.data_dir.is_none() || opts.dataset.is_none() || opts.resize_filter.is_none()) {
+        let text = safe_fs::read_text(&config, safe_fs::MAX_TEXT_FILE_BYTES)?;
+        let cfg: TrainConfig = serde_json::from_str(&text)
+            .map_err(|e| Error::BadCheckpoint { path: config.clone(), reason: format!("not a tch-cifar10 run configuration ({e})") })?;
+        tracing::info!("the run's data: {} ({:?}), from {}", cfg.data_dir.display(), cfg.dataset, config.display());
+        Some(cfg)
+    } else {
+        None
+    };
+    let d = run.unwrap_or_default();
+    Ok(DataChoice {
+        data_dir: opts.data_dir.clone().unwrap_or(d.data_dir),
+        dataset: opts.dataset.unwrap_or(d.dataset),
+        resize_filter: opts.resize_filter.unwrap_or(d.resize_filter),
+    })
+}
+
+/// Accuracy of one class.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct ClassAccuracy {
+    /// Class name.
+    pub class: String,
+    /// Test images of this class.
+    pub images: u64,
+    /// Fraction of them classified right.
+    pub accuracy: f64,
+}
+
+/// The result of `eval`; `Display` is the text report, `Serialize` the `--json` one.
+#[derive(Clone, Debug, Serialize)]
+pub struct EvalReport {
+    /// The model file evaluated.
+    pub checkpoint: PathBuf,
+    /// The dataset's folder.
+    pub data_dir: PathBuf,
+    /// The dataset's kind.
+    pub dataset: DatasetKind,
+    /// The kernels of the forward pass.
+    pub kernels: Kernels,
+    /// The device used (`cpu`, `cuda:0`).
+    pub device: String,
+    /// Test images evaluated.
+    pub images: usize,
+    /// Mean over batches of the batch-mean cross-entropy.
+    pub loss: f64,
+    /// Fraction of images classified right.
+    pub accuracy: f64,
+    /// Per class, in label order.
+    pub per_class: Vec<ClassAccuracy>,
+    /// Class names, in label order (the rows and columns of `confusion`).
+    pub classes: Vec<String>,
+    /// `confusion[label][predicted]`: test images of class `label` predicted as `predicted`.
+    pub confusion: ConfusionMatrix,
+}
+
+/// Runs `eval`: loads the model and the test split, evaluates, and reports.
+///
+/// # Errors
+/// An invalid batch size or device, a missing or bad model file, missing or malformed data, a
+/// model whose number of outputs differs from the data's number of classes, or (an image
+/// folder) whose class names are not the folder's.
+pub fn run_eval(opts: &EvalOptions) -> Result<EvalReport> {
+    if !(1..=MAX_BATCH_SIZE).contains(&opts.batch_size) {
+        return Err(Error::InvalidConfig {
+            field: "batch-size",
+            value: opts.batch_size.to_string(),
+            expected: format!("1 to {MAX_BATCH_SIZE}"),
+        });
+    }
+    let device = opts.device.resolve()?;
+    let path = model_path(&opts.checkpoint);
+    let model = load_model_with_classes(&path, device, opts.classes.as_deref())?;
+    if model.class_source == ClassSource::Cifar10Default {
+        tracing::info!("{} names no classes; using CIFAR-10's ({})", path.display(), model.classes.join(", "));
+    }
+    let choice = data_choice(opts)?;
+    let test = data::load_test(choice.dataset, &choice.data_dir, choice.resize_filter, None)?;
+    check_classes(&test.classes, &model.classes, model.class_source, choice.dataset, &path, &choice.data_dir)?;
+    let net = forward::forward(&model.net, opts.kernels, None);
+    let (m, confusion, _logits) = evaluate_with_logits(&|xs| net.forward(xs), &test.to_device(device), opts.batch_size);
+    let per_class = model
+        .classes
+        .iter()
+        .zip(confusion.totals())
+        .zip(&m.per_class_accuracy)
+        .map(|((class, images), &accuracy)| ClassAccuracy { class: class.clone(), images, accuracy })
+        .collect();
+    Ok(EvalReport {
+        checkpoint: path,
+        data_dir: choice.data_dir,
+        dataset: choice.dataset,
+        kernels: opts.kernels,
+        device: device_name(device),
+        images: m.images,
+        loss: m.loss,
+        accuracy: m.accuracy,
+        per_class,
+        classes: model.classes,
+        confusion,
+    })
+}
+
+/// Checks that a model with `model` classes (named by `source`) can be evaluated on data with
+/// `data` classes: the same count always; for an image folder (whose class names are its
+/// folders' names) the same names, unless the model names none of its own.
+///
+/// # Errors
+/// [`Error::InvalidConfig`] for `checkpoint`, naming the model file, the data folder and the
+/// classes missing on either side.
+pub fn check_classes(data: &[String], model: &[String], source: ClassSource, kind: DatasetKind, path: &Path, data_dir: &Path) -> Result<()> {
+    if data.len() != model.len() {
+        return Err(Error::InvalidConfig {
+            field: "checkpoint",
+            value: path.display().to_string(),
+            expected: format!(
+                "a model with one output per class of the data ({} in {}); it has {}",
+                data.len(),
+                data_dir.display(),
+                model.len()
+            ),
+        });
+    }
+    if data != model {
+        let only_data: Vec<_> = data.iter().filter(|c| !model.contains(c)).collect();
+        let only_model: Vec<_> = model.iter().filter(|c| !data.contains(c)).collect();
+        if kind == DatasetKind::Folder && source != ClassSource::Cifar10Default {
+            return Err(Error::InvalidConfig {
+                field: "checkpoint",
+                value: path.display().to_string(),
+                expected: format!(
+                    "a model of the classes of {} ({}); the model's are {} (only in the data: {only_data:?}; only in the model: {only_model:?}; \
+                     a different order counts too: pass --classes to name the model's outputs)",
+                    data_dir.display(),
+                    data.join(", "),
+                    model.join(", ")
+                ),
+            });
+        }
+        tracing::warn!("class names differ: the data has {}, the model {}; reporting the model's", data.join(", "), model.join(", "));
+    }
+    Ok(())
+}
+
+impl fmt::Display for EvalReport {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        // Class names and paths come from files: printed with their control characters escaped.
+        let path = self.checkpoint.display().to_string();
+        writeln!(f, "Model: {} ({} classes, on {})", escape_control(&path), self.classes.len(), self.device)?;
+        // The reference program's closing lines.
+        writeln!(f, "Accuracy of the network on the {} test images: {:.2} %", self.images, 100.0 * self.accuracy)?;
+        writeln!(f, "Test loss: {:.4}", self.loss)?;
+        let names: Vec<_> = self.classes.iter().map(|c| escape_control(c)).collect();
+        let name_w = names.iter().map(|c| c.chars().count()).max().unwrap_or(0).max(5);
+        for c in &self.per_class {
+            let class = escape_control(&c.class);
+            writeln!(f, "Accuracy for class: {class:name_w$} is {:5.1} %  ({} images)", 100.0 * c.accuracy, c.images)?;
+        }
+        writeln!(f)?;
+        writeln!(f, "Confusion matrix (rows: true class, columns: predicted class by number):")?;
+        let k = self.classes.len();
+        let max = self.confusion.rows().iter().flatten().copied().max().unwrap_or(0);
+        let cell_w = max.to_string().len().max(k.saturating_sub(1).to_string().len()) + 1;
+        let idx_w = k.saturating_sub(1).to_string().len();
+        let label_w = idx_w + 1 + name_w;
+        write!(f, "{:label_w$} |", "")?;
+        for j in 0..k {
+            write!(f, "{j:>cell_w$}")?;
+        }
+        writeln!(f)?;
+        writeln!(f, "{}-+{}", "-".repeat(label_w), "-".repeat(cell_w * k))?;
+        for (i, row) in self.confusion.rows().iter().enumerate() {
+            write!(f, "{i:>idx_w$} {:name_w$} |", names[i])?;
+            for n in row {
+                write!(f, "{n:>cell_w$}")?;
+            }
+            writeln!(f)?;
+        }
+        Ok(())
+    }
+}
