@@ -292,7 +292,7 @@ type SplitValue = fn(&EpochRecord, Panel) -> Option<f64>;
 
 /// The series of each split: its name and value.
 const SPLITS: [(&str, SplitValue); 3] = [
-    ("train", |r, p| Some(if p == Panel::Loss { r.train_loss } else { 100.0 * r.train_acc })),
+    ("train", |r, p| if p == Panel::Loss { r.train_loss } else { r.train_acc.map(|a| 100.0 * a) }),
     ("validation", |r, p| if p == Panel::Loss { r.val_loss } else { r.val_acc.map(|a| 100.0 * a) }),
     ("test", |r, p| if p == Panel::Loss { r.test_loss } else { r.test_acc.map(|a| 100.0 * a) }),
 ];
@@ -528,8 +528,8 @@ mod tests {
         EpochRecord {
             epoch,
             lr,
-            train_loss: 1.0,
-            train_acc: 0.5,
+            train_loss: Some(1.0),
+            train_acc: Some(0.5),
             val_loss: None,
             val_acc: None,
             test_loss: None,

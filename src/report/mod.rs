@@ -94,6 +94,11 @@ pub trait Reporter {
     fn validated(&mut self, _epoch: usize, _m: &EvalMetrics) {}
     /// After each evaluation on the test set, with the epoch it followed.
     fn evaluated(&mut self, _epoch: usize, _m: &EvalMetrics) {}
+    /// A fine-tuning run, before its first epoch: the starting model on the test set (epoch 0),
+    /// and the first epoch's learning rate. By default, reported as an evaluation at epoch 0.
+    fn before_training(&mut self, m: &EvalMetrics, _lr: f64) {
+        self.evaluated(0, m);
+    }
     /// Once, after the final evaluation.
     fn train_end(&mut self) {}
 }
@@ -166,6 +171,9 @@ impl Reporter for Fanout<'_> {
     fn evaluated(&mut self, epoch: usize, m: &EvalMetrics) {
         self.0.iter_mut().for_each(|r| r.evaluated(epoch, m));
     }
+    fn before_training(&mut self, m: &EvalMetrics, lr: f64) {
+        self.0.iter_mut().for_each(|r| r.before_training(m, lr));
+    }
     fn train_end(&mut self) {
         self.0.iter_mut().for_each(|r| r.train_end());
     }
@@ -177,6 +185,9 @@ pub fn result_table(s: &Summary) -> String {
     let mut out = String::new();
     let _ = writeln!(out, "Accuracy of the network on the {} test images: {:.2} %", s.test_images, 100.0 * s.test_acc);
     let _ = writeln!(out, "Test loss: {:.4}", s.test_loss);
+    if let Some(before) = s.before_test_acc {
+        let _ = writeln!(out, "Fine-tuning: test accuracy {:.2} % before -> {:.2} % after", 100.0 * before, 100.0 * s.test_acc);
+    }
     let names: Vec<_> = s.classes.iter().map(|c| escape_control(c)).collect(); // names come from files
     let width = names.iter().map(|n| n.chars().count()).max().unwrap_or(0).max("class".len());
     let _ = writeln!(out, "\n{:width$}  accuracy", "class");
