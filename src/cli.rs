@@ -703,6 +703,10 @@ pub struct EvalArgs {
     /// Also draw the confusion matrix into this PNG file.
     #[arg(long, value_name = "FILE")]
     pub confusion_png: Option<PathBuf>,
+    /// Also draw the reliability diagram (accuracy against confidence in 15 bins, with the
+    /// images per bin) into this PNG file.
+    #[arg(long, value_name = "FILE")]
+    pub reliability_png: Option<PathBuf>,
 }
 
 impl From<&EvalArgs> for EvalOptions {

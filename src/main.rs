@@ -136,6 +136,12 @@ fn run(command: Command, quiet: bool) -> anyhow::Result<()> {
                 chart::confusion_matrix_png(png, &report.confusion.rows(), &report.classes).context("confusion matrix")?;
                 tracing::info!("confusion matrix drawn in {}", png.display());
             }
+            if let Some(png) = &args.reliability_png {
+                let bins: Vec<_> = report.calibration.bins.iter().map(|b| (b.lower, b.upper, b.images, b.confidence, b.accuracy)).collect();
+                let title = format!("Reliability diagram (ECE {:.2} %)", 100.0 * report.calibration.ece);
+                chart::reliability_png(png, &title, &bins).context("reliability diagram")?;
+                tracing::info!("reliability diagram drawn in {}", png.display());
+            }
             if args.json {
                 println!("{}", serde_json::to_string_pretty(&report)?);
             } else {

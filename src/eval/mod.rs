@@ -4,6 +4,7 @@
 //! per class, and the confusion matrix (rows: true class, columns: predicted), as a text table or
 //! JSON. Given a run folder, it reads the run's own data (its `config.json`) unless told otherwise.
 
+pub mod calibration;
 pub mod forward;
 
 use std::{
@@ -136,6 +137,8 @@ pub struct EvalReport {
     pub classes: Vec<String>,
     /// `confusion[label][predicted]`: test images of class `label` predicted as `predicted`.
     pub confusion: ConfusionMatrix,
+    /// ECE, MCE, NLL, Brier score and the reliability bins of the softmax (see [`calibration`]).
+    pub calibration: calibration::Calibration,
 }
 
 /// Runs `eval`: loads the model and the test split, evaluates, and reports.
@@ -162,7 +165,8 @@ pub fn run_eval(opts: &EvalOptions) -> Result<EvalReport> {
     let test = data::load_test(choice.dataset, &choice.data_dir, choice.resize_filter, None)?;
     check_classes(&test.classes, &model.classes, model.class_source, choice.dataset, &path, &choice.data_dir)?;
     let net = forward::forward(&model.net, opts.kernels, None);
-    let (m, confusion, _logits) = evaluate_with_logits(&|xs| net.forward(xs), &test.to_device(device), opts.batch_size);
+    let (m, confusion, logits) = evaluate_with_logits(&|xs| net.forward(xs), &test.to_device(device), opts.batch_size);
+    let calibration = calibration::calibration(&logits, &test.labels);
     let per_class = model
         .classes
         .iter()
@@ -182,6 +186,7 @@ pub fn run_eval(opts: &EvalOptions) -> Result<EvalReport> {
         per_class,
         classes: model.classes,
         confusion,
+        calibration,
     })
 }
 
@@ -234,6 +239,16 @@ impl fmt::Display for EvalReport {
         // The reference program's closing lines.
         writeln!(f, "Accuracy of the network on the {} test images: {:.2} %", self.images, 100.0 * self.accuracy)?;
         writeln!(f, "Test loss: {:.4}", self.loss)?;
+        let c = &self.calibration;
+        writeln!(
+            f,
+            "Calibration: ECE {:.2} % ({} bins), MCE {:.2} %, NLL {:.4}, Brier {:.4}",
+            100.0 * c.ece,
+            calibration::BINS,
+            100.0 * c.mce,
+            c.nll,
+            c.brier
+        )?;
         let names: Vec<_> = self.classes.iter().map(|c| escape_control(c)).collect();
         let name_w = names.iter().map(|c| c.chars().count()).max().unwrap_or(0).max(5);
         for c in &self.per_class {
