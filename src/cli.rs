@@ -19,6 +19,7 @@ use tch_cifar10::{
         schedule::LrScheduleKind,
     },
     data::download::{CIFAR10_URL, DEFAULT_MAX_DOWNLOAD_BYTES, MAX_BYTES_ENV, MD5_ENV, SHA256_ENV, URL_ENV},
+    calibrate::CalibrateOptions,
     eval::EvalOptions,
     export::{self, ExportFormat, ExportOptions},
     predict::{self, PredictOptions},
@@ -74,6 +75,76 @@ pub enum Command {
     /// Write a saved model as TorchScript or ONNX for deployment (input: float32 [batch, 3, 32,
     /// 32] normalised as in training; output: logits [batch, classes]; any batch size).
     Export(ExportArgs),
+    /// Temperature scaling: fit one temperature T on a validation split (logits / T before the
+    /// softmax, minimising the NLL), report the calibration of the test split before and after,
+    /// and store T in the model file, which eval and predict then apply.
+    Calibrate(CalibrateArgs),
+}
+
+/// `calibrate`'s flags.
+#[derive(Debug, Args)]
+pub struct CalibrateArgs {
+    /// Model file (model.safetensors, or a PyTorch state_dict), or a run directory holding
+    /// model.safetensors (whose config.json gives the data and the validation split).
+    #[arg(long, value_name = "PATH")]
+    pub checkpoint: PathBuf,
+    /// The dataset's folder, as `train --data-dir` (the training split is read for the
+    /// validation images) [default: a run directory's own, else data].
+    #[arg(long, value_name = "DATA_DIR")]
+    pub data_dir: Option<PathBuf>,
+    /// cifar10 or folder [default: a run directory's own, else cifar10].
+    #[arg(long, value_enum)]
+    pub dataset: Option<DatasetKind>,
+    /// Filter that resizes folder images that are not 32x32 [default: a run directory's own,
+    /// else bilinear].
+    #[arg(long, value_enum)]
+    pub resize_filter: Option<ResizeFilter>,
+    /// Validation images held out of the training split, as `train --val-size` [default: the
+    /// run's; a run trained without one, or a model file, needs it, and then the model must not
+    /// have trained on those images].
+    #[arg(long, value_name = "N")]
+    pub val_size: Option<usize>,
+    /// Seed of the held-out split, as `train --seed` [default: the run's].
+    #[arg(long, allow_hyphen_values = true)]
+    pub seed: Option<i64>,
+    /// The calibrated model file to write [default: the model file itself, for a .safetensors].
+    #[arg(long, value_name = "FILE")]
+    pub out: Option<PathBuf>,
+    /// How the forward pass is computed, as `eval --kernels`.
+    #[arg(long, value_enum, default_value_t = Kernels::Reference)]
+    pub kernels: Kernels,
+    /// Images per forward pass.
+    #[arg(long, default_value_t = TrainConfig::default().batch_size)]
+    pub batch_size: usize,
+    /// auto (CUDA when available), cpu, cuda or cuda:N.
+    #[arg(long, default_value_t = TrainConfig::default().device)]
+    pub device: DeviceSpec,
+    /// Class names, comma-separated, in label order [default: the model file's].
+    #[arg(long, value_delimiter = ',', value_name = "NAMES")]
+    pub classes: Option<Vec<String>>,
+    /// Print JSON instead of text.
+    #[arg(long)]
+    pub json: bool,
+}
+
+impl From<&CalibrateArgs> for CalibrateOptions {
+    fn from(a: &CalibrateArgs) -> CalibrateOptions {
+        CalibrateOptions {
+            eval: EvalOptions {
+                data_dir: a.data_dir.clone(),
+                dataset: a.dataset,
+                resize_filter: a.resize_filter,
+                device: a.device,
+                batch_size: a.batch_size,
+                classes: a.classes.clone(),
+                kernels: a.kernels,
+                ..EvalOptions::new(&a.checkpoint)
+            },
+            val_size: a.val_size,
+            seed: a.seed,
+            out: a.out.clone(),
+        }
+    }
 }
 
 /// `train`'s flags; defaults are the reference program's.
@@ -707,6 +778,9 @@ pub struct EvalArgs {
     /// images per bin) into this PNG file.
     #[arg(long, value_name = "FILE")]
     pub reliability_png: Option<PathBuf>,
+    /// Ignore a calibrated model's temperature (`calibrate`): the figures of the raw logits.
+    #[arg(long)]
+    pub no_temperature: bool,
 }
 
 impl From<&EvalArgs> for EvalOptions {
@@ -720,6 +794,7 @@ impl From<&EvalArgs> for EvalOptions {
             batch_size: a.batch_size,
             classes: a.classes.clone(),
             kernels: a.kernels,
+            no_temperature: a.no_temperature,
         }
     }
 }
@@ -754,6 +829,9 @@ pub struct PredictArgs {
     /// Print JSON instead of text.
     #[arg(long)]
     pub json: bool,
+    /// Ignore a calibrated model's temperature: the softmax of the raw logits.
+    #[arg(long)]
+    pub no_temperature: bool,
 }
 
 impl From<&PredictArgs> for PredictOptions {
@@ -764,6 +842,7 @@ impl From<&PredictArgs> for PredictOptions {
             top_k: usize::from(a.top_k),
             device: a.device,
             classes: a.classes.clone(),
+            no_temperature: a.no_temperature,
         }
     }
 }
@@ -794,6 +873,10 @@ pub struct ExportArgs {
     /// Replace the file at --out if there is one (without it, an existing file is an error).
     #[arg(long)]
     pub force: bool,
+    /// Export a calibrated model's raw logits, without its temperature (without this flag, a
+    /// model file holding a temperature is refused: the exported graph has no place for it).
+    #[arg(long)]
+    pub no_temperature: bool,
     /// Class names, comma-separated, in label order, for the ONNX metadata [default: the model
     /// file's; for a file without names and 10 outputs, CIFAR-10's airplane,automobile,...,truck].
     #[arg(long, value_delimiter = ',', value_name = "NAMES")]
@@ -808,6 +891,7 @@ impl From<&ExportArgs> for ExportOptions {
             out: a.out.clone(),
             force: a.force,
             classes: a.classes.clone(),
+            no_temperature: a.no_temperature,
         }
     }
 }

@@ -16,12 +16,14 @@
 //!   event files, charts), [`bars`] (the process's one set of progress bars);
 //! * many runs: [`sweep`] (grids, random search, seeds, as child processes; ranked tables);
 //! * saved models: [`checkpoint`] (model file, training state), [`eval`] and [`predict`] (the
-//!   subcommands), [`export`] (TorchScript, ONNX), [`softmax`] (the classifier head's
+//!   subcommands; `eval` also holds the calibration figures and temperature scaling),
+//!   [`calibrate`] (fits the temperature), [`export`] (TorchScript, ONNX), [`softmax`] (the classifier head's
 //!   mathematics);
 //! * the machine: [`device`], [`cuda`] (loads libtorch's CUDA library where a driver is
 //!   present), [`cuda_graph`] (the CUDA shim: graphs, streams, cuDNN switches), [`info`]; [`error`].
 
 pub mod bars;
+pub mod calibrate;
 pub mod checkpoint;
 pub mod config;
 pub mod cuda;

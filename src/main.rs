@@ -156,6 +156,14 @@ fn run(command: Command, quiet: bool) -> anyhow::Result<()> {
                 predictions.iter().for_each(|p| print!("{p}"));
             }
         }
+        Command::Calibrate(args) => {
+            let report = tch_cifar10::calibrate::run_calibrate(&(&args).into()).context("calibration failed")?;
+            if args.json {
+                println!("{}", serde_json::to_string_pretty(&report)?);
+            } else {
+                print!("{report}");
+            }
+        }
         Command::Export(args) => {
             let exported = tch_cifar10::export::run_export(&(&args).into()).context("export failed")?;
             println!("{}", exported.out.display());

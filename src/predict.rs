@@ -48,6 +48,8 @@ pub struct PredictOptions {
     pub device: DeviceSpec,
     /// Class names overriding (or supplying) the file's.
     pub classes: Option<Vec<String>>,
+    /// Ignore the model file's temperature: the softmax of the raw logits.
+    pub no_temperature: bool,
 }
 
 /// One class and its probability.
@@ -98,12 +100,21 @@ pub fn run_predict(opts: &PredictOptions) -> Result<Vec<Prediction>> {
     if k < opts.top_k {
         tracing::warn!("--top-k {}: the model has {} classes; showing all {k}", opts.top_k, model.classes.len());
     }
+    let temperature = model.temperature.filter(|_| !opts.no_temperature);
+    if let Some(t) = temperature {
+        tracing::info!("probabilities of the logits divided by the model's temperature {t:.4} (--no-temperature for the raw ones)");
+    }
     let mut out = Vec::with_capacity(opts.images.len());
     for paths in opts.images.chunks(CHUNK) {
         let images = paths.iter().map(|p| load_image(p)).collect::<Result<Vec<_>>>()?;
         let (probs, idx) = tch::no_grad(|| {
             let xs = normalize(&Tensor::stack(&images, 0).to_device(device));
-            let (p, i) = softmax(&model.net.forward(&xs)).topk(k as i64, -1, true, true);
+            let logits = model.net.forward(&xs);
+            let logits = match temperature {
+                Some(t) => logits / t,
+                None => logits,
+            };
+            let (p, i) = softmax(&logits).topk(k as i64, -1, true, true);
             (p.to_kind(Kind::Double), i)
         });
         let probs = Vec::<f64>::try_from(probs.to_device(Device::Cpu).flatten(0, -1))?;

@@ -42,7 +42,7 @@ fn model(dir: &Path) -> (PathBuf, nn::VarStore, Net) {
 }
 
 fn opts(checkpoint: &Path, images: Vec<PathBuf>, top_k: usize) -> PredictOptions {
-    PredictOptions { checkpoint: checkpoint.to_path_buf(), images, top_k, device: DeviceSpec::Cpu, classes: None }
+    PredictOptions { checkpoint: checkpoint.to_path_buf(), images, top_k, device: DeviceSpec::Cpu, classes: None, no_temperature: false }
 }
 
 fn bytes(t: &Tensor) -> Vec<u8> {

@@ -6,6 +6,7 @@
 
 pub mod calibration;
 pub mod forward;
+pub mod temperature;
 
 use std::{
     fmt,
@@ -46,6 +47,8 @@ pub struct EvalOptions {
     pub classes: Option<Vec<String>>,
     /// How the forward pass is computed (see [`forward`]).
     pub kernels: Kernels,
+    /// Ignore the model file's temperature (`--no-temperature`): the raw logits.
+    pub no_temperature: bool,
 }
 
 impl EvalOptions {
@@ -61,6 +64,7 @@ impl EvalOptions {
             batch_size: TrainConfig::default().batch_size,
             classes: None,
             kernels: Kernels::Reference,
+            no_temperature: false,
         }
     }
 }
@@ -77,22 +81,33 @@ pub struct DataChoice {
     pub resize_filter: ResizeFilter,
 }
 
+/// The configuration of the run in `checkpoint` (its `config.json`), when it is a run directory
+/// holding one.
+///
+/// # Errors
+/// [`Error::BadCheckpoint`] naming a `config.json` that cannot be read as a run configuration.
+pub fn run_config(checkpoint: &Path) -> Result<Option<TrainConfig>> {
+    let config = checkpoint.join(CONFIG_FILE);
+    if !(checkpoint.is_dir() && config.is_file()) {
+        return Ok(None);
+    }
+    let text = safe_fs::read_text(&config, safe_fs::MAX_TEXT_FILE_BYTES)?;
+    let cfg = serde_json::from_str(&text)
+        .map_err(|e| Error::BadCheckpoint { path: config.clone(), reason: format!("not a tch-cifar10 run configuration ({e})") })?;
+    Ok(Some(cfg))
+}
+
 /// Resolves the data flags of `opts` against the run's `config.json` when `opts.checkpoint` is a
 /// run directory holding one.
 ///
 /// # Errors
 /// [`Error::BadCheckpoint`] naming a `config.json` that cannot be read as a run configuration.
 pub fn data_choice(opts: &EvalOptions) -> Result<DataChoice> {
-    let config = opts.checkpoint.join(CONFIG_FILE);
-    let run = if opts.checkpoint.is_dir() && config.is_file() && (opts.data_dir.is_none() || opts.dataset.is_none() || opts.resize_filter.is_none()) {
-        let text = safe_fs::read_text(&config, safe_fs::MAX_TEXT_FILE_BYTES)?;
-        let cfg: TrainConfig = serde_json::from_str(&text)
-            .map_err(|e| Error::BadCheckpoint { path: config.clone(), reason: format!("not a tch-cifar10 run configuration ({e})") })?;
-        tracing::info!("the run's data: {} ({:?}), from {}", cfg.data_dir.display(), cfg.dataset, config.display());
-        Some(cfg)
-    } else {
-        None
-    };
+    let all_given = opts.data_dir.is_some() && opts.dataset.is_some() && opts.resize_filter.is_some();
+    let run = if all_given { None } else { run_config(&opts.checkpoint)? };
+    if let Some(cfg) = &run {
+        tracing::info!("the run's data: {} ({:?})", cfg.data_dir.display(), cfg.dataset);
+    }
     let d = run.unwrap_or_default();
     Ok(DataChoice {
         data_dir: opts.data_dir.clone().unwrap_or(d.data_dir),
@@ -123,6 +138,8 @@ pub struct EvalReport {
     pub dataset: DatasetKind,
     /// The kernels of the forward pass.
     pub kernels: Kernels,
+    /// The temperature the logits were divided by (the model file's, unless `--no-temperature`).
+    pub temperature: Option<f64>,
     /// The device used (`cpu`, `cuda:0`).
     pub device: String,
     /// Test images evaluated.
@@ -164,7 +181,11 @@ pub fn run_eval(opts: &EvalOptions) -> Result<EvalReport> {
     let choice = data_choice(opts)?;
     let test = data::load_test(choice.dataset, &choice.data_dir, choice.resize_filter, None)?;
     check_classes(&test.classes, &model.classes, model.class_source, choice.dataset, &path, &choice.data_dir)?;
-    let net = forward::forward(&model.net, opts.kernels, None);
+    let temperature = model.temperature.filter(|_| !opts.no_temperature);
+    if let Some(t) = temperature {
+        tracing::info!("{}: logits divided by its temperature {t:.4} (--no-temperature for the raw ones)", path.display());
+    }
+    let net = forward::forward(&model.net, opts.kernels, temperature);
     let (m, confusion, logits) = evaluate_with_logits(&|xs| net.forward(xs), &test.to_device(device), opts.batch_size);
     let calibration = calibration::calibration(&logits, &test.labels);
     let per_class = model
@@ -179,6 +200,7 @@ pub fn run_eval(opts: &EvalOptions) -> Result<EvalReport> {
         data_dir: choice.data_dir,
         dataset: choice.dataset,
         kernels: opts.kernels,
+        temperature,
         device: device_name(device),
         images: m.images,
         loss: m.loss,
@@ -239,6 +261,9 @@ impl fmt::Display for EvalReport {
         // The reference program's closing lines.
         writeln!(f, "Accuracy of the network on the {} test images: {:.2} %", self.images, 100.0 * self.accuracy)?;
         writeln!(f, "Test loss: {:.4}", self.loss)?;
+        if let Some(t) = self.temperature {
+            writeln!(f, "Temperature: {t:.4} (the model file's; the loss and calibration are of the logits divided by it)")?;
+        }
         let c = &self.calibration;
         writeln!(
             f,
