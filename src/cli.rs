@@ -781,6 +781,21 @@ pub struct EvalArgs {
     /// Ignore a calibrated model's temperature (`calibrate`): the figures of the raw logits.
     #[arg(long)]
     pub no_temperature: bool,
+    /// Also the accuracy under CIFAR-10-C corruptions computed from the test images, at
+    /// severities 1 to 5: `all`, or names among gaussian_noise, shot_noise, impulse_noise,
+    /// gaussian_blur, brightness, contrast, pixelate, jpeg_compression.
+    #[arg(long, value_name = "NAMES")]
+    pub corruptions: Option<String>,
+    /// Also the accuracy under the fast gradient sign method at each epsilon, in units of 1/255
+    /// of the pixel range (for example 1,4).
+    #[arg(long, value_name = "EPS", allow_hyphen_values = true)]
+    pub fgsm: Option<String>,
+    /// Seed of the corruptions' noise.
+    #[arg(long, default_value_t = 0, allow_hyphen_values = true)]
+    pub seed: i64,
+    /// With --corruptions, also draw accuracy against severity into this PNG file.
+    #[arg(long, value_name = "FILE", requires = "corruptions")]
+    pub robustness_png: Option<PathBuf>,
 }
 
 impl From<&EvalArgs> for EvalOptions {
@@ -795,6 +810,9 @@ impl From<&EvalArgs> for EvalOptions {
             classes: a.classes.clone(),
             kernels: a.kernels,
             no_temperature: a.no_temperature,
+            corruptions: a.corruptions.clone(),
+            fgsm: a.fgsm.clone(),
+            seed: a.seed,
         }
     }
 }

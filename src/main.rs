@@ -136,6 +136,11 @@ fn run(command: Command, quiet: bool) -> anyhow::Result<()> {
                 chart::confusion_matrix_png(png, &report.confusion.rows(), &report.classes).context("confusion matrix")?;
                 tracing::info!("confusion matrix drawn in {}", png.display());
             }
+            if let (Some(png), Some(rows)) = (&args.robustness_png, &report.corruptions) {
+                let rows: Vec<_> = rows.iter().map(|r| (r.corruption.clone(), r.accuracy.clone())).collect();
+                chart::severity_png(png, &rows, report.accuracy).context("robustness chart")?;
+                tracing::info!("accuracy against severity drawn in {}", png.display());
+            }
             if let Some(png) = &args.reliability_png {
                 let bins: Vec<_> = report.calibration.bins.iter().map(|b| (b.lower, b.upper, b.images, b.confidence, b.accuracy)).collect();
                 let title = format!("Reliability diagram (ECE {:.2} %)", 100.0 * report.calibration.ece);

@@ -5,6 +5,7 @@
 //! JSON. Given a run folder, it reads the run's own data (its `config.json`) unless told otherwise.
 
 pub mod calibration;
+pub mod corruptions;
 pub mod forward;
 pub mod temperature;
 
@@ -49,6 +50,12 @@ pub struct EvalOptions {
     pub kernels: Kernels,
     /// Ignore the model file's temperature (`--no-temperature`): the raw logits.
     pub no_temperature: bool,
+    /// `--corruptions`: `all` or comma-separated names of [`corruptions::NAMES`].
+    pub corruptions: Option<String>,
+    /// `--fgsm`: comma-separated epsilons in units of 1/255.
+    pub fgsm: Option<String>,
+    /// Seed of the corruptions' noise.
+    pub seed: i64,
 }
 
 impl EvalOptions {
@@ -65,6 +72,9 @@ impl EvalOptions {
             classes: None,
             kernels: Kernels::Reference,
             no_temperature: false,
+            corruptions: None,
+            fgsm: None,
+            seed: 0,
         }
     }
 }
@@ -156,6 +166,33 @@ pub struct EvalReport {
     pub confusion: ConfusionMatrix,
     /// ECE, MCE, NLL, Brier score and the reliability bins of the softmax (see [`calibration`]).
     pub calibration: calibration::Calibration,
+    /// `--corruptions`: the accuracy under each corruption at severities 1 to 5.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub corruptions: Option<Vec<CorruptionAccuracy>>,
+    /// `--corruptions`: the mean accuracy over every corruption and severity.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub mean_corruption_accuracy: Option<f64>,
+    /// `--fgsm`: the accuracy under FGSM at each epsilon.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub fgsm: Option<Vec<FgsmAccuracy>>,
+}
+
+/// Accuracy under one corruption.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct CorruptionAccuracy {
+    /// Its name (see [`corruptions::NAMES`]).
+    pub corruption: String,
+    /// Fractions right at severities 1 to 5.
+    pub accuracy: Vec<f64>,
+}
+
+/// Accuracy under FGSM at one epsilon.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct FgsmAccuracy {
+    /// Epsilon in units of 1/255 of the pixel range.
+    pub epsilon: f64,
+    /// Fraction of the test images classified right after the perturbation.
+    pub accuracy: f64,
 }
 
 /// Runs `eval`: loads the model and the test split, evaluates, and reports.
@@ -172,6 +209,9 @@ pub fn run_eval(opts: &EvalOptions) -> Result<EvalReport> {
             expected: format!("1 to {MAX_BATCH_SIZE}"),
         });
     }
+    // Every flag is checked before anything is read or written.
+    let names = opts.corruptions.as_deref().map(corruptions::parse_names).transpose()?;
+    let epsilons = opts.fgsm.as_deref().map(corruptions::parse_epsilons).transpose()?;
     let device = opts.device.resolve()?;
     let path = model_path(&opts.checkpoint);
     let model = load_model_with_classes(&path, device, opts.classes.as_deref())?;
@@ -188,6 +228,33 @@ pub fn run_eval(opts: &EvalOptions) -> Result<EvalReport> {
     let net = forward::forward(&model.net, opts.kernels, temperature);
     let (m, confusion, logits) = evaluate_with_logits(&|xs| net.forward(xs), &test.to_device(device), opts.batch_size);
     let calibration = calibration::calibration(&logits, &test.labels);
+    let forward = |xs: &tch::Tensor| net.forward(xs);
+    let corruption_rows = names.map(|names| {
+        names
+            .iter()
+            .map(|&name| {
+                let accuracy = (1..=corruptions::SEVERITIES)
+                    .map(|severity| {
+                        let images = corruptions::corrupt(&test.images, name, severity, opts.seed).to_device(device);
+                        let set = data::Dataset { images, labels: test.labels.to_device(device), classes: test.classes.clone() };
+                        evaluate_with_logits(&forward, &set, opts.batch_size).0.accuracy
+                    })
+                    .collect();
+                tracing::info!("{name}: done");
+                CorruptionAccuracy { corruption: name.to_string(), accuracy }
+            })
+            .collect::<Vec<_>>()
+    });
+    let mean_corruption_accuracy = corruption_rows.as_ref().map(|rows| {
+        let all: Vec<f64> = rows.iter().flat_map(|r| r.accuracy.iter().copied()).collect();
+        all.iter().sum::<f64>() / all.len().max(1) as f64
+    });
+    let fgsm = epsilons.map(|eps| {
+        let (images, labels) = (test.images.to_device(device), test.labels.to_device(device));
+        eps.iter()
+            .map(|&e| FgsmAccuracy { epsilon: e, accuracy: corruptions::fgsm_accuracy(&forward, &images, &labels, e / 255.0, opts.batch_size) })
+            .collect()
+    });
     let per_class = model
         .classes
         .iter()
@@ -209,6 +276,9 @@ pub fn run_eval(opts: &EvalOptions) -> Result<EvalReport> {
         classes: model.classes,
         confusion,
         calibration,
+        corruptions: corruption_rows,
+        mean_corruption_accuracy,
+        fgsm,
     })
 }
 
@@ -281,6 +351,24 @@ impl fmt::Display for EvalReport {
             writeln!(f, "Accuracy for class: {class:name_w$} is {:5.1} %  ({} images)", 100.0 * c.accuracy, c.images)?;
         }
         writeln!(f)?;
+        if let (Some(rows), Some(mean)) = (&self.corruptions, self.mean_corruption_accuracy) {
+            writeln!(f, "Accuracy under corruption (%), severities 1 to 5:")?;
+            for r in rows {
+                write!(f, "  {:18}", r.corruption)?;
+                for a in &r.accuracy {
+                    write!(f, "{:7.2}", 100.0 * a)?;
+                }
+                writeln!(f)?;
+            }
+            writeln!(f, "Mean corruption accuracy: {:.2} %", 100.0 * mean)?;
+            writeln!(f)?;
+        }
+        if let Some(rows) = &self.fgsm {
+            for r in rows {
+                writeln!(f, "Accuracy under FGSM, epsilon {}/255: {:.2} %", r.epsilon, 100.0 * r.accuracy)?;
+            }
+            writeln!(f)?;
+        }
         writeln!(f, "Confusion matrix (rows: true class, columns: predicted class by number):")?;
         let k = self.classes.len();
         let max = self.confusion.rows().iter().flatten().copied().max().unwrap_or(0);

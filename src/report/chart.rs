@@ -578,6 +578,48 @@ pub fn reliability_png(path: &Path, title: &str, bins: &[(f64, f64, u64, f64, f6
     })
 }
 
+/// Width and height of the accuracy-against-severity chart in pixels.
+pub const SEVERITY_SIZE: (u32, u32) = (900, 600);
+
+/// Draws accuracy (%) against corruption severity (1 to 5), one line per corruption in `rows`
+/// (`(name, fractions at severities 1..5)`), with the clean accuracy at severity 0 ([`SEVERITY_SIZE`]).
+///
+/// # Errors
+/// [`Error::Chart`] when there is no row or drawing fails; [`Error::Io`] when the file cannot be
+/// written.
+pub fn severity_png(path: &Path, rows: &[(String, Vec<f64>)], clean: f64) -> Result<()> {
+    if rows.is_empty() {
+        return Err(Error::Chart { path: path.to_path_buf(), reason: "no corruption to draw".to_string() });
+    }
+    render(path, SEVERITY_SIZE, |root| {
+        let mut chart = ChartBuilder::on(root)
+            .caption("Accuracy under corruption", (FONT, 22).into_font().style(FontStyle::Bold))
+            .margin(16)
+            .x_label_area_size(44)
+            .y_label_area_size(70)
+            .build_cartesian_2d(-0.2f64..5.2f64, 0f64..100f64)?;
+        chart
+            .configure_mesh()
+            .x_desc("severity (0: clean)")
+            .y_desc("accuracy (%)")
+            .x_labels(6)
+            .x_label_formatter(&|x| if (x - x.round()).abs() < 1e-6 { format!("{x:.0}") } else { String::new() })
+            .draw()?;
+        for (i, (name, acc)) in rows.iter().enumerate() {
+            let color = RUN_COLORS[i % RUN_COLORS.len()];
+            let points: Vec<(f64, f64)> =
+                std::iter::once((0.0, 100.0 * clean)).chain(acc.iter().enumerate().map(|(s, a)| ((s + 1) as f64, 100.0 * a))).collect();
+            chart
+                .draw_series(LineSeries::new(points.clone(), color.stroke_width(2)))?
+                .label(name.clone())
+                .legend(move |(x, y)| PathElement::new([(x, y), (x + 20, y)], color.stroke_width(2)));
+            chart.draw_series(points.into_iter().map(|p| Circle::new(p, 3, color.filled())))?;
+        }
+        chart.configure_series_labels().position(SeriesLabelPosition::LowerLeft).background_style(WHITE.mix(0.9)).border_style(GREY).draw()?;
+        Ok(())
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
