@@ -19,6 +19,7 @@ use tch_cifar10::{
         schedule::LrScheduleKind,
     },
     data::download::{CIFAR10_URL, DEFAULT_MAX_DOWNLOAD_BYTES, DEFAULT_SPEED_LIMIT, DEFAULT_SPEED_TIME, MAX_BYTES_ENV, MD5_ENV, SHA256_ENV, URL_ENV},
+    calibrate::CalibrateOptions,
     eval::EvalOptions,
     export::{self, ExportFormat, ExportOptions},
     predict::{self, PredictOptions},
@@ -65,8 +66,8 @@ pub enum Command {
     /// directory under OUT/trials/, then rank the settings (mean ± std over seeds) and chart them.
     /// Rerunning the same command resumes it.
     Sweep(Box<SweepArgs>),
-    /// Evaluate a saved model on the CIFAR-10 test set: loss, accuracy, per-class accuracy,
-    /// confusion matrix.
+    /// Evaluate a saved model on a test set (CIFAR-10 or an image folder; a run's own by
+    /// default): loss, accuracy, per-class accuracy, confusion matrix.
     Eval(EvalArgs),
     /// Classify images (PNG, JPEG, BMP, PPM, PGM, TIFF, WebP) with a saved model: the top-k
     /// classes with softmax probabilities.
@@ -79,6 +80,76 @@ pub enum Command {
     Completions(CompletionsArgs),
     /// Print the man page (roff) on stdout (e.g. `tch-cifar10 man > ~/.local/share/man/man1/tch-cifar10.1`).
     Man,
+    /// Temperature scaling: fit one temperature T on a validation split (logits / T before the
+    /// softmax, minimising the NLL), report the calibration of the test split before and after,
+    /// and store T in the model file, which eval and predict then apply.
+    Calibrate(CalibrateArgs),
+}
+
+/// `calibrate`'s flags.
+#[derive(Debug, Args)]
+pub struct CalibrateArgs {
+    /// Model file (model.safetensors, or a PyTorch state_dict), or a run directory holding
+    /// model.safetensors (whose config.json gives the data and the validation split).
+    #[arg(long, value_name = "PATH")]
+    pub checkpoint: PathBuf,
+    /// The dataset's folder, as `train --data-dir` (the training split is read for the
+    /// validation images) [default: a run directory's own, else data].
+    #[arg(long, value_name = "DATA_DIR")]
+    pub data_dir: Option<PathBuf>,
+    /// cifar10 or folder [default: a run directory's own, else cifar10].
+    #[arg(long, value_enum)]
+    pub dataset: Option<DatasetKind>,
+    /// Filter that resizes folder images that are not 32x32 [default: a run directory's own,
+    /// else bilinear].
+    #[arg(long, value_enum)]
+    pub resize_filter: Option<ResizeFilter>,
+    /// Validation images held out of the training split, as `train --val-size` [default: the
+    /// run's; a run trained without one, or a model file, needs it, and then the model must not
+    /// have trained on those images].
+    #[arg(long, value_name = "N")]
+    pub val_size: Option<usize>,
+    /// Seed of the held-out split, as `train --seed` [default: the run's].
+    #[arg(long, allow_hyphen_values = true)]
+    pub seed: Option<i64>,
+    /// The calibrated model file to write [default: the model file itself, for a .safetensors].
+    #[arg(long, value_name = "FILE")]
+    pub out: Option<PathBuf>,
+    /// How the forward pass is computed, as `eval --kernels`.
+    #[arg(long, value_enum, default_value_t = Kernels::Reference)]
+    pub kernels: Kernels,
+    /// Images per forward pass.
+    #[arg(long, default_value_t = TrainConfig::default().batch_size)]
+    pub batch_size: usize,
+    /// auto (CUDA when available), cpu, cuda or cuda:N.
+    #[arg(long, default_value_t = TrainConfig::default().device)]
+    pub device: DeviceSpec,
+    /// Class names, comma-separated, in label order [default: the model file's].
+    #[arg(long, value_delimiter = ',', value_name = "NAMES")]
+    pub classes: Option<Vec<String>>,
+    /// Print JSON instead of text.
+    #[arg(long)]
+    pub json: bool,
+}
+
+impl From<&CalibrateArgs> for CalibrateOptions {
+    fn from(a: &CalibrateArgs) -> CalibrateOptions {
+        CalibrateOptions {
+            eval: EvalOptions {
+                data_dir: a.data_dir.clone(),
+                dataset: a.dataset,
+                resize_filter: a.resize_filter,
+                device: a.device,
+                batch_size: a.batch_size,
+                classes: a.classes.clone(),
+                kernels: a.kernels,
+                ..EvalOptions::new(&a.checkpoint)
+            },
+            val_size: a.val_size,
+            seed: a.seed,
+            out: a.out.clone(),
+        }
+    }
 }
 
 /// `train`'s flags; defaults are the reference program's.
@@ -722,9 +793,22 @@ pub struct EvalArgs {
     /// directory holding model.safetensors.
     #[arg(long, value_name = "PATH")]
     pub checkpoint: PathBuf,
-    /// Folder holding `cifar-10-batches-bin/` (or the `.bin` files themselves).
-    #[arg(long, default_value_os_t = TrainConfig::default().data_dir)]
-    pub data_dir: PathBuf,
+    /// Folder holding `cifar-10-batches-bin/` or `cifar-10-batches-py/` (only the test file and
+    /// the class names are read); with `--dataset folder`, holding `test/<class>/` [default: a
+    /// run directory's own (its config.json), else data].
+    #[arg(long, value_name = "DATA_DIR")]
+    pub data_dir: Option<PathBuf>,
+    /// cifar10 or folder, as `train --dataset` [default: a run directory's own, else cifar10].
+    #[arg(long, value_enum)]
+    pub dataset: Option<DatasetKind>,
+    /// Filter that resizes folder images that are not 32x32 [default: a run directory's own, else
+    /// bilinear].
+    #[arg(long, value_enum)]
+    pub resize_filter: Option<ResizeFilter>,
+    /// How the forward pass is computed: reference (PyTorch's ops, bit for bit) or fast
+    /// (libtorch's channels-last kernels; the same function, rounded differently).
+    #[arg(long, value_enum, default_value_t = Kernels::Reference)]
+    pub kernels: Kernels,
     /// Images per forward pass (the loss is the mean of the batch means, as the reference's).
     #[arg(long, default_value_t = TrainConfig::default().batch_size)]
     pub batch_size: usize,
@@ -741,6 +825,28 @@ pub struct EvalArgs {
     /// Also draw the confusion matrix into this PNG file.
     #[arg(long, value_name = "FILE")]
     pub confusion_png: Option<PathBuf>,
+    /// Also draw the reliability diagram (accuracy against confidence in 15 bins, with the
+    /// images per bin) into this PNG file.
+    #[arg(long, value_name = "FILE")]
+    pub reliability_png: Option<PathBuf>,
+    /// Ignore a calibrated model's temperature (`calibrate`): the figures of the raw logits.
+    #[arg(long)]
+    pub no_temperature: bool,
+    /// Also the accuracy under CIFAR-10-C corruptions computed from the test images, at
+    /// severities 1 to 5: `all`, or names among gaussian_noise, shot_noise, impulse_noise,
+    /// gaussian_blur, brightness, contrast, pixelate, jpeg_compression.
+    #[arg(long, value_name = "NAMES")]
+    pub corruptions: Option<String>,
+    /// Also the accuracy under the fast gradient sign method at each epsilon, in units of 1/255
+    /// of the pixel range (for example 1,4).
+    #[arg(long, value_name = "EPS", allow_hyphen_values = true)]
+    pub fgsm: Option<String>,
+    /// Seed of the corruptions' noise.
+    #[arg(long, default_value_t = 0, allow_hyphen_values = true)]
+    pub seed: i64,
+    /// With --corruptions, also draw accuracy against severity into this PNG file.
+    #[arg(long, value_name = "FILE", requires = "corruptions")]
+    pub robustness_png: Option<PathBuf>,
 }
 
 impl From<&EvalArgs> for EvalOptions {
@@ -748,9 +854,16 @@ impl From<&EvalArgs> for EvalOptions {
         EvalOptions {
             checkpoint: a.checkpoint.clone(),
             data_dir: a.data_dir.clone(),
+            dataset: a.dataset,
+            resize_filter: a.resize_filter,
             device: a.device,
             batch_size: a.batch_size,
             classes: a.classes.clone(),
+            kernels: a.kernels,
+            no_temperature: a.no_temperature,
+            corruptions: a.corruptions.clone(),
+            fgsm: a.fgsm.clone(),
+            seed: a.seed,
         }
     }
 }
@@ -789,6 +902,9 @@ pub struct PredictArgs {
     /// Print JSON instead of text.
     #[arg(long)]
     pub json: bool,
+    /// Ignore a calibrated model's temperature: the softmax of the raw logits.
+    #[arg(long)]
+    pub no_temperature: bool,
 }
 
 impl From<&PredictArgs> for PredictOptions {
@@ -800,6 +916,7 @@ impl From<&PredictArgs> for PredictOptions {
             device: a.device,
             classes: a.classes.clone(),
             kernels: a.kernels,
+            no_temperature: a.no_temperature,
         }
     }
 }
@@ -830,6 +947,10 @@ pub struct ExportArgs {
     /// Replace the file at --out if there is one (without it, an existing file is an error).
     #[arg(long)]
     pub force: bool,
+    /// Export a calibrated model's raw logits, without its temperature (without this flag, a
+    /// model file holding a temperature is refused: the exported graph has no place for it).
+    #[arg(long)]
+    pub no_temperature: bool,
     /// Class names, comma-separated, in label order, for the ONNX metadata [default: the model
     /// file's; for a file without names and 10 outputs, CIFAR-10's airplane,automobile,...,truck].
     #[arg(long, value_delimiter = ',', value_name = "NAMES")]
@@ -844,6 +965,7 @@ impl From<&ExportArgs> for ExportOptions {
             out: a.out.clone(),
             force: a.force,
             classes: a.classes.clone(),
+            no_temperature: a.no_temperature,
         }
     }
 }

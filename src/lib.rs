@@ -16,7 +16,8 @@
 //!   event files, charts), [`bars`] (the process's one set of progress bars);
 //! * many runs: [`sweep`] (grids, random search, seeds, as child processes; ranked tables);
 //! * saved models: [`checkpoint`] (model file, training state), [`eval`] and [`predict`] (the
-//!   subcommands), [`export`] (TorchScript, ONNX), [`softmax`] (the classifier head's
+//!   subcommands; `eval` also holds the calibration figures and temperature scaling),
+//!   [`calibrate`] (fits the temperature), [`export`] (TorchScript, ONNX), [`softmax`] (the classifier head's
 //!   mathematics);
 //! * the process: [`signals`] (SIGINT, SIGTERM, SIGHUP, SIGUSR1: save and stop);
 //! * the machine: [`device`], [`cuda`] (loads libtorch's CUDA library where a driver is
@@ -24,6 +25,7 @@
 //!   libtorch's OpenMP threads wait, set before libtorch loads), [`info`]; [`error`].
 
 pub mod bars;
+pub mod calibrate;
 pub mod checkpoint;
 pub mod config;
 pub mod cuda;

@@ -161,6 +161,17 @@ fn run(command: Command, quiet: bool) -> anyhow::Result<()> {
                 chart::confusion_matrix_png(png, &report.confusion.rows(), &report.classes).context("confusion matrix")?;
                 tracing::info!("confusion matrix drawn in {}", png.display());
             }
+            if let (Some(png), Some(rows)) = (&args.robustness_png, &report.corruptions) {
+                let rows: Vec<_> = rows.iter().map(|r| (r.corruption.clone(), r.accuracy.clone())).collect();
+                chart::severity_png(png, &rows, report.accuracy).context("robustness chart")?;
+                tracing::info!("accuracy against severity drawn in {}", png.display());
+            }
+            if let Some(png) = &args.reliability_png {
+                let bins: Vec<_> = report.calibration.bins.iter().map(|b| (b.lower, b.upper, b.images, b.confidence, b.accuracy)).collect();
+                let title = format!("Reliability diagram (ECE {:.2} %)", 100.0 * report.calibration.ece);
+                chart::reliability_png(png, &title, &bins).context("reliability diagram")?;
+                tracing::info!("reliability diagram drawn in {}", png.display());
+            }
             if args.json {
                 emit(format_args!("{}\n", serde_json::to_string_pretty(&report)?))?;
             } else {
@@ -175,6 +186,14 @@ fn run(command: Command, quiet: bool) -> anyhow::Result<()> {
                 for p in &predictions {
                     emit(p)?;
                 }
+            }
+        }
+        Command::Calibrate(args) => {
+            let report = tch_cifar10::calibrate::run_calibrate(&(&args).into()).context("calibration failed")?;
+            if args.json {
+                println!("{}", serde_json::to_string_pretty(&report)?);
+            } else {
+                print!("{report}");
             }
         }
         Command::Export(args) => {

@@ -55,6 +55,8 @@ pub struct PredictOptions {
     /// `Fast` on the CPU: the logits from this crate's kernels (see [`crate::config::Kernels`]);
     /// libtorch's forward otherwise.
     pub kernels: Kernels,
+    /// Ignore the model file's temperature: the softmax of the raw logits.
+    pub no_temperature: bool,
 }
 
 /// One class and its probability.
@@ -106,6 +108,10 @@ pub fn run_predict(opts: &PredictOptions) -> Result<Vec<Prediction>> {
     if k < opts.top_k {
         tracing::warn!("--top-k {}: the model has {} classes; showing all {k}", opts.top_k, model.classes.len());
     }
+    let temperature = model.temperature.filter(|_| !opts.no_temperature);
+    if let Some(t) = temperature {
+        tracing::info!("probabilities of the logits divided by the model's temperature {t:.4} (--no-temperature for the raw ones)");
+    }
     let mut kernels = match (opts.kernels, device) {
         (Kernels::Fast, Device::Cpu) => Some(
             LeNet::new(model.classes.len(), lenet::threads())
@@ -132,6 +138,10 @@ pub fn run_predict(opts: &PredictOptions) -> Result<Vec<Prediction>> {
                 Tensor::from_slice(&k.logits(&weights(&model.net)?, bytes)).view([paths.len() as i64, -1])
             }
             None => tch::no_grad(|| model.net.forward(&normalize(&xs.to_device(device)))),
+        };
+        let logits = match temperature {
+            Some(t) => logits / t,
+            None => logits,
         };
         let (probs, idx, finite) = tch::no_grad(|| {
             let finite = Vec::<bool>::try_from(logits.isfinite().all_dim(-1, false).to_device(Device::Cpu)).unwrap_or_default();

@@ -7,8 +7,9 @@ use std::process::Command;
 
 use tch_cifar10::{
     data::cifar,
+    config::Kernels,
     eval::{run_eval, EvalOptions},
-    DeviceSpec, MemoryReporter, TrainConfig,
+    DatasetKind, DeviceSpec, MemoryReporter, TrainConfig,
 };
 
 type TestResult = Result<(), Box<dyn std::error::Error>>;
@@ -33,13 +34,7 @@ fn trained(classes: u8) -> (tempfile::TempDir, tempfile::TempDir, tch_cifar10::T
 }
 
 fn opts(checkpoint: &std::path::Path, data: &std::path::Path) -> EvalOptions {
-    EvalOptions {
-        checkpoint: checkpoint.to_path_buf(),
-        data_dir: data.to_path_buf(),
-        device: DeviceSpec::Cpu,
-        batch_size: TrainConfig::default().batch_size,
-        classes: None,
-    }
+    EvalOptions { data_dir: Some(data.to_path_buf()), ..EvalOptions::new(checkpoint) }
 }
 
 #[test]
@@ -166,5 +161,63 @@ fn overflowing_logits_are_an_error_in_eval_and_predict() -> TestResult {
             assert!(!String::from_utf8_lossy(&o.stdout).contains("NaN"), "no NaN printed");
         }
     }
+    Ok(())
+}
+
+/// A run trained on an image folder: `eval` of its run directory reads the same folder's test
+/// split by itself (the run's config.json), and gives the run's own figures.
+#[test]
+fn eval_of_a_folder_run_reads_the_runs_folder() -> TestResult {
+    let names = common::class_names(3);
+    let data = common::images::synthetic_folder(60, 30, &names, "png");
+    let out = tempfile::tempdir()?;
+    let cfg = TrainConfig {
+        data_dir: data.path().to_path_buf(),
+        dataset: DatasetKind::Folder,
+        epochs: 1,
+        batch_size: 10,
+        learning_rate: 0.01,
+        seed: 5,
+        device: DeviceSpec::Cpu,
+        threads: Some(1),
+        out_dir: Some(out.path().join("run")),
+        ..TrainConfig::default()
+    };
+    let run = tch_cifar10::run_train(&cfg, &Default::default(), &mut MemoryReporter::default(), None)?;
+    let o = EvalOptions { batch_size: 10, ..EvalOptions::new(run.run_dir.path()) };
+    let report = run_eval(&o)?;
+    let t = &run.outcome.test;
+    assert_eq!((report.loss, report.accuracy, report.images), (t.loss, t.accuracy, 30));
+    assert_eq!((report.dataset, report.data_dir.as_path()), (DatasetKind::Folder, data.path()));
+
+    // The same from the command line, the flags given instead of the run's folder.
+    let bin = env!("CARGO_BIN_EXE_tch-cifar10");
+    let model = run.run_dir.file("model.safetensors");
+    let out = Command::new(bin)
+        .env("OMP_WAIT_POLICY", "PASSIVE")
+        .args(["eval", "--device", "cpu", "--batch-size", "10", "--dataset", "folder", "--json", "--checkpoint"])
+        .arg(&model)
+        .arg("--data-dir")
+        .arg(data.path())
+        .output()?;
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let json: serde_json::Value = serde_json::from_slice(&out.stdout)?;
+    assert_eq!((json["accuracy"].as_f64(), json["dataset"].as_str()), (Some(t.accuracy), Some("folder")));
+
+    // --kernels fast: the same function, rounded differently (an accuracy within one image).
+    let fast = run_eval(&EvalOptions { kernels: Kernels::Fast, ..o.clone() })?;
+    assert!((fast.accuracy - report.accuracy).abs() <= 1.0 / 30.0 + 1e-12, "{} vs {}", fast.accuracy, report.accuracy);
+    assert!((fast.loss - report.loss).abs() < 1e-4, "{} vs {}", fast.loss, report.loss);
+    assert_eq!(fast.kernels, Kernels::Fast);
+
+    // A folder whose classes are not the model's: named, both sides.
+    let other_names: Vec<String> = ["cat", "class1", "class2"].map(String::from).to_vec();
+    let other = common::images::synthetic_folder(6, 6, &other_names, "png");
+    let bad = EvalOptions { data_dir: Some(other.path().to_path_buf()), ..o.clone() };
+    let err = run_eval(&bad).unwrap_err().to_string();
+    assert!(err.contains("model.safetensors") && err.contains("\"cat\"") && err.contains("\"class0\""), "{err}");
+    // A flag overrides the run's setting: no CIFAR-10 files in the image folder, and the error says what it looked for.
+    let err = run_eval(&EvalOptions { dataset: Some(DatasetKind::Cifar10), ..o }).unwrap_err().to_string();
+    assert!(err.contains("test_batch"), "{err}");
     Ok(())
 }

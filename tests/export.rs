@@ -71,7 +71,7 @@ fn run_dir(dir: &Path) -> Result<(PathBuf, Net, nn::VarStore), Box<dyn std::erro
 }
 
 fn opts(checkpoint: &Path, format: ExportFormat, out: &Path) -> ExportOptions {
-    ExportOptions { checkpoint: checkpoint.to_path_buf(), format, out: out.to_path_buf(), force: false, classes: None }
+    ExportOptions { checkpoint: checkpoint.to_path_buf(), format, out: out.to_path_buf(), force: false, classes: None, no_temperature: false }
 }
 
 fn max_abs_diff(a: &Tensor, b: &Tensor) -> f64 {

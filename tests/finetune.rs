@@ -68,6 +68,7 @@ fn finetune_command_and_its_errors() {
     let d = data.path().to_str().unwrap();
     let out = data.path().join("ft");
     let o = Command::new(bin)
+        .env("OMP_WAIT_POLICY", "PASSIVE")
         .args(["finetune", "--from", pre.path().to_str().unwrap(), "--freeze", "features", "--data-dir", d])
         .args(["--epochs", "1", "--batch-size", "10", "--device", "cpu", "--out", out.to_str().unwrap()])
         .output()
@@ -77,6 +78,18 @@ fn finetune_command_and_its_errors() {
     assert_eq!(config["freeze"], "features");
     let model = model_file::read_model_file(&out.join(model_file::MODEL_FILE)).unwrap();
     assert_eq!(model.outputs, 3);
+    // The starting model on the target test set is epoch 0: a metrics line without training
+    // figures, the summary's "before", stdout's before -> after, and a log line saying fc3 is new.
+    let records = tch_cifar10::report::metrics::read_metrics(&out.join("metrics.jsonl")).unwrap();
+    assert_eq!(records.iter().map(|r| r.epoch).collect::<Vec<_>>(), [0, 1]);
+    assert_eq!((records[0].train_loss, records[0].test_acc.is_some(), records[1].train_loss.is_some()), (None, true, true));
+    let summary: serde_json::Value = serde_json::from_slice(&std::fs::read(out.join("summary.json")).unwrap()).unwrap();
+    assert_eq!((summary["epochs"].as_u64(), summary["before_test_acc"].as_f64()), (Some(1), records[0].test_acc));
+    let stdout = String::from_utf8_lossy(&o.stdout);
+    assert!(stdout.contains("before ->"), "{stdout}");
+    let stderr = String::from_utf8_lossy(&o.stderr);
+    assert!(stderr.contains("before fine-tuning") && stderr.contains("untrained"), "{stderr}");
+    assert!(out.join("curves.png").is_file());
 
     let missing = data.path().join("no-model.safetensors");
     let o = Command::new(bin)

@@ -43,7 +43,7 @@ fn model(dir: &Path) -> (PathBuf, nn::VarStore, Net) {
 }
 
 fn opts(checkpoint: &Path, images: Vec<PathBuf>, top_k: usize) -> PredictOptions {
-    PredictOptions { checkpoint: checkpoint.to_path_buf(), images, top_k, device: DeviceSpec::Cpu, classes: None, kernels: Kernels::Reference }
+    PredictOptions { checkpoint: checkpoint.to_path_buf(), images, top_k, device: DeviceSpec::Cpu, classes: None, kernels: Kernels::Reference, no_temperature: false }
 }
 
 fn bytes(t: &Tensor) -> Vec<u8> {
@@ -355,6 +355,7 @@ fn a_folder_is_its_images_recursively_in_sorted_order() -> TestResult {
     std::fs::write(empty.join("readme.txt"), "x")?;
     let err = run_predict(&opts(&ckpt, vec![empty.clone()], 2)).unwrap_err().to_string();
     assert!(err.contains(&empty.display().to_string()) && err.contains("holds no image"), "{err}");
+    Ok(())
 }
 
 #[test]

@@ -50,8 +50,8 @@ fn expected(run: &Path) -> Vec<(String, i64, f32)> {
                 out.push((tag.to_string(), e, v as f32));
             }
         };
-        put("Loss/train", Some(r.train_loss));
-        put("Accuracy/train", Some(r.train_acc));
+        put("Loss/train", r.train_loss);
+        put("Accuracy/train", r.train_acc);
         put("LearningRate", Some(r.lr));
         put("Loss/val", r.val_loss);
         put("Accuracy/val", r.val_acc);

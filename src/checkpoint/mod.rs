@@ -8,4 +8,6 @@ pub mod model_file;
 pub(crate) mod pth;
 pub mod state;
 
-pub use model_file::{load_model, load_model_with_classes, model_path, save_model, ClassSource, LoadedModel, MODEL_FILE};
+pub use model_file::{
+    load_model, load_model_with_classes, model_path, save_model, save_model_with_temperature, ClassSource, LoadedModel, MODEL_FILE,
+};

@@ -9,7 +9,9 @@
 //!   float32, contiguous, CPU; `fc3.weight` is `[classes, 84]`;
 //! * header metadata (string to string, as safetensors allows): `format` = `pt` (the convention
 //!   of `safetensors.torch`), `classes` = the class names as a JSON array (index = label), and
-//!   `tch_cifar10_version` = the crate version that wrote it.
+//!   `tch_cifar10_version` = the crate version that wrote it; after `tch-cifar10 calibrate`,
+//!   `temperature` = the fitted temperature T (a decimal number, finite and positive), which
+//!   `eval` and `predict` divide the logits by before the softmax.
 //!
 //! The bytes written are a function of the content alone (the header's keys sorted), so two
 //! saves of the same weights give identical files.
@@ -59,6 +61,7 @@ const FC3_INPUTS: usize = 84;
 const KEY_FORMAT: &str = "format";
 const KEY_CLASSES: &str = "classes";
 const KEY_VERSION: &str = "tch_cifar10_version";
+const KEY_TEMPERATURE: &str = "temperature";
 
 /// Where a loaded model's class names came from.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -84,6 +87,8 @@ pub struct LoadedModel {
     pub class_source: ClassSource,
     /// The `tch_cifar10_version` metadata: the crate version that wrote the file, if it was us.
     pub written_by: Option<String>,
+    /// The `temperature` metadata (`tch-cifar10 calibrate`): divides the logits before the softmax.
+    pub temperature: Option<f64>,
 }
 
 /// The validated contents of a model file, before any variable is built (for callers that
@@ -99,6 +104,8 @@ pub struct ModelFile {
     pub classes: Option<Vec<String>>,
     /// The `tch_cifar10_version` metadata.
     pub written_by: Option<String>,
+    /// The `temperature` metadata, finite and positive when present.
+    pub temperature: Option<f64>,
 }
 
 /// Saves `net`'s parameters and the class names to `path` (see the module doc for the layout),
@@ -108,6 +115,17 @@ pub struct ModelFile {
 /// [`Error::InvalidConfig`] when `classes` does not have one name per `fc3` output;
 /// [`Error::Io`] naming `path` when it cannot be written (an existing file is then untouched).
 pub fn save_model(path: &Path, net: &Net, classes: &[String]) -> Result<()> {
+    save_model_with_temperature(path, net, classes, None)
+}
+
+/// [`save_model`], with a `temperature` metadata entry when `temperature` is given.
+///
+/// # Errors
+/// As [`save_model`]; [`Error::InvalidConfig`] for a temperature that is not finite and positive.
+pub fn save_model_with_temperature(path: &Path, net: &Net, classes: &[String], temperature: Option<f64>) -> Result<()> {
+    if let Some(t) = temperature.filter(|t| !(t.is_finite() && *t > 0.0)) {
+        return Err(Error::InvalidConfig { field: "temperature", value: t.to_string(), expected: "a finite number above 0".into() });
+    }
     let params = net.parameters();
     let outputs = params[9].1.size()[0];
     if classes.len() as i64 != outputs {
@@ -117,11 +135,14 @@ pub fn save_model(path: &Path, net: &Net, classes: &[String]) -> Result<()> {
             expected: format!("one name per output of fc3 ({outputs})"),
         });
     }
-    let metadata = HashMap::from([
+    let mut metadata = HashMap::from([
         (KEY_FORMAT.to_string(), "pt".to_string()),
         (KEY_CLASSES.to_string(), serde_json::to_string(classes).expect("strings serialise to JSON")),
         (KEY_VERSION.to_string(), env!("CARGO_PKG_VERSION").to_string()),
     ]);
+    if let Some(t) = temperature {
+        metadata.insert(KEY_TEMPERATURE.to_string(), format!("{t:?}")); // shortest round-trip decimal
+    }
     let params: Vec<(&str, Tensor)> = params.iter().map(|&(n, t)| (n, t.detach().to_kind(Kind::Float))).collect();
     let bytes = encode_tensors(params.iter().map(|(n, t)| (*n, t)), metadata)?;
     write_atomic(path, &bytes)
@@ -181,7 +202,7 @@ pub fn load_model_with_classes(path: &Path, device: Device, classes: Option<&[St
         }
         Ok(())
     })?;
-    Ok(LoadedModel { vs, net, classes, class_source, written_by: file.written_by })
+    Ok(LoadedModel { vs, net, classes, class_source, written_by: file.written_by, temperature: file.temperature })
 }
 
 /// What [`read_model_file`] accepts, for error messages.
@@ -386,7 +407,14 @@ fn check(path: &Path, stored: &Stored<'_>) -> Result<ModelFile> {
             Some(names)
         }
     };
-    Ok(ModelFile { tensors, outputs, classes, written_by: meta.get(KEY_VERSION).cloned() })
+    let temperature = match meta.get(KEY_TEMPERATURE) {
+        None => None,
+        Some(text) => match text.trim().parse::<f64>() {
+            Ok(t) if t.is_finite() && t > 0.0 => Some(t),
+            _ => return Err(bad(format!("metadata `{KEY_TEMPERATURE}` is {text:?}, not a finite number above 0"))),
+        },
+    };
+    Ok(ModelFile { tensors, outputs, classes, written_by: meta.get(KEY_VERSION).cloned(), temperature })
 }
 
 /// When every expected name is present under one prefix (`module.` from `DataParallel`, or an

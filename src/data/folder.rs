@@ -144,6 +144,23 @@ pub fn load_tree(dir: &Path, filter: ResizeFilter, threads: Option<usize>, fract
     Ok((train, test))
 }
 
+/// Loads only `dir/test` (for `eval`): its classes are the sorted subfolder names of `test/`,
+/// decoded on `threads` threads with `filter` as [`load`] does.
+///
+/// # Errors
+/// As [`load`], for the test split.
+pub fn load_test(dir: &Path, filter: ResizeFilter, threads: Option<usize>) -> Result<Dataset> {
+    let test = scan(&dir.join(TEST_DIR))?;
+    for line in test.skipped.warnings(&dir.join(TEST_DIR)) {
+        tracing::warn!("{line}");
+    }
+    let pool = rayon::ThreadPoolBuilder::new().num_threads(threads.unwrap_or(0)).build().map_err(|e| Error::BadDataset {
+        path: dir.to_path_buf(),
+        reason: format!("cannot start decoding threads: {e}"),
+    })?;
+    pool.install(|| decode_all(&test.files, filter, &test.classes))
+}
+
 /// Image files with their labels.
 type Files = Vec<(PathBuf, i64)>;
 

@@ -120,6 +120,18 @@ pub fn load(kind: DatasetKind, dir: &Path, filter: folder::ResizeFilter, threads
     }
 }
 
+/// Loads only the test split of a `kind` dataset from `dir` (for `eval`): CIFAR-10 needs only
+/// its test file and class names, an image folder only `test/<class>/`.
+///
+/// # Errors
+/// Those of [`cifar::load_test`] and [`folder::load_test`].
+pub fn load_test(kind: DatasetKind, dir: &Path, filter: folder::ResizeFilter, threads: Option<usize>) -> Result<Dataset> {
+    match kind {
+        DatasetKind::Cifar10 => cifar::load_test(dir),
+        DatasetKind::Folder => folder::load_test(dir, filter, threads),
+    }
+}
+
 /// `uint8 [B, 3, 32, 32]` -> `float32`, normalised with the reference's ops to the bit:
 /// `ToTensor()` is `img.to(float32).div(255)`; `Normalize(0.5, 0.5)` is `.sub_(mean).div_(std)`.
 ///

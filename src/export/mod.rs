@@ -72,6 +72,9 @@ pub struct ExportOptions {
     pub force: bool,
     /// Class names overriding (or supplying) the model file's.
     pub classes: Option<Vec<String>>,
+    /// Export a calibrated model (one whose file holds a temperature) without its temperature:
+    /// the raw logits. Without it such a model is refused rather than exported without it.
+    pub no_temperature: bool,
 }
 
 /// A finished export.
@@ -94,13 +97,25 @@ pub struct Exported {
 /// is not set, or `opts.out` is a directory; [`Error::Io`] naming `opts.out` when its folder
 /// does not exist or it cannot be written (`opts.out` is then as it was); everything
 /// [`load_model_with_classes`] returns for a missing or bad model file or bad `classes`;
-/// [`Error::Torch`] when libtorch cannot trace the model.
+/// [`Error::Torch`] when libtorch cannot trace the model; [`Error::InvalidConfig`] (field
+/// `checkpoint`) for a calibrated model unless `opts.no_temperature`.
 pub fn run_export(opts: &ExportOptions) -> Result<Exported> {
     check_out(&opts.out, opts.force)?;
     let model_file = crate::run_state::model_file(&opts.checkpoint)?;
     let mut model = load_model_with_classes(&model_file, Device::Cpu, opts.classes.as_deref())?;
     if model.class_source == ClassSource::Cifar10Default {
         tracing::info!("{} names no classes; storing CIFAR-10's ({})", model_file.display(), crate::report::escape::names(&model.classes));
+    }
+    if let Some(t) = model.temperature.filter(|_| !opts.no_temperature) {
+        return Err(Error::InvalidConfig {
+            field: "checkpoint",
+            value: model_file.display().to_string(),
+            expected: format!(
+                "a model without a temperature: this one is calibrated (temperature {t}), and the exported graph \
+                 returns raw logits; pass --no-temperature to export them anyway (then divide them by {t} before the \
+                 softmax; the argmax is the same) (nothing was written)"
+            ),
+        });
     }
     // Traced weights become constants of the graph, which must not require gradients.
     model.vs.freeze();

@@ -5,6 +5,8 @@
 //!   of one or several runs (read from their `metrics.jsonl`, see [`super::metrics`]), with the
 //!   learning-rate changes marked as dashed vertical lines.
 //! * [`confusion_matrix_png`]: counts of true (rows) against predicted (columns) classes.
+//! * [`reliability_png`]: a reliability diagram (accuracy against confidence per bin, with the
+//!   bin counts), for `eval --reliability-png`.
 //! * [`scatter_png`]: a figure against a parameter, with the mean at each value (a sweep's
 //!   `val-acc-vs-<param>.png`), on a logarithmic axis for rates.
 //!
@@ -292,7 +294,7 @@ type SplitValue = fn(&EpochRecord, Panel) -> Option<f64>;
 
 /// The series of each split: its name and value.
 const SPLITS: [(&str, SplitValue); 3] = [
-    ("train", |r, p| Some(if p == Panel::Loss { r.train_loss } else { 100.0 * r.train_acc })),
+    ("train", |r, p| if p == Panel::Loss { r.train_loss } else { r.train_acc.map(|a| 100.0 * a) }),
     ("validation", |r, p| if p == Panel::Loss { r.val_loss } else { r.val_acc.map(|a| 100.0 * a) }),
     ("test", |r, p| if p == Panel::Loss { r.test_loss } else { r.test_acc.map(|a| 100.0 * a) }),
 ];
@@ -567,6 +569,104 @@ pub fn confusion_matrix_png(path: &Path, matrix: &[Vec<u64>], classes: &[String]
     })
 }
 
+/// Width and height of a reliability diagram in pixels.
+pub const RELIABILITY_SIZE: (u32, u32) = (760, 820);
+
+/// Draws a reliability diagram ([`RELIABILITY_SIZE`]), as Guo et al. (2017) draw them: for each
+/// confidence bin `(lower, upper]` a bar up to the fraction right, the gap to the bin's mean
+/// confidence shaded, the diagonal of perfect calibration, and below, the images per bin.
+/// `bins` holds `(lower, upper, images, mean confidence, accuracy)`; `title` heads the chart.
+///
+/// # Errors
+/// [`Error::Chart`] when there is no bin or drawing fails; [`Error::Io`] when the file cannot be
+/// written.
+pub fn reliability_png(path: &Path, title: &str, bins: &[(f64, f64, u64, f64, f64)]) -> Result<()> {
+    if bins.is_empty() {
+        return Err(Error::Chart { path: path.to_path_buf(), reason: "no bins to draw".to_string() });
+    }
+    render(path, RELIABILITY_SIZE, |root| {
+        let (top, bottom) = root.split_vertically(RELIABILITY_SIZE.1 - 220);
+        let mut chart = ChartBuilder::on(&top)
+            .caption(title, (FONT, 22).into_font().style(FontStyle::Bold))
+            .margin(16)
+            .x_label_area_size(44)
+            .y_label_area_size(70)
+            .build_cartesian_2d(0f64..1f64, 0f64..1f64)?;
+        chart.configure_mesh().x_desc("confidence").y_desc("accuracy").x_labels(11).y_labels(11).draw()?;
+        for &(lo, hi, _, conf, acc) in bins.iter().filter(|b| b.2 > 0) {
+            chart.draw_series(std::iter::once(Rectangle::new([(lo, 0.0), (hi, acc)], SPLIT_COLORS[0].mix(0.85).filled())))?;
+            chart.draw_series(std::iter::once(Rectangle::new([(lo, 0.0), (hi, acc)], BLACK.stroke_width(1))))?;
+            let (a, b) = if conf > acc { (acc, conf) } else { (conf, acc) };
+            chart.draw_series(std::iter::once(Rectangle::new([(lo, a), (hi, b)], RUN_COLORS[3].mix(0.35).filled())))?;
+        }
+        chart
+            .draw_series(LineSeries::new([(0.0, 0.0), (1.0, 1.0)], GREY.stroke_width(2)))?
+            .label("perfect calibration")
+            .legend(|(x, y)| PathElement::new([(x, y), (x + 20, y)], GREY.stroke_width(2)));
+        chart
+            .draw_series(std::iter::once(Rectangle::new([(2.0, 2.0), (2.0, 2.0)], SPLIT_COLORS[0].filled())))?
+            .label("accuracy")
+            .legend(|(x, y)| Rectangle::new([(x, y - 6), (x + 20, y + 6)], SPLIT_COLORS[0].filled()));
+        chart
+            .draw_series(std::iter::once(Rectangle::new([(2.0, 2.0), (2.0, 2.0)], RUN_COLORS[3].mix(0.35).filled())))?
+            .label("gap to the mean confidence")
+            .legend(|(x, y)| Rectangle::new([(x, y - 6), (x + 20, y + 6)], RUN_COLORS[3].mix(0.35).filled()));
+        chart.configure_series_labels().position(SeriesLabelPosition::UpperLeft).background_style(WHITE.mix(0.9)).border_style(GREY).draw()?;
+
+        let most = bins.iter().map(|b| b.2).max().unwrap_or(1).max(1) as f64;
+        let mut counts = ChartBuilder::on(&bottom)
+            .margin(16)
+            .x_label_area_size(44)
+            .y_label_area_size(70)
+            .build_cartesian_2d(0f64..1f64, 0f64..most * 1.1)?;
+        counts.configure_mesh().x_desc("confidence").y_desc("images").x_labels(11).y_labels(4).draw()?;
+        counts.draw_series(bins.iter().map(|&(lo, hi, n, _, _)| Rectangle::new([(lo, 0.0), (hi, n as f64)], GREY.mix(0.6).filled())))?;
+        Ok(())
+    })
+}
+
+/// Width and height of the accuracy-against-severity chart in pixels.
+pub const SEVERITY_SIZE: (u32, u32) = (900, 600);
+
+/// Draws accuracy (%) against corruption severity (1 to 5), one line per corruption in `rows`
+/// (`(name, fractions at severities 1..5)`), with the clean accuracy at severity 0 ([`SEVERITY_SIZE`]).
+///
+/// # Errors
+/// [`Error::Chart`] when there is no row or drawing fails; [`Error::Io`] when the file cannot be
+/// written.
+pub fn severity_png(path: &Path, rows: &[(String, Vec<f64>)], clean: f64) -> Result<()> {
+    if rows.is_empty() {
+        return Err(Error::Chart { path: path.to_path_buf(), reason: "no corruption to draw".to_string() });
+    }
+    render(path, SEVERITY_SIZE, |root| {
+        let mut chart = ChartBuilder::on(root)
+            .caption("Accuracy under corruption", (FONT, 22).into_font().style(FontStyle::Bold))
+            .margin(16)
+            .x_label_area_size(44)
+            .y_label_area_size(70)
+            .build_cartesian_2d(-0.2f64..5.2f64, 0f64..100f64)?;
+        chart
+            .configure_mesh()
+            .x_desc("severity (0: clean)")
+            .y_desc("accuracy (%)")
+            .x_labels(6)
+            .x_label_formatter(&|x| if (x - x.round()).abs() < 1e-6 { format!("{x:.0}") } else { String::new() })
+            .draw()?;
+        for (i, (name, acc)) in rows.iter().enumerate() {
+            let color = RUN_COLORS[i % RUN_COLORS.len()];
+            let points: Vec<(f64, f64)> =
+                std::iter::once((0.0, 100.0 * clean)).chain(acc.iter().enumerate().map(|(s, a)| ((s + 1) as f64, 100.0 * a))).collect();
+            chart
+                .draw_series(LineSeries::new(points.clone(), color.stroke_width(2)))?
+                .label(name.clone())
+                .legend(move |(x, y)| PathElement::new([(x, y), (x + 20, y)], color.stroke_width(2)));
+            chart.draw_series(points.into_iter().map(|p| Circle::new(p, 3, color.filled())))?;
+        }
+        chart.configure_series_labels().position(SeriesLabelPosition::LowerLeft).background_style(WHITE.mix(0.9)).border_style(GREY).draw()?;
+        Ok(())
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -575,8 +675,8 @@ mod tests {
         EpochRecord {
             epoch,
             lr,
-            train_loss: 1.0,
-            train_acc: 0.5,
+            train_loss: Some(1.0),
+            train_acc: Some(0.5),
             val_loss: None,
             val_acc: None,
             test_loss: None,

@@ -30,17 +30,22 @@ pub const METRICS_FILE: &str = "metrics.jsonl";
 pub const SUMMARY_FILE: &str = "summary.json";
 
 /// One line of `metrics.jsonl`: the figures of one epoch. Losses are mean cross-entropy,
-/// accuracies fractions in `[0, 1]`.
+/// accuracies fractions in `[0, 1]`. A fine-tuning run starts with an epoch-0 line: the starting
+/// model on the test set before any step, without training figures (no `train_loss`,
+/// `train_acc`; `seconds` and `images_per_sec` 0; `lr` the first epoch's).
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct EpochRecord {
-    /// 1-based epoch.
+    /// 1-based epoch (0: the starting model of a fine-tuning run, before training).
     pub epoch: usize,
     /// Learning rate used during the epoch.
     pub lr: f64,
-    /// Mean over the epoch's steps of the batch-mean training loss.
-    pub train_loss: f64,
-    /// Fraction of training images classified right during the epoch (before each step's update).
-    pub train_acc: f64,
+    /// Mean over the epoch's steps of the batch-mean training loss (none at epoch 0).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub train_loss: Option<f64>,
+    /// Fraction of training images classified right during the epoch, before each step's
+    /// update (none at epoch 0).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub train_acc: Option<f64>,
     /// Validation loss after the epoch, when a validation split exists.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub val_loss: Option<f64>,
@@ -76,22 +81,21 @@ fn in_range(field: &str, value: f64, lo: f64, hi: f64) -> std::result::Result<()
 
 impl EpochRecord {
     /// Checks that the figures are ones a run can produce: accuracies in `[0, 1]`, losses,
-    /// seconds, images per second and the learning rate finite and not negative, the epoch
-    /// at least 1 (so a crafted or damaged file cannot rank first or draw an infinite axis).
+    /// seconds, images per second and the learning rate finite and not negative, the training
+    /// figures present from epoch 1 on (so a crafted or damaged file cannot rank first or draw
+    /// an infinite axis).
     ///
     /// # Errors
     /// The first field out of range, named, with its value.
     pub fn check(&self) -> std::result::Result<(), String> {
-        if self.epoch == 0 {
-            return Err("epoch = 0 (epochs count from 1)".into());
+        if self.epoch > 0 && (self.train_loss.is_none() || self.train_acc.is_none()) {
+            return Err(format!("epoch {} has no train_loss or train_acc (only epoch 0, before training, may lack them)", self.epoch));
         }
         in_range("lr", self.lr, 0.0, f64::MAX)?;
-        in_range("train_loss", self.train_loss, 0.0, f64::MAX)?;
-        in_range("train_acc", self.train_acc, 0.0, 1.0)?;
-        for (field, value) in [("val_loss", self.val_loss), ("test_loss", self.test_loss)] {
+        for (field, value) in [("val_loss", self.val_loss), ("test_loss", self.test_loss), ("train_loss", self.train_loss)] {
             value.map_or(Ok(()), |v| in_range(field, v, 0.0, f64::MAX))?;
         }
-        for (field, value) in [("val_acc", self.val_acc), ("test_acc", self.test_acc)] {
+        for (field, value) in [("val_acc", self.val_acc), ("test_acc", self.test_acc), ("train_acc", self.train_acc)] {
             value.map_or(Ok(()), |v| in_range(field, v, 0.0, 1.0))?;
         }
         if let Some(w) = self.test_weights_epoch.filter(|w| !(1..=self.epoch).contains(w)) {
@@ -101,13 +105,32 @@ impl EpochRecord {
         in_range("images_per_sec", self.images_per_sec, 0.0, f64::MAX)
     }
 
+    /// The epoch-0 record of a fine-tuning run: the starting model's test figures, before any
+    /// step; `lr` is the first epoch's.
+    pub fn before_training(test: &EvalMetrics, lr: f64, device: &str) -> EpochRecord {
+        EpochRecord {
+            epoch: 0,
+            lr,
+            train_loss: None,
+            train_acc: None,
+            val_loss: None,
+            val_acc: None,
+            test_loss: Some(test.loss),
+            test_acc: Some(test.accuracy),
+            test_weights_epoch: None,
+            seconds: 0.0,
+            images_per_sec: 0.0,
+            device: device.to_string(),
+        }
+    }
+
     /// The record of a finished training epoch, before any evaluation.
     pub fn new(m: &EpochMetrics, device: &str) -> EpochRecord {
         EpochRecord {
             epoch: m.epoch,
             lr: m.lr,
-            train_loss: m.train_loss,
-            train_acc: m.train_acc,
+            train_loss: Some(m.train_loss),
+            train_acc: Some(m.train_acc),
             val_loss: None,
             val_acc: None,
             test_loss: None,
@@ -150,6 +173,12 @@ pub struct Summary {
     pub device: String,
     /// Epochs trained.
     pub epochs: usize,
+    /// A fine-tuning run: the starting model's test accuracy before training (its epoch-0 line).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub before_test_acc: Option<f64>,
+    /// A fine-tuning run: the starting model's mean test loss before training.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub before_test_loss: Option<f64>,
     /// Final mean test loss.
     pub test_loss: f64,
     /// Final test accuracy, a fraction.
@@ -196,11 +225,15 @@ impl Summary {
         total_seconds: f64,
         device: &str,
     ) -> Summary {
+        let before = records.iter().find(|r| r.epoch == 0);
+        let records: Vec<&EpochRecord> = records.iter().filter(|r| r.epoch > 0).collect();
         let epochs = records.len().max(1) as f64;
         Summary {
             config: config.clone(),
             device: device.to_string(),
             epochs: records.len(),
+            before_test_acc: before.and_then(|r| r.test_acc),
+            before_test_loss: before.and_then(|r| r.test_loss),
             test_loss: test.loss,
             test_acc: test.accuracy,
             test_images: test.images,
@@ -227,7 +260,7 @@ pub fn read_metrics(path: &Path) -> Result<Vec<EpochRecord>> {
         .enumerate()
         .filter(|(_, l)| !l.trim().is_empty())
         .map(|(i, l)| {
-            let r = serde_json::from_str::<EpochRecord>(l).map_err(|e| bad(Some(i + 1), e.to_string()))?;
+            let r = parse_record(l).map_err(|e| bad(Some(i + 1), e))?;
             r.check().map_err(|e| bad(Some(i + 1), e))?;
             Ok(r)
         })
@@ -236,6 +269,15 @@ pub fn read_metrics(path: &Path) -> Result<Vec<EpochRecord>> {
         return Err(bad(None, "no epoch records".to_string()));
     }
     Ok(records)
+}
+
+/// One line of `metrics.jsonl`: an epoch after the first (1 and up) must have its training figures.
+fn parse_record(line: &str) -> std::result::Result<EpochRecord, String> {
+    let r: EpochRecord = serde_json::from_str(line).map_err(|e| e.to_string())?;
+    if r.epoch > 0 && (r.train_loss.is_none() || r.train_acc.is_none()) {
+        return Err(format!("epoch {} has no train_loss or train_acc (only epoch 0, before training, may lack them)", r.epoch));
+    }
+    Ok(r)
 }
 
 /// The records of a `metrics.jsonl` being resumed: every line that parses, in order; each line
@@ -247,7 +289,7 @@ fn read_good_records(path: &Path) -> Result<Vec<EpochRecord>> {
     let text = crate::safe_fs::read_text(path, crate::safe_fs::MAX_TEXT_FILE_BYTES)?;
     let mut records = Vec::new();
     for (i, line) in text.lines().enumerate().filter(|(_, l)| !l.trim().is_empty()) {
-        match serde_json::from_str::<EpochRecord>(line) {
+        match parse_record(line) {
             Ok(r) => records.push(r),
             Err(e) => tracing::warn!("{}, line {}: dropped, not an epoch record ({e}); the other lines are kept", path.display(), i + 1),
         }
@@ -371,6 +413,11 @@ impl Reporter for MetricsLog {
         if let Some(r) = self.pending_for(epoch) {
             (r.val_loss, r.val_acc) = (Some(m.loss), Some(m.accuracy));
         }
+    }
+
+    fn before_training(&mut self, m: &EvalMetrics, lr: f64) {
+        self.flush_pending();
+        self.pending = Some(EpochRecord::before_training(m, lr, &self.device));
     }
 
     fn evaluated(&mut self, epoch: usize, m: &EvalMetrics) {

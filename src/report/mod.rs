@@ -98,6 +98,11 @@ pub trait Reporter {
     /// stopping restored the weights of an earlier epoch, `weights_epoch`: the model the run
     /// ends with, and the final test figures measure.
     fn weights_restored(&mut self, _last: usize, _weights_epoch: usize) {}
+    /// A fine-tuning run, before its first epoch: the starting model on the test set (epoch 0),
+    /// and the first epoch's learning rate. By default, reported as an evaluation at epoch 0.
+    fn before_training(&mut self, m: &EvalMetrics, _lr: f64) {
+        self.evaluated(0, m);
+    }
     /// Once, after the final evaluation.
     fn train_end(&mut self) {}
 }
@@ -173,6 +178,9 @@ impl Reporter for Fanout<'_> {
     fn weights_restored(&mut self, last: usize, weights_epoch: usize) {
         self.0.iter_mut().for_each(|r| r.weights_restored(last, weights_epoch));
     }
+    fn before_training(&mut self, m: &EvalMetrics, lr: f64) {
+        self.0.iter_mut().for_each(|r| r.before_training(m, lr));
+    }
     fn train_end(&mut self) {
         self.0.iter_mut().for_each(|r| r.train_end());
     }
@@ -184,6 +192,9 @@ pub fn result_table(s: &Summary) -> String {
     let mut out = String::new();
     let _ = writeln!(out, "Accuracy of the network on the {} test images: {:.2} %", s.test_images, 100.0 * s.test_acc);
     let _ = writeln!(out, "Test loss: {:.4}", s.test_loss);
+    if let Some(before) = s.before_test_acc {
+        let _ = writeln!(out, "Fine-tuning: test accuracy {:.2} % before -> {:.2} % after", 100.0 * before, 100.0 * s.test_acc);
+    }
     let names: Vec<_> = s.classes.iter().map(|c| escape_control(c)).collect(); // names come from files
     let width = names.iter().map(|n| n.chars().count()).max().unwrap_or(0).max("class".len());
     let _ = writeln!(out, "\n{:width$}  accuracy", "class");

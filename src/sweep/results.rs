@@ -395,8 +395,8 @@ fn mean_records(runs: &[Vec<EpochRecord>]) -> Vec<EpochRecord> {
             Some(EpochRecord {
                 epoch: first.epoch,
                 lr: first.lr,
-                train_loss: mean(|r| r.train_loss),
-                train_acc: mean(|r| r.train_acc),
+                train_loss: opt(|r| r.train_loss),
+                train_acc: opt(|r| r.train_acc),
                 val_loss: opt(|r| r.val_loss),
                 val_acc: opt(|r| r.val_acc),
                 test_loss: opt(|r| r.test_loss),

@@ -23,6 +23,18 @@ pub fn evaluate(model: &impl Module, data: &Dataset, batch_size: usize) -> EvalM
 /// `bincount` of `label * K + prediction` per batch, and read once at the end; the accuracies
 /// come from it (the diagonal over the row sums).
 pub fn evaluate_with_confusion(model: &impl Module, data: &Dataset, batch_size: usize) -> (EvalMetrics, ConfusionMatrix) {
+    let (m, c, _) = evaluate_inner(&|xs| model.forward(xs), data, batch_size, false);
+    (m, c)
+}
+
+/// [`evaluate_with_confusion`], also returning every image's logits, `float32 [N, classes]` on
+/// the data's device, in the data's order (for the calibration figures of `eval`).
+pub fn evaluate_with_logits(model: &dyn Fn(&Tensor) -> Tensor, data: &Dataset, batch_size: usize) -> (EvalMetrics, ConfusionMatrix, Tensor) {
+    let (m, c, logits) = evaluate_inner(model, data, batch_size, true);
+    (m, c, logits.expect("logits kept when asked"))
+}
+
+fn evaluate_inner(model: &dyn Fn(&Tensor) -> Tensor, data: &Dataset, batch_size: usize, keep: bool) -> (EvalMetrics, ConfusionMatrix, Option<Tensor>) {
     let k = data.classes.len() as i64;
     tch::no_grad(|| {
         let device = data.images.device();
@@ -30,8 +42,12 @@ pub fn evaluate_with_confusion(model: &impl Module, data: &Dataset, batch_size: 
         let mut loss_sum = Tensor::zeros([], (Kind::Double, device));
         let mut batches = 0usize;
         let mut counts = Tensor::zeros([k * k], (Kind::Int64, device));
+        let mut kept = Vec::new();
         for (xs, ys) in data.images.split(batch_size as i64, 0).iter().zip(data.labels.split(batch_size as i64, 0)) {
-            let logits = model.forward(&normalize(xs));
+            let logits = model(&normalize(xs));
+            if keep {
+                kept.push(logits.to_kind(Kind::Float));
+            }
             loss_sum += logits.cross_entropy_for_logits(&ys).to_kind(Kind::Double);
             batches += 1;
             let cells = &ys * k + logits.argmax(-1, false);
@@ -46,7 +62,8 @@ pub fn evaluate_with_confusion(model: &impl Module, data: &Dataset, batch_size: 
             per_class_accuracy: confusion.per_class_accuracy(),
             images: data.len(),
         };
-        (metrics, confusion)
+        let logits = keep.then(|| if kept.is_empty() { Tensor::zeros([0, k], (Kind::Float, device)) } else { Tensor::cat(&kept, 0) });
+        (metrics, confusion, logits)
     })
 }
 

@@ -20,11 +20,11 @@ use crate::{
 };
 
 /// Copies the weights saved at `from` into `net` (fresh, on the CPU), all but `fc3` when the
-/// saved classes are not `classes`.
+/// saved classes are not `classes`. Returns whether `fc3` is new (untrained).
 ///
 /// # Errors
 /// An unreadable or mismatched model file, named.
-pub fn load_pretrained(net: &Net, from: &Path, classes: &[String]) -> Result<()> {
+pub fn load_pretrained(net: &Net, from: &Path, classes: &[String]) -> Result<bool> {
     let path = crate::run_state::model_file(from)?;
     let file = model_file::read_model_file(&path)?;
     let same_head = file.classes.as_deref() == Some(classes);
@@ -43,7 +43,7 @@ pub fn load_pretrained(net: &Net, from: &Path, classes: &[String]) -> Result<()>
         path.display(),
         if same_head { "" } else { "; fc3 is new, for the dataset's classes" }
     );
-    Ok(())
+    Ok(!same_head)
 }
 
 /// Stops gradients for the frozen parameters; libtorch's SGD then leaves them untouched.

@@ -35,6 +35,8 @@ pub(crate) struct Start {
     pub state: TrainState,
     /// The validation split and early stopping, with `--val-size`.
     pub val: Option<Validation>,
+    /// A new fine-tuning run (not a resumed one): whether its `fc3` is new (untrained).
+    pub finetune: Option<bool>,
 }
 
 /// Builds the start of a run on `train` (before any validation split is taken out of it).
@@ -57,6 +59,7 @@ pub(crate) fn start(cfg: &TrainConfig, train: &Dataset, device: Device, session:
     drop(lock);
 
     let mut state = TrainState::default();
+    let mut finetune = None;
     match &session.resume {
         Some(ck) => {
             tch::no_grad(|| {
@@ -69,11 +72,11 @@ pub(crate) fn start(cfg: &TrainConfig, train: &Dataset, device: Device, session:
         None => {
             if let Some(from) = &cfg.init_from {
                 let classes = &val.as_ref().map_or(train, |v| &v.train).classes;
-                finetune::load_pretrained(&net, from, classes)?;
+                finetune = Some(finetune::load_pretrained(&net, from, classes)?);
             }
         }
     }
     vs.set_device(device);
     finetune::freeze(&net, cfg.freeze);
-    Ok(Start { vs, net, draws, state, val })
+    Ok(Start { vs, net, draws, state, val, finetune })
 }

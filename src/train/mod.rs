@@ -106,7 +106,7 @@ pub fn train(cfg: &TrainConfig, train: &Dataset, test: &Dataset, reporter: &mut 
 /// The loop itself, over any [`Step`].
 fn fit(
     cfg: &TrainConfig,
-    init::Start { vs, net, mut draws, mut state, mut val }: init::Start,
+    init::Start { vs, net, mut draws, mut state, mut val, finetune }: init::Start,
     step: &mut dyn Step,
     (train, test): (&Dataset, &Dataset),
     reporter: &mut dyn Reporter,
@@ -152,6 +152,13 @@ fn fit(
     let mut schedule = cfg.schedule_spec(steps).schedule().advanced(first, steps, 0);
     for _ in 0..first {
         draws.skip_epoch();
+    }
+    // Fine-tuning: the starting model on the target test set, as epoch 0 (the tutorial's "before").
+    if let (Some(new_head), 0) = (finetune, first) {
+        let t = finite(0, "test", evaluate(&net, &test_d, cfg.batch_size))?;
+        let head = if new_head { "; fc3 is new, untrained: chance level is expected" } else { "" };
+        tracing::info!("before fine-tuning: test loss {:.4}, test accuracy {:.2} %{head}", t.loss, 100.0 * t.accuracy);
+        reporter.before_training(&t, schedule.rates().lr);
     }
     let augment = cfg.recipe.augment();
     for epoch in first + 1..=cfg.epochs {
