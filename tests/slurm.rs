@@ -233,6 +233,12 @@ fn a_sweep_on_slurm_survives_a_cancelled_task_and_equals_the_local_sweep() -> Te
     assert!(o.status.success(), "{}", text(&o.stderr));
 
     let out = data.path().join("slurm");
+    // An argument Slurm rejects: its error, and no sweep folder.
+    let o = sweep(data.path(), &out, epochs, &["--slurm", "--slurm-arg=--partition=no-such-partition"]).output()?;
+    assert_eq!(o.status.code(), Some(1), "{}", text(&o.stderr));
+    assert!(text(&o.stderr).contains("sbatch: exited with status 1") && text(&o.stderr).contains("no-such-partition"), "{}", text(&o.stderr));
+    assert!(!out.exists());
+
     let o = sweep(data.path(), &out, epochs, &["--slurm"]).output()?;
     assert!(o.status.success(), "{}", text(&o.stderr));
     let job = text(&o.stdout).trim().to_string();
