@@ -317,3 +317,20 @@ fn without_flock_runs_lock_with_a_file_and_say_so_once() {
     assert!(stderr(&o).contains("in use by process 4242 on node17") && stderr(&o).contains(".lock.excl"), "{}", stderr(&o));
     assert!(!run.join("config.json").exists());
 }
+
+/// A run that early stopping ended is finished for good: `--epochs N` is refused with its state.
+#[test]
+fn a_run_ended_by_early_stopping_is_not_extended() {
+    let data = common::synthetic_cifar(30, 10, 3);
+    let run = data.path().join("stopped");
+    // A rate too small to change any prediction: no validation gain after epoch 1, so
+    // patience 1 stops the run after epoch 2 of 5.
+    let o = train(data.path(), &run, &["--epochs", "5", "--val-size", "10", "--early-stop-patience", "1", "--lr", "1e-30"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let o = bin().args(["train", "--resume", run.to_str().unwrap(), "--epochs", "8"]).output().unwrap();
+    let err = stderr(&o);
+    assert_eq!(o.status.code(), Some(1), "{err}");
+    assert!(err.contains("invalid epochs = 8: none for this run"), "{err}");
+    assert!(err.contains("holds a finished run (early stopping ended it after epoch 2 of 5)"), "{err}");
+    assert!(err.contains(&format!("evaluate it with `{} eval --checkpoint {}`", env!("CARGO_BIN_EXE_tch-cifar10"), run.display())), "{err}");
+}
