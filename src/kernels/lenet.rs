@@ -246,7 +246,7 @@ impl LeNet {
     pub(crate) fn logits(&mut self, w: &[&[f32]; 10], images: &[u8]) -> Vec<f32> {
         let classes = self.classes;
         assert!(w.iter().zip(param_sizes(classes)).all(|(p, n)| p.len() == n), "parameter sizes");
-        assert!(images.len() % IMAGE == 0, "whole images");
+        assert!(images.len().is_multiple_of(IMAGE), "whole images");
         let bsz = images.len() / IMAGE;
         let mut out = vec![0f32; bsz * classes];
         let n = bsz.div_ceil(L);
