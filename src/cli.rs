@@ -850,6 +850,10 @@ pub struct PredictArgs {
     /// Ignore a calibrated model's temperature: the softmax of the raw logits.
     #[arg(long)]
     pub no_temperature: bool,
+    /// Also draw each image, upscaled 8 times, beside its saliency map (the gradient of the top
+    /// class's logit with respect to the input, in red) into this PNG file, one row per image.
+    #[arg(long, value_name = "OUT.png")]
+    pub explain: Option<PathBuf>,
 }
 
 impl From<&PredictArgs> for PredictOptions {
@@ -861,6 +865,7 @@ impl From<&PredictArgs> for PredictOptions {
             device: a.device,
             classes: a.classes.clone(),
             no_temperature: a.no_temperature,
+            explain: a.explain.clone(),
         }
     }
 }

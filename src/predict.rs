@@ -50,6 +50,8 @@ pub struct PredictOptions {
     pub classes: Option<Vec<String>>,
     /// Ignore the model file's temperature: the softmax of the raw logits.
     pub no_temperature: bool,
+    /// Draw each image with its saliency map into this PNG ([`crate::explain`]).
+    pub explain: Option<PathBuf>,
 }
 
 /// One class and its probability.
@@ -105,8 +107,14 @@ pub fn run_predict(opts: &PredictOptions) -> Result<Vec<Prediction>> {
         tracing::info!("probabilities of the logits divided by the model's temperature {t:.4} (--no-temperature for the raw ones)");
     }
     let mut out = Vec::with_capacity(opts.images.len());
+    let mut explained = Vec::new();
     for paths in opts.images.chunks(CHUNK) {
         let images = paths.iter().map(|p| load_image(p)).collect::<Result<Vec<_>>>()?;
+        if opts.explain.is_some() {
+            let batch = Tensor::stack(&images, 0);
+            let maps = crate::explain::saliency(&|xs| model.net.forward(xs), &normalize(&batch.to_device(device)));
+            explained.push((batch, maps));
+        }
         let (probs, idx) = tch::no_grad(|| {
             let xs = normalize(&Tensor::stack(&images, 0).to_device(device));
             let logits = model.net.forward(&xs);
@@ -128,6 +136,11 @@ pub fn run_predict(opts: &PredictOptions) -> Result<Vec<Prediction>> {
                 .collect();
             out.push(Prediction { path: path.clone(), top });
         }
+    }
+    if let Some(png) = &opts.explain {
+        let (images, maps): (Vec<Tensor>, Vec<Tensor>) = explained.into_iter().unzip();
+        crate::explain::draw(png, &Tensor::cat(&images, 0), &Tensor::cat(&maps, 0))?;
+        tracing::info!("saliency maps (gradient of the top logit) drawn in {}", png.display());
     }
     Ok(out)
 }
