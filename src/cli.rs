@@ -813,6 +813,7 @@ impl From<&EvalArgs> for EvalOptions {
             corruptions: a.corruptions.clone(),
             fgsm: a.fgsm.clone(),
             seed: a.seed,
+            progress: false,
         }
     }
 }
