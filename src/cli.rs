@@ -864,6 +864,7 @@ impl From<&EvalArgs> for EvalOptions {
             corruptions: a.corruptions.clone(),
             fgsm: a.fgsm.clone(),
             seed: a.seed,
+            progress: false,
         }
     }
 }
@@ -905,6 +906,10 @@ pub struct PredictArgs {
     /// Ignore a calibrated model's temperature: the softmax of the raw logits.
     #[arg(long)]
     pub no_temperature: bool,
+    /// Also draw each image, upscaled 8 times, beside its saliency map (the gradient of the top
+    /// class's logit with respect to the input, in red) into this PNG file, one row per image.
+    #[arg(long, value_name = "OUT.png")]
+    pub explain: Option<PathBuf>,
 }
 
 impl From<&PredictArgs> for PredictOptions {
@@ -917,6 +922,7 @@ impl From<&PredictArgs> for PredictOptions {
             classes: a.classes.clone(),
             kernels: a.kernels,
             no_temperature: a.no_temperature,
+            explain: a.explain.clone(),
         }
     }
 }

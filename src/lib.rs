@@ -17,7 +17,7 @@
 //! * many runs: [`sweep`] (grids, random search, seeds, as child processes; ranked tables);
 //! * saved models: [`checkpoint`] (model file, training state), [`eval`] and [`predict`] (the
 //!   subcommands; `eval` also holds the calibration figures and temperature scaling),
-//!   [`calibrate`] (fits the temperature), [`export`] (TorchScript, ONNX), [`softmax`] (the classifier head's
+//!   [`calibrate`] (fits the temperature), [`explain`] (saliency maps), [`export`] (TorchScript, ONNX), [`softmax`] (the classifier head's
 //!   mathematics);
 //! * the process: [`signals`] (SIGINT, SIGTERM, SIGHUP, SIGUSR1: save and stop);
 //! * the machine: [`device`], [`cuda`] (loads libtorch's CUDA library where a driver is
@@ -34,6 +34,7 @@ pub mod data;
 pub mod device;
 pub mod error;
 pub mod eval;
+pub mod explain;
 pub mod export;
 pub mod info;
 pub(crate) mod kernels;

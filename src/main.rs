@@ -156,7 +156,8 @@ fn run(command: Command, quiet: bool) -> anyhow::Result<()> {
             emit(format_args!("CIFAR-10 is ready in {}\n", dir.display()))?;
         }
         Command::Eval(args) => {
-            let report = tch_cifar10::eval::run_eval(&(&args).into()).context("evaluation failed")?;
+            let opts = tch_cifar10::eval::EvalOptions { progress: progress::wanted(quiet), ..(&args).into() };
+            let report = tch_cifar10::eval::run_eval(&opts).context("evaluation failed")?;
             if let Some(png) = &args.confusion_png {
                 chart::confusion_matrix_png(png, &report.confusion.rows(), &report.classes).context("confusion matrix")?;
                 tracing::info!("confusion matrix drawn in {}", png.display());

@@ -57,6 +57,8 @@ pub struct PredictOptions {
     pub kernels: Kernels,
     /// Ignore the model file's temperature: the softmax of the raw logits.
     pub no_temperature: bool,
+    /// Draw each image with its saliency map into this PNG ([`crate::explain`]).
+    pub explain: Option<PathBuf>,
 }
 
 /// One class and its probability.
@@ -129,9 +131,14 @@ pub fn run_predict(opts: &PredictOptions) -> Result<Vec<Prediction>> {
         }
     }
     let mut out = Vec::with_capacity(images.len());
+    let mut explained = Vec::new();
     for paths in images.chunks(CHUNK) {
         let images = paths.iter().map(|p| load_image(p)).collect::<Result<Vec<_>>>()?;
         let xs = Tensor::stack(&images, 0);
+        if opts.explain.is_some() {
+            let maps = crate::explain::saliency(&|xs| model.net.forward(xs), &normalize(&xs.to_device(device)));
+            explained.push((xs.shallow_clone(), maps));
+        }
         let logits = match kernels.as_mut() {
             Some(k) => {
                 let bytes = view::<u8>("the images", &xs, Kind::Uint8)?;
@@ -163,6 +170,11 @@ pub fn run_predict(opts: &PredictOptions) -> Result<Vec<Prediction>> {
                 .collect();
             out.push(Prediction { path: path.clone(), top });
         }
+    }
+    if let Some(png) = &opts.explain {
+        let (images, maps): (Vec<Tensor>, Vec<Tensor>) = explained.into_iter().unzip();
+        crate::explain::draw(png, &Tensor::cat(&images, 0), &Tensor::cat(&maps, 0))?;
+        tracing::info!("saliency maps (gradient of the top logit) drawn in {}", png.display());
     }
     Ok(out)
 }

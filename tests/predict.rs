@@ -43,7 +43,7 @@ fn model(dir: &Path) -> (PathBuf, nn::VarStore, Net) {
 }
 
 fn opts(checkpoint: &Path, images: Vec<PathBuf>, top_k: usize) -> PredictOptions {
-    PredictOptions { checkpoint: checkpoint.to_path_buf(), images, top_k, device: DeviceSpec::Cpu, classes: None, kernels: Kernels::Reference, no_temperature: false }
+    PredictOptions { checkpoint: checkpoint.to_path_buf(), images, top_k, device: DeviceSpec::Cpu, classes: None, kernels: Kernels::Reference, no_temperature: false, explain: None }
 }
 
 fn bytes(t: &Tensor) -> Vec<u8> {
@@ -389,5 +389,31 @@ fn fast_kernels_predict_as_libtorch_within_rounding() -> TestResult {
     assert_eq!(out.status.code(), Some(2));
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("turbo") && err.contains("reference") && err.contains("fast"), "{err}");
+    Ok(())
+}
+
+/// `--explain`: one row per image, the image upscaled 8 times beside its saliency over it in
+/// grey and red; the predictions are the same as without it.
+#[test]
+fn explain_draws_each_image_beside_its_saliency() -> TestResult {
+    let dir = tempfile::tempdir()?;
+    let (ckpt, _vs, _net) = model(dir.path());
+    let records = common::learnable_records(2, 4, 6);
+    let mut paths = Vec::new();
+    for (i, r) in records.iter().enumerate() {
+        let p = dir.path().join(format!("img{i}.png"));
+        record_image(r).save(&p)?;
+        paths.push(p);
+    }
+    let png = dir.path().join("explain.png");
+    let plain = run_predict(&opts(&ckpt, paths.clone(), 2))?;
+    let explained = run_predict(&PredictOptions { explain: Some(png.clone()), ..opts(&ckpt, paths, 2) })?;
+    assert_eq!(plain, explained);
+    let img = image::open(&png)?.to_rgb8();
+    // Two panels of 256 pixels and three gaps of 8 across; two rows of 256 and three gaps down.
+    assert_eq!(img.dimensions(), (2 * 256 + 3 * 8, 2 * 256 + 3 * 8));
+    // The left panel is the image itself: its top-left 8x8 block is the record's first pixel.
+    let first = record_image(&records[0]).get_pixel(0, 0).0;
+    assert_eq!((img.get_pixel(8, 8).0, img.get_pixel(15, 15).0), (first, first));
     Ok(())
 }

@@ -56,6 +56,8 @@ pub struct EvalOptions {
     pub fgsm: Option<String>,
     /// Seed of the corruptions' noise.
     pub seed: i64,
+    /// A progress bar over the corrupted and perturbed test sets (on a terminal).
+    pub progress: bool,
 }
 
 impl EvalOptions {
@@ -75,6 +77,7 @@ impl EvalOptions {
             corruptions: None,
             fgsm: None,
             seed: 0,
+            progress: false,
         }
     }
 }
@@ -233,6 +236,8 @@ pub fn run_eval(opts: &EvalOptions) -> Result<EvalReport> {
     }
     let calibration = calibration::calibration(&logits, &test.labels);
     let forward = |xs: &tch::Tensor| net.forward(xs);
+    let sets = names.as_ref().map_or(0, |n| n.len() * corruptions::SEVERITIES) + epsilons.as_ref().map_or(0, Vec::len);
+    let bar = crate::bars::count_bar(sets as u64, "robustness", opts.progress && sets > 0);
     let corruption_rows = names.map(|names| {
         names
             .iter()
@@ -241,10 +246,11 @@ pub fn run_eval(opts: &EvalOptions) -> Result<EvalReport> {
                     .map(|severity| {
                         let images = corruptions::corrupt(&test.images, name, severity, opts.seed).to_device(device);
                         let set = data::Dataset { images, labels: test.labels.to_device(device), classes: test.classes.clone() };
-                        evaluate_with_logits(&forward, &set, opts.batch_size).0.accuracy
+                        let accuracy = evaluate_with_logits(&forward, &set, opts.batch_size).0.accuracy;
+                        bar.inc(1);
+                        accuracy
                     })
                     .collect();
-                tracing::info!("{name}: done");
                 CorruptionAccuracy { corruption: name.to_string(), accuracy }
             })
             .collect::<Vec<_>>()
@@ -256,9 +262,14 @@ pub fn run_eval(opts: &EvalOptions) -> Result<EvalReport> {
     let fgsm = epsilons.map(|eps| {
         let (images, labels) = (test.images.to_device(device), test.labels.to_device(device));
         eps.iter()
-            .map(|&e| FgsmAccuracy { epsilon: e, accuracy: corruptions::fgsm_accuracy(&forward, &images, &labels, e / 255.0, opts.batch_size) })
+            .map(|&e| {
+                let accuracy = corruptions::fgsm_accuracy(&forward, &images, &labels, e / 255.0, opts.batch_size);
+                bar.inc(1);
+                FgsmAccuracy { epsilon: e, accuracy }
+            })
             .collect()
     });
+    bar.finish_and_clear();
     let per_class = model
         .classes
         .iter()
