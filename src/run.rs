@@ -141,9 +141,6 @@ pub fn resume_train(dir: &Path, opts: &ResumeOptions, reporter: &mut dyn Reporte
         path: config_path.clone(),
         reason: format!("not a tch-cifar10 run configuration ({e})"),
     })?;
-    if matches!(state, RunState::NoCheckpoint { .. }) {
-        return cannot(run_state::nothing_to_resume(dir, &state));
-    }
     let extension = extension(dir, &state, &cfg, opts.epochs)?;
     if extension.is_none() && matches!(state, RunState::Finished { .. }) {
         return cannot(run_state::nothing_to_resume(dir, &state));

@@ -121,7 +121,10 @@ pub fn out_taken(dir: &Path, state: &RunState) -> String {
             program::command(&["train", "--resume", &d, "--epochs", "N"])
         ),
         RunState::Finished { .. } => "pick another --out".to_string(),
-        RunState::NoCheckpoint { .. } => format!("nothing there can be resumed: pick another --out, or delete {d} first"),
+        RunState::NoCheckpoint { .. } => format!(
+            "start it again from its first step, with the settings its {CONFIG_FILE} records, with `{}`, or pick another --out",
+            program::command(&["train", "--resume", &d])
+        ),
     };
     format!("a new run directory: {d} holds {}; {next}", state.describe())
 }
@@ -144,8 +147,9 @@ pub fn nothing_to_resume(dir: &Path, state: &RunState) -> String {
             state.describe()
         ),
         RunState::NoCheckpoint { .. } => format!(
-            "{d} holds {}, so there is nothing to resume (nothing was changed); delete {d} and run the train command again",
-            state.describe()
+            "{d} holds {}, so it has no weights yet; `{}` starts it again from its first step with the settings its {CONFIG_FILE} records",
+            state.describe(),
+            program::command(&["train", "--resume", &d])
         ),
         RunState::Empty => format!(
             "{d} holds no run (no {CONFIG_FILE}); start one there with `{}`",

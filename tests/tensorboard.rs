@@ -165,7 +165,7 @@ fn a_resumed_run_purges_the_steps_it_trains_again() -> TestResult {
             return Ok(());
         }
     };
-    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("scripts/read_tensorboard.py");
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("scripts/dev/read_tensorboard.py");
     let o = Command::new(py).arg(script).arg(&run).output()?;
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
     let tb: Value = serde_json::from_slice(&o.stdout)?;
