@@ -113,7 +113,7 @@ pub fn run_calibrate(opts: &CalibrateOptions) -> Result<CalibrateReport> {
     };
     let (val_acc, val_logits) = split_logits(&val);
     let t = temperature::fit_temperature(&val_logits, &val.labels);
-    if t < 1.001 * temperature::T_MIN || t > 0.999 * temperature::T_MAX {
+    if !(1.001 * temperature::T_MIN..=0.999 * temperature::T_MAX).contains(&t) {
         tracing::warn!(
             "the fitted temperature {t:.4} is at the end of the range searched ({} to {}): the validation NLL keeps falling \
              beyond it (every validation image right, or none), so a larger validation split tells more",
