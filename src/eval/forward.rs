@@ -2,31 +2,88 @@
 //! kernels compute it (`--kernels`, chosen in [`forward`] and nowhere else) and the temperature
 //! that divides the logits (see [`super::temperature`]).
 //!
-//! The CPU kernels of `--kernels fast` compute whole SGD steps and have no forward-only entry
-//! point yet, so evaluation's fast path is libtorch's, as the fast step on CUDA runs it:
-//! channels-last (NHWC) input and ReLU after each max-pool ([`Net::forward_pool_first`], the same
-//! function). `reference` is the PyTorch program's `net(images)`, bit for bit.
+//! `reference` is the PyTorch program's `net(images)`, bit for bit. `fast` on the CPU evaluates
+//! whole images on this crate's own kernels ([`EvalForward::evaluate`]: the training step's
+//! forward pass, `LeNet::logits`, which needs no libtorch thread after loading); a forward pass
+//! whose input gradient is wanted (FGSM, saliency) and `fast` elsewhere run libtorch's fast path,
+//! as the fast step on CUDA runs it: channels-last (NHWC) input and ReLU after each max-pool
+//! ([`Net::forward_pool_first`], the same function).
 
-use tch::{nn::Module, Tensor};
+use std::cell::RefCell;
 
-use crate::{config::Kernels, model::Net, train::step::fast::channels_last};
+use tch::{nn::Module, Device, Kind, Tensor};
+
+use crate::{
+    config::Kernels,
+    error::{Error, Result},
+    kernels::lenet::{self, LeNet},
+    model::Net,
+    train::step::{
+        fast::channels_last,
+        fast_cpu::{view, weights},
+    },
+};
 
 /// `net` as evaluation runs it: `float32 [B, 3, 32, 32]` normalised images -> `[B, classes]`
 /// logits divided by the temperature.
-#[derive(Debug)]
 pub struct EvalForward<'a> {
     net: &'a Net,
     kernels: Kernels,
     temperature: Option<f64>,
+    /// The crate's CPU kernels, for `fast` on the CPU ([`EvalForward::on_device`]).
+    cpu_kernels: Option<RefCell<LeNet>>,
+}
+
+impl std::fmt::Debug for EvalForward<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("EvalForward")
+            .field("kernels", &self.kernels)
+            .field("temperature", &self.temperature)
+            .field("cpu_kernels", &self.cpu_kernels.is_some())
+            .finish_non_exhaustive()
+    }
 }
 
 /// The forward pass of `net` with `kernels`, its logits divided by `temperature` when one is
 /// given (`None`: the raw logits, bit for bit the network's).
 pub fn forward(net: &Net, kernels: Kernels, temperature: Option<f64>) -> EvalForward<'_> {
-    EvalForward { net, kernels, temperature }
+    EvalForward { net, kernels, temperature, cpu_kernels: None }
 }
 
 impl EvalForward<'_> {
+    /// For `fast` on the CPU, starts the crate's kernels (their worker threads), which
+    /// [`EvalForward::evaluate`] then uses.
+    ///
+    /// # Errors
+    /// [`Error::Torch`] when the worker threads cannot start.
+    pub fn on_device(mut self, device: Device, classes: usize) -> Result<Self> {
+        if self.kernels == Kernels::Fast && device == Device::Cpu {
+            let k = LeNet::new(classes, lenet::threads())
+                .map_err(|e| Error::Torch(tch::TchError::Kind(format!("fast CPU kernels: starting threads: {e}"))))?;
+            self.cpu_kernels = Some(RefCell::new(k));
+        }
+        Ok(self)
+    }
+
+    /// The logits of whole images: `float32 [B, 3, 32, 32]` normalised from uint8 pixels (as
+    /// [`crate::data::normalize`] makes them) -> `float32 [B, classes]`, on the crate's kernels
+    /// when [`EvalForward::on_device`] started them (the pixels are recovered exactly, rounding
+    /// `(x * 0.5 + 0.5) * 255`), else as [`EvalForward::forward`]. No gradient flows.
+    pub fn evaluate(&self, xs: &Tensor) -> Tensor {
+        let Some(k) = &self.cpu_kernels else { return tch::no_grad(|| self.forward(xs)) };
+        let pixels = tch::no_grad(|| ((xs * 0.5 + 0.5) * 255.0).round().clamp(0.0, 255.0).to_kind(Kind::Uint8).contiguous());
+        let b = xs.size()[0];
+        let logits = match (view::<u8>("the images", &pixels, Kind::Uint8), weights(self.net)) {
+            (Ok(bytes), Ok(w)) => Tensor::from_slice(&k.borrow_mut().logits(&w, bytes)).view([b, -1]),
+            // Not a CPU batch of whole images: libtorch's path.
+            _ => return tch::no_grad(|| self.forward(xs)),
+        };
+        match self.temperature {
+            Some(t) => logits / t,
+            None => logits,
+        }
+    }
+
     /// `float32 [B, 3, 32, 32]` -> `float32 [B, classes]`.
     pub fn forward(&self, xs: &Tensor) -> Tensor {
         let logits = match self.kernels {

@@ -228,14 +228,16 @@ pub fn run_eval(opts: &EvalOptions) -> Result<EvalReport> {
     if let Some(t) = temperature {
         tracing::info!("{}: logits divided by its temperature {t:.4} (--no-temperature for the raw ones)", path.display());
     }
-    let net = forward::forward(&model.net, opts.kernels, temperature);
-    let (m, confusion, logits) = evaluate_with_logits(&|xs| net.forward(xs), &test.to_device(device), opts.batch_size);
+    let net = forward::forward(&model.net, opts.kernels, temperature).on_device(device, model.classes.len())?;
+    let (m, confusion, logits) = evaluate_with_logits(&|xs| net.evaluate(xs), &test.to_device(device), opts.batch_size);
     if !m.loss.is_finite() {
         // NaN or infinite logits make the loss so; their argmax would be meaningless.
         return Err(Error::NonFiniteOutput { path, what: format!("the test loss is {}", m.loss) });
     }
     let calibration = calibration::calibration(&logits, &test.labels);
+    // Gradients (FGSM) need libtorch's forward; whole images go through `evaluate`.
     let forward = |xs: &tch::Tensor| net.forward(xs);
+    let evaluate = |xs: &tch::Tensor| net.evaluate(xs);
     let sets = names.as_ref().map_or(0, |n| n.len() * corruptions::SEVERITIES) + epsilons.as_ref().map_or(0, Vec::len);
     let bar = crate::bars::count_bar(sets as u64, "robustness", opts.progress && sets > 0);
     let corruption_rows = names.map(|names| {
@@ -246,7 +248,7 @@ pub fn run_eval(opts: &EvalOptions) -> Result<EvalReport> {
                     .map(|severity| {
                         let images = corruptions::corrupt(&test.images, name, severity, opts.seed).to_device(device);
                         let set = data::Dataset { images, labels: test.labels.to_device(device), classes: test.classes.clone() };
-                        let accuracy = evaluate_with_logits(&forward, &set, opts.batch_size).0.accuracy;
+                        let accuracy = evaluate_with_logits(&evaluate, &set, opts.batch_size).0.accuracy;
                         bar.inc(1);
                         accuracy
                     })
