@@ -50,17 +50,24 @@ fn bytes(t: &Tensor) -> Vec<u8> {
     Vec::<u8>::try_from(t.flatten(0, -1)).unwrap()
 }
 
+/// Each record as `dir/img<i>.png`; their paths, in order.
+fn save_records(dir: &Path, records: &[Vec<u8>]) -> Result<Vec<PathBuf>, image::ImageError> {
+    records
+        .iter()
+        .enumerate()
+        .map(|(i, r)| {
+            let p = dir.join(format!("img{i}.png"));
+            record_image(r).save(&p).map(|()| p)
+        })
+        .collect()
+}
+
 #[test]
 fn probabilities_are_the_softmax_of_the_normalised_record() -> TestResult {
     let dir = tempfile::tempdir()?;
     let (ckpt, _vs, net) = model(dir.path());
     let records = common::learnable_records(3, 4, 5);
-    let mut paths = Vec::new();
-    for (i, r) in records.iter().enumerate() {
-        let p = dir.path().join(format!("img{i}.png"));
-        record_image(r).save(&p)?;
-        paths.push(p);
-    }
+    let paths = save_records(dir.path(), &records)?;
     let preds = run_predict(&opts(&ckpt, paths.clone(), 4))?;
     // The records' bytes, laid out as the CIFAR-10 reader lays them out, in one batch as predict
     // runs them: [3, 3, 32, 32] (a batch of one may take other kernels, with other roundings).
@@ -363,12 +370,7 @@ fn fast_kernels_predict_as_libtorch_within_rounding() -> TestResult {
     let dir = tempfile::tempdir()?;
     let (ckpt, _vs, _net) = model(dir.path());
     // 11 images: a full chunk of 8 and a ragged one.
-    let mut paths = Vec::new();
-    for (i, r) in common::learnable_records(11, 4, 9).iter().enumerate() {
-        let p = dir.path().join(format!("img{i}.png"));
-        record_image(r).save(&p)?;
-        paths.push(p);
-    }
+    let paths = save_records(dir.path(), &common::learnable_records(11, 4, 9))?;
     let want = run_predict(&opts(&ckpt, paths.clone(), 4))?;
     let got = run_predict(&PredictOptions { kernels: Kernels::Fast, ..opts(&ckpt, paths.clone(), 4) })?;
     for (g, w) in got.iter().zip(&want) {
@@ -399,12 +401,7 @@ fn explain_draws_each_image_beside_its_saliency() -> TestResult {
     let dir = tempfile::tempdir()?;
     let (ckpt, _vs, _net) = model(dir.path());
     let records = common::learnable_records(2, 4, 6);
-    let mut paths = Vec::new();
-    for (i, r) in records.iter().enumerate() {
-        let p = dir.path().join(format!("img{i}.png"));
-        record_image(r).save(&p)?;
-        paths.push(p);
-    }
+    let paths = save_records(dir.path(), &records)?;
     let png = dir.path().join("explain.png");
     let plain = run_predict(&opts(&ckpt, paths.clone(), 2))?;
     let explained = run_predict(&PredictOptions { explain: Some(png.clone()), ..opts(&ckpt, paths, 2) })?;

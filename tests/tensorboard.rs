@@ -16,17 +16,26 @@ use tch_cifar10::report::{metrics::read_metrics, tensorboard::read_scalars};
 
 type TestResult = Result<(), Box<dyn std::error::Error>>;
 
-/// The venv's Python, if it has `tensorboard`; else why not.
-fn python() -> Result<PathBuf, String> {
-    let py = Path::new(env!("CARGO_MANIFEST_DIR")).join(".torch-venv/bin/python");
-    if !py.exists() {
-        return Err(format!("{} not found (run scripts/setup-libtorch)", py.display()));
-    }
-    let out = Command::new(&py).args(["-c", "import tensorboard"]).output().map_err(|e| format!("cannot run {}: {e}", py.display()))?;
-    if !out.status.success() {
-        return Err(format!("{} lacks tensorboard (run scripts/setup-libtorch)", py.display()));
-    }
-    Ok(py)
+/// What TensorBoard itself reads from the log directory `dir` (`scripts/dev/read_tensorboard.py`
+/// in the venv), or `None` when the venv lacks `tensorboard` (skipped, except under `CI=true`).
+fn tensorboard_reads(dir: &Path) -> Result<Option<Value>, Box<dyn std::error::Error>> {
+    let Some(py) = common::venv::python_or_skip("TensorBoard's reader", "tensorboard") else { return Ok(None) };
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("scripts/dev/read_tensorboard.py");
+    let o = Command::new(py).arg(script).arg(dir).output()?;
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    Ok(Some(serde_json::from_slice(&o.stdout)?))
+}
+
+/// `(tag, step, value)` of `run`'s scalars in what [`tensorboard_reads`] returned, sorted.
+fn scalars(tb: &Value, run: &str) -> Vec<(String, i64, f32)> {
+    let mut got: Vec<(String, i64, f32)> = tb["scalars"][run]
+        .as_object()
+        .unwrap_or_else(|| panic!("no scalars for {run}: {tb}"))
+        .iter()
+        .flat_map(|(tag, points)| points.as_array().unwrap().iter().map(move |p| (tag.clone(), p[0].as_i64().unwrap(), p[1].as_f64().unwrap() as f32)))
+        .collect();
+    got.sort_by(|a, b| a.partial_cmp(b).unwrap());
+    got
 }
 
 fn event_file(dir: &Path) -> PathBuf {
@@ -81,27 +90,9 @@ fn event_files_hold_every_epoch_and_the_hyperparameters() -> TestResult {
         assert_eq!(got, want, "{run}");
     }
 
-    let py = match python() {
-        Ok(py) => py,
-        Err(reason) if std::env::var("CI").as_deref() == Ok("true") => panic!("CI=true, so this must run: {reason}"),
-        Err(reason) => {
-            eprintln!("skipping TensorBoard's reader: {reason}");
-            return Ok(());
-        }
-    };
-    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("scripts/dev/read_tensorboard.py");
-    let o = Command::new(py).arg(script).arg(&out).output()?;
-    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
-    let tb: Value = serde_json::from_slice(&o.stdout)?;
+    let Some(tb) = tensorboard_reads(&out)? else { return Ok(()) };
     for run in runs {
-        let mut got: Vec<(String, i64, f32)> = tb["scalars"][run]
-            .as_object()
-            .unwrap_or_else(|| panic!("no scalars for {run}: {tb}"))
-            .iter()
-            .flat_map(|(tag, points)| points.as_array().unwrap().iter().map(move |p| (tag.clone(), p[0].as_i64().unwrap(), p[1].as_f64().unwrap() as f32)))
-            .collect();
-        got.sort_by(|a, b| a.partial_cmp(b).unwrap());
-        assert_eq!(got, expected(&out.join(run)), "{run}");
+        assert_eq!(scalars(&tb, run), expected(&out.join(run)), "{run}");
 
         let start = &tb["hparams"][run]["_hparams_/session_start_info"]["sessionStartInfo"];
         let lr = if run.contains("lr=1e-2") { 0.01 } else { 0.05 };
@@ -157,26 +148,7 @@ fn a_resumed_run_purges_the_steps_it_trains_again() -> TestResult {
     let opts = tch_cifar10::ResumeOptions { device: Some(tch_cifar10::DeviceSpec::Cpu), ..Default::default() };
     tch_cifar10::resume_train(&run, &opts, &mut tch_cifar10::MemoryReporter::default(), None)?;
 
-    let py = match python() {
-        Ok(py) => py,
-        Err(reason) if std::env::var("CI").as_deref() == Ok("true") => panic!("CI=true, so this must run: {reason}"),
-        Err(reason) => {
-            eprintln!("skipping TensorBoard's reader: {reason}");
-            return Ok(());
-        }
-    };
-    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("scripts/dev/read_tensorboard.py");
-    let o = Command::new(py).arg(script).arg(&run).output()?;
-    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
-    let tb: Value = serde_json::from_slice(&o.stdout)?;
-    let want: Vec<(String, i64, f32)> = expected(&run);
-    let mut got: Vec<(String, i64, f32)> = tb["scalars"]["."]
-        .as_object()
-        .unwrap_or_else(|| panic!("no scalars: {tb}"))
-        .iter()
-        .flat_map(|(tag, points)| points.as_array().unwrap().iter().map(move |p| (tag.clone(), p[0].as_i64().unwrap(), p[1].as_f64().unwrap() as f32)))
-        .collect();
-    got.sort_by(|a, b| a.partial_cmp(b).unwrap());
-    assert_eq!(got, want, "one value per step and tag, those of metrics.jsonl");
+    let Some(tb) = tensorboard_reads(&run)? else { return Ok(()) };
+    assert_eq!(scalars(&tb, "."), expected(&run), "one value per step and tag, those of metrics.jsonl");
     Ok(())
 }
