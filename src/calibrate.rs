@@ -108,7 +108,7 @@ pub fn run_calibrate(opts: &CalibrateOptions) -> Result<CalibrateReport> {
     drop(train);
     let net = forward::forward(&model.net, e.kernels, None);
     let split_logits = |d: &data::Dataset| {
-        let (m, _, logits) = evaluate_with_logits(&|xs| net.forward(xs), &d.to_device(device), e.batch_size);
+        let (m, _, logits) = evaluate_with_logits(&|xs| net.evaluate(xs), &d.to_device(device), e.batch_size);
         (m.accuracy, logits)
     };
     let (val_acc, val_logits) = split_logits(&val);

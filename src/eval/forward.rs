@@ -15,6 +15,7 @@ use tch::{nn::Module, Device, Kind, Tensor};
 
 use crate::{
     config::Kernels,
+    data::normalize,
     error::{Error, Result},
     kernels::lenet::{self, LeNet},
     model::Net,
@@ -65,22 +66,22 @@ impl EvalForward<'_> {
         Ok(self)
     }
 
-    /// The logits of whole images: `float32 [B, 3, 32, 32]` normalised from uint8 pixels (as
-    /// [`crate::data::normalize`] makes them) -> `float32 [B, classes]`, on the crate's kernels
-    /// when [`EvalForward::on_device`] started them (the pixels are recovered exactly, rounding
-    /// `(x * 0.5 + 0.5) * 255`), else as [`EvalForward::forward`]. No gradient flows.
-    pub fn evaluate(&self, xs: &Tensor) -> Tensor {
-        let Some(k) = &self.cpu_kernels else { return tch::no_grad(|| self.forward(xs)) };
-        let pixels = tch::no_grad(|| ((xs * 0.5 + 0.5) * 255.0).round().clamp(0.0, 255.0).to_kind(Kind::Uint8).contiguous());
-        let b = xs.size()[0];
-        let logits = match (view::<u8>("the images", &pixels, Kind::Uint8), weights(self.net)) {
-            (Ok(bytes), Ok(w)) => Tensor::from_slice(&k.borrow_mut().logits(&w, bytes)).view([b, -1]),
-            // Not a CPU batch of whole images: libtorch's path.
-            _ => return tch::no_grad(|| self.forward(xs)),
-        };
-        match self.temperature {
-            Some(t) => logits / t,
-            None => logits,
+    /// The logits of whole images as stored, `uint8 [B, 3, 32, 32]` -> `float32 [B, classes]`:
+    /// on the crate's kernels when [`EvalForward::on_device`] started them (they normalise as
+    /// [`normalize`] does), else [`EvalForward::forward`] of the normalised batch. No gradient
+    /// flows.
+    pub fn evaluate(&self, images: &Tensor) -> Tensor {
+        let kernels = self.cpu_kernels.as_ref().and_then(|k| {
+            let (bytes, w) = (view::<u8>("the images", images, Kind::Uint8).ok()?, weights(self.net).ok()?);
+            Some(Tensor::from_slice(&k.borrow_mut().logits(&w, bytes)).view([images.size()[0], -1]))
+        });
+        match kernels {
+            Some(logits) => match self.temperature {
+                Some(t) => logits / t,
+                None => logits,
+            },
+            // Libtorch's path, also for a batch the kernels cannot take (not on the CPU).
+            None => tch::no_grad(|| self.forward(&normalize(images))),
         }
     }
 

@@ -23,12 +23,14 @@ pub fn evaluate(model: &impl Module, data: &Dataset, batch_size: usize) -> EvalM
 /// `bincount` of `label * K + prediction` per batch, and read once at the end; the accuracies
 /// come from it (the diagonal over the row sums).
 pub fn evaluate_with_confusion(model: &impl Module, data: &Dataset, batch_size: usize) -> (EvalMetrics, ConfusionMatrix) {
-    let (m, c, _) = evaluate_inner(&|xs| model.forward(xs), data, batch_size, false);
+    let (m, c, _) = evaluate_inner(&|xs| model.forward(&normalize(xs)), data, batch_size, false);
     (m, c)
 }
 
 /// [`evaluate_with_confusion`], also returning every image's logits, `float32 [N, classes]` on
-/// the data's device, in the data's order (for the calibration figures of `eval`).
+/// the data's device, in the data's order (for the calibration figures of `eval`). `model` gets
+/// each batch as stored, `uint8 [B, 3, 32, 32]`, and normalises it itself (with
+/// [`normalize`], or inside this crate's kernels).
 pub fn evaluate_with_logits(model: &dyn Fn(&Tensor) -> Tensor, data: &Dataset, batch_size: usize) -> (EvalMetrics, ConfusionMatrix, Tensor) {
     let (m, c, logits) = evaluate_inner(model, data, batch_size, true);
     (m, c, logits.expect("logits kept when asked"))
@@ -44,7 +46,7 @@ fn evaluate_inner(model: &dyn Fn(&Tensor) -> Tensor, data: &Dataset, batch_size:
         let mut counts = Tensor::zeros([k * k], (Kind::Int64, device));
         let mut kept = Vec::new();
         for (xs, ys) in data.images.split(batch_size as i64, 0).iter().zip(data.labels.split(batch_size as i64, 0)) {
-            let logits = model(&normalize(xs));
+            let logits = model(xs);
             if keep {
                 kept.push(logits.to_kind(Kind::Float));
             }
