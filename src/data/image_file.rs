@@ -201,17 +201,28 @@ fn jpeg_complete(b: &[u8]) -> Result<(), String> {
 }
 
 fn png_complete(b: &[u8]) -> Result<(), String> {
+    png_chunks(b).map(drop)
+}
+
+/// The chunks of PNG `b` up to and including `IEND`: where each starts and ends (length, type,
+/// data, CRC) and its type.
+///
+/// # Errors
+/// A file that ends before its `IEND` chunk does, saying where.
+fn png_chunks(b: &[u8]) -> Result<Vec<(usize, usize, [u8; 4])>, String> {
+    let mut chunks = Vec::new();
     let mut i = 8; // past the signature, which guess_format saw
     loop {
         let Some(head) = b.get(i..i + 8) else { return Err(truncated("its IEND chunk", b.len())) };
         let len = u32::from_be_bytes([head[0], head[1], head[2], head[3]]) as usize;
-        // Length, type, data, CRC.
+        let kind = [head[4], head[5], head[6], head[7]];
         let end = i.saturating_add(12).saturating_add(len);
         if end > b.len() {
-            return Err(truncated(&format!("the end of its {} chunk (at byte {i})", String::from_utf8_lossy(&head[4..8])), b.len()));
+            return Err(truncated(&format!("the end of its {} chunk (at byte {i})", String::from_utf8_lossy(&kind)), b.len()));
         }
-        if &head[4..8] == b"IEND" {
-            return Ok(());
+        chunks.push((i, end, kind));
+        if &kind == b"IEND" {
+            return Ok(chunks);
         }
         i = end;
     }
@@ -226,23 +237,14 @@ const UNUSED_PNG_CHUNKS: [&[u8; 4]; 3] = [b"iCCP", b"zTXt", b"iTXt"];
 /// `b` (a PNG that [`png_complete`] accepted) without its [`UNUSED_PNG_CHUNKS`]; borrowed when
 /// it has none.
 fn without_unused_png_chunks(b: &[u8]) -> std::borrow::Cow<'_, [u8]> {
-    let mut chunks = Vec::new(); // (start, end) of each chunk
-    let mut i = 8;
-    while let Some(head) = b.get(i..i + 8) {
-        let len = u32::from_be_bytes([head[0], head[1], head[2], head[3]]) as usize;
-        let end = i.saturating_add(12).saturating_add(len).min(b.len());
-        chunks.push((i, end, UNUSED_PNG_CHUNKS.iter().any(|k| &head[4..8] == k.as_slice())));
-        if &head[4..8] == b"IEND" {
-            break;
-        }
-        i = end;
-    }
-    if !chunks.iter().any(|c| c.2) {
+    let chunks = png_chunks(b).unwrap_or_default();
+    let unused = |kind: &[u8; 4]| UNUSED_PNG_CHUNKS.contains(&kind);
+    if !chunks.iter().any(|(_, _, kind)| unused(kind)) {
         return std::borrow::Cow::Borrowed(b);
     }
     let mut out = b[..8].to_vec();
-    for (start, end, unused) in chunks {
-        if !unused {
+    for (start, end, kind) in chunks {
+        if !unused(&kind) {
             out.extend_from_slice(&b[start..end]);
         }
     }
