@@ -88,9 +88,7 @@ impl EpochRecord {
     /// # Errors
     /// The first field out of range, named, with its value.
     pub fn check(&self) -> std::result::Result<(), String> {
-        if self.epoch > 0 && (self.train_loss.is_none() || self.train_acc.is_none()) {
-            return Err(format!("epoch {} has no train_loss or train_acc (only epoch 0, before training, may lack them)", self.epoch));
-        }
+        self.check_training_figures()?;
         in_range("lr", self.lr, 0.0, f64::MAX)?;
         for (field, value) in [("val_loss", self.val_loss), ("test_loss", self.test_loss), ("train_loss", self.train_loss)] {
             value.map_or(Ok(()), |v| in_range(field, v, 0.0, f64::MAX))?;
@@ -103,6 +101,17 @@ impl EpochRecord {
         }
         in_range("seconds", self.seconds, 0.0, f64::MAX)?;
         in_range("images_per_sec", self.images_per_sec, 0.0, f64::MAX)
+    }
+
+    /// Checks that a trained epoch (not epoch 0, the starting model) has its training figures.
+    ///
+    /// # Errors
+    /// Which epoch lacks them.
+    fn check_training_figures(&self) -> std::result::Result<(), String> {
+        if self.epoch > 0 && (self.train_loss.is_none() || self.train_acc.is_none()) {
+            return Err(format!("epoch {} has no train_loss or train_acc (only epoch 0, before training, may lack them)", self.epoch));
+        }
+        Ok(())
     }
 
     /// The epoch-0 record of a fine-tuning run: the starting model's test figures, before any
@@ -274,9 +283,7 @@ pub fn read_metrics(path: &Path) -> Result<Vec<EpochRecord>> {
 /// One line of `metrics.jsonl`: an epoch after the first (1 and up) must have its training figures.
 fn parse_record(line: &str) -> std::result::Result<EpochRecord, String> {
     let r: EpochRecord = serde_json::from_str(line).map_err(|e| e.to_string())?;
-    if r.epoch > 0 && (r.train_loss.is_none() || r.train_acc.is_none()) {
-        return Err(format!("epoch {} has no train_loss or train_acc (only epoch 0, before training, may lack them)", r.epoch));
-    }
+    r.check_training_figures()?;
     Ok(r)
 }
 

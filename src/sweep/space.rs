@@ -706,8 +706,9 @@ pub fn parse_seeds(text: &str) -> Result<Vec<i64>> {
             (a..b).collect()
         }
         None => {
-            if text.split(',').count() > MAX_TRIALS {
-                return Err(too_large("seeds", format!("{} seeds", text.split(',').count()), Some(text.split(',').count()), "one trial per seed"));
+            let n = text.split(',').count();
+            if n > MAX_TRIALS {
+                return Err(too_large("seeds", format!("{n} seeds"), Some(n), "one trial per seed"));
             }
             text.split(',').map(seed).collect::<Result<_>>()?
         }
